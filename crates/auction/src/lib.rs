@@ -1,0 +1,8 @@
+//! The deterministic auction state machine.
+//!
+//! Not implemented yet: this crate is a placeholder in the workspace layout, and its work is
+//! tracked by issue 3. It depends only on `auction-proto` and never on tokio: it will be a
+//! sans-IO state machine (see docs/architecture.md).
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]

@@ -1,0 +1,360 @@
+//! Auction data as it crosses the wire: what a seller asks for, what a bid is, what the state
+//! machine answers and what it tells watchers.
+//!
+//! The rules live in the `auction-core` crate; these are only the shapes.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Amount, AuctionId, Seq, Timestamp};
+
+/// Longest bidder name, in bytes.
+pub const MAX_BIDDER_NAME: usize = 32;
+
+/// A registered bidder's (or seller's) public name: 1 to 32 characters of letters, digits, `_`,
+/// `-` and `.`. Validated on construction and on deserialization.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct BidderName(String);
+
+/// Why a string is not a [`BidderName`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BidderNameError {
+    /// Empty, or longer than [`MAX_BIDDER_NAME`] bytes.
+    #[error("a bidder name has 1 to {MAX_BIDDER_NAME} characters (got {len})")]
+    Length {
+        /// The length given.
+        len: usize,
+    },
+    /// A character outside letters, digits, `_`, `-` and `.`.
+    #[error("invalid character {found:?} in bidder name (use letters, digits, '_', '-', '.')")]
+    InvalidCharacter {
+        /// The first offending character.
+        found: char,
+    },
+}
+
+impl BidderName {
+    /// Validates `name`.
+    pub fn new(name: impl Into<String>) -> Result<Self, BidderNameError> {
+        let name = name.into();
+        if name.is_empty() || name.len() > MAX_BIDDER_NAME {
+            return Err(BidderNameError::Length { len: name.len() });
+        }
+        if let Some(found) =
+            name.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
+        {
+            return Err(BidderNameError::InvalidCharacter { found });
+        }
+        Ok(Self(name))
+    }
+
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for BidderName {
+    type Error = BidderNameError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Self::new(s)
+    }
+}
+
+impl From<BidderName> for String {
+    fn from(n: BidderName) -> String {
+        n.0
+    }
+}
+
+impl fmt::Display for BidderName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(&self.0)
+    }
+}
+
+impl fmt::Debug for BidderName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.0)
+    }
+}
+
+/// One step of a tiered increment table: from `from` (inclusive) upwards the minimum increment
+/// is `increment`, until the next tier.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IncrementTier {
+    /// The current price at which this tier starts.
+    pub from: Amount,
+    /// The minimum raise while the price is in this tier.
+    pub increment: Amount,
+}
+
+/// How much a new bid must beat the current price by.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum IncrementRule {
+    /// The same minimum raise at every price.
+    Fixed(Amount),
+    /// A table by current price, tiers sorted by `from`, the first starting at zero.
+    Tiered(Vec<IncrementTier>),
+}
+
+/// Soft close ("anti-sniping"): a bid in the last `window` before the end moves the end to
+/// `extension` after the bid, never more than `max_extension` past the original end.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SoftClose {
+    /// How close to the end a bid must be to extend it.
+    pub window: Duration,
+    /// How far past the bid the end moves.
+    pub extension: Duration,
+    /// The cap on the total extension past the original end.
+    pub max_extension: Duration,
+}
+
+/// What a seller asks for when opening an auction.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuctionSpec {
+    /// Short title.
+    pub title: String,
+    /// Free text.
+    pub description: String,
+    /// The lowest acceptable first bid.
+    pub starting_price: Amount,
+    /// Secret minimum for a sale; bidders only learn whether it is met.
+    pub reserve: Option<Amount>,
+    /// Minimum raise.
+    pub increment: IncrementRule,
+    /// How long the auction runs, from the sequencer time of the opening entry.
+    pub duration: Duration,
+    /// Optional anti-sniping extension.
+    pub soft_close: Option<SoftClose>,
+    /// Optional price at which a bidder can end the auction at once.
+    pub buy_now: Option<Amount>,
+}
+
+/// Plain or proxy bid.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BidKind {
+    /// A bid of exactly this amount (a proxy bid whose maximum is the amount).
+    Plain,
+    /// A maximum: the system bids for the bidder just enough to lead, up to it.
+    Proxy,
+}
+
+/// Lifecycle of an auction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AuctionState {
+    /// Accepting bids.
+    Open,
+    /// Ended at its deadline (sold or not).
+    Closed,
+    /// Ended by a buy-now purchase.
+    Bought,
+    /// Withdrawn by the seller before any bid.
+    Cancelled,
+}
+
+/// Why the state machine refused a command. Nothing changed when one of these is returned.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RejectReason {
+    /// The bid is below the minimum acceptable amount.
+    TooLow {
+        /// The smallest amount that would have been accepted.
+        minimum: Amount,
+    },
+    /// The auction is no longer open (closed, bought, cancelled, or past its end).
+    AuctionClosed,
+    /// No auction has this id.
+    UnknownAuction,
+    /// The seller may not bid on their own auction.
+    SellerCannotBid,
+    /// Only the seller may do this.
+    NotSeller,
+    /// An amount that makes no sense here (zero, overflowing, inconsistent prices).
+    InvalidAmount,
+    /// The seller cannot cancel an auction that has bids.
+    HasBids,
+    /// Buy-now is not offered, or no longer available.
+    BuyNowUnavailable,
+    /// The bidder name is already registered.
+    NameTaken,
+    /// No bidder has this name.
+    UnknownBidder,
+    /// The auction specification is invalid (empty title, bad tiers, zero duration...).
+    InvalidSpec,
+}
+
+/// The result of applying one command.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
+    /// A bidder name was registered.
+    Registered {
+        /// The new bidder.
+        bidder: BidderName,
+    },
+    /// An auction was opened.
+    Opened {
+        /// Its id.
+        auction: AuctionId,
+        /// When it ends (sequencer time).
+        ends_at: Timestamp,
+    },
+    /// The bid was accepted; `leader` may be someone else if an earlier proxy maximum beat it.
+    Accepted {
+        /// The auction.
+        auction: AuctionId,
+        /// The current price after the bid.
+        price: Amount,
+        /// Who leads now.
+        leader: BidderName,
+    },
+    /// The bidder bought the item at the buy-now price; the auction has ended.
+    Bought {
+        /// The auction.
+        auction: AuctionId,
+        /// The price paid.
+        price: Amount,
+    },
+    /// The seller cancelled the auction.
+    Cancelled {
+        /// The auction.
+        auction: AuctionId,
+    },
+    /// The auction closed.
+    Closed {
+        /// The auction.
+        auction: AuctionId,
+        /// The winner, if the reserve was met and there were bids.
+        winner: Option<BidderName>,
+        /// The final price, if sold.
+        price: Option<Amount>,
+    },
+    /// A command with no effect (a no-op, or closing an auction already closed).
+    Unchanged,
+    /// The command was refused; nothing changed.
+    Rejected {
+        /// Why.
+        reason: RejectReason,
+    },
+}
+
+/// A notification for watchers, produced when a command is applied.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AuctionEvent {
+    /// A new current price or leader.
+    NewHighBid {
+        /// The auction.
+        auction: AuctionId,
+        /// The new current price.
+        price: Amount,
+        /// Who leads.
+        leader: BidderName,
+    },
+    /// `bidder` was leading and no longer is.
+    Outbid {
+        /// The auction.
+        auction: AuctionId,
+        /// The bidder who lost the lead.
+        bidder: BidderName,
+        /// The new current price.
+        price: Amount,
+    },
+    /// Soft close moved the end.
+    Extended {
+        /// The auction.
+        auction: AuctionId,
+        /// The new end (sequencer time).
+        new_end: Timestamp,
+    },
+    /// The auction ended.
+    Closed {
+        /// The auction.
+        auction: AuctionId,
+        /// The winner, if any.
+        winner: Option<BidderName>,
+        /// The final price, if sold.
+        price: Option<Amount>,
+        /// Whether the reserve was met.
+        reserve_met: bool,
+    },
+}
+
+/// One line of an auctions list.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuctionSummary {
+    /// The auction.
+    pub id: AuctionId,
+    /// Its title.
+    pub title: String,
+    /// The seller.
+    pub seller: BidderName,
+    /// Lifecycle state.
+    pub state: AuctionState,
+    /// The current price (the starting price before any bid).
+    pub price: Amount,
+    /// The current leader, if any bid.
+    pub leader: Option<BidderName>,
+    /// Number of accepted bids.
+    pub bids: u32,
+    /// Current end time (sequencer time).
+    pub ends_at: Timestamp,
+    /// `None` without a reserve; otherwise whether it is met.
+    pub reserve_met: Option<bool>,
+}
+
+/// Everything a bidder may see about one auction.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuctionView {
+    /// The list line.
+    pub summary: AuctionSummary,
+    /// Free text.
+    pub description: String,
+    /// Starting price.
+    pub starting_price: Amount,
+    /// Increment rule.
+    pub increment: IncrementRule,
+    /// The smallest bid that would be accepted now.
+    pub minimum_bid: Amount,
+    /// Buy-now price, while still available.
+    pub buy_now: Option<Amount>,
+    /// Soft-close settings.
+    pub soft_close: Option<SoftClose>,
+    /// When it opened (sequencer time).
+    pub opened_at: Timestamp,
+}
+
+/// One accepted bid in an auction's history.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BidRecord {
+    /// Log position of the entry that placed it.
+    pub seq: Seq,
+    /// Sequencer time.
+    pub at: Timestamp,
+    /// Who bid.
+    pub bidder: BidderName,
+    /// Plain or proxy.
+    pub kind: BidKind,
+    /// The current price right after this bid was applied (never the secret maximum).
+    pub price: Amount,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bidder_names_are_validated() {
+        assert!(BidderName::new("alice_01").is_ok());
+        assert_eq!(BidderName::new(""), Err(BidderNameError::Length { len: 0 }));
+        assert_eq!(BidderName::new("a b"), Err(BidderNameError::InvalidCharacter { found: ' ' }));
+        assert!(BidderName::new("x".repeat(33)).is_err());
+    }
+
+    #[test]
+    fn invalid_bidder_name_is_refused_on_decode() {
+        let bytes = postcard::to_stdvec(&"bad name".to_string()).unwrap();
+        assert!(postcard::from_bytes::<BidderName>(&bytes).is_err());
+    }
+}

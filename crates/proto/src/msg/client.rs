@@ -1,0 +1,334 @@
+//! The client protocol: requests, responses with typed errors, and server-pushed events.
+//!
+//! Client frames are not authenticated with the cluster key (clients do not hold it); bidder
+//! identity is a secret token checked by the server, and admin operations carry an admin token.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::auction::{
+    AuctionEvent, AuctionSpec, AuctionSummary, AuctionView, BidRecord, BidderName, Outcome,
+};
+use super::peer::MemberState;
+use crate::{Amount, AuctionId, ClientId, ClusterId, Incarnation, NodeId, RequestNo, Seq, Term};
+use crate::{Timestamp, msg::log::LogEntry};
+
+/// A message from a client to a server.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ClientToServer {
+    /// A request; answered by exactly one [`Response`] with the same number.
+    Request(Request),
+    /// Client discovery over UDP broadcast: servers of `cluster` answer [`ServerToClient::Here`].
+    FindServers {
+        /// The cluster the client looks for.
+        cluster: ClusterId,
+    },
+}
+
+/// A request and its number (unique per client session, reused only for a retry).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Request {
+    /// The request number.
+    pub no: RequestNo,
+    /// What to do.
+    pub body: RequestBody,
+}
+
+/// Which auctions to list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ListFilter {
+    /// Only open auctions.
+    Open,
+    /// Only ended ones.
+    Ended,
+    /// Everything.
+    All,
+}
+
+/// The operations a client can ask for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RequestBody {
+    /// First request of a session: who the client is and the newest state it has seen.
+    Hello {
+        /// The client session (kept across reconnects so retries are recognised).
+        client: ClientId,
+        /// The highest applied seq the client has seen; the server answers no read older.
+        seen: Seq,
+    },
+    /// Register a new bidder name; the answer carries its secret token.
+    Register {
+        /// The wanted name.
+        name: BidderName,
+    },
+    /// Act as a registered bidder for the rest of the session.
+    Login {
+        /// The bidder.
+        name: BidderName,
+        /// Its secret token.
+        token: String,
+    },
+    /// Who this session acts as.
+    Whoami,
+    /// List auctions.
+    ListAuctions {
+        /// Which ones.
+        filter: ListFilter,
+    },
+    /// One auction in detail.
+    ShowAuction {
+        /// The auction.
+        auction: AuctionId,
+    },
+    /// The bid history of one auction.
+    History {
+        /// The auction.
+        auction: AuctionId,
+    },
+    /// Open an auction as the logged-in bidder.
+    Open {
+        /// What and how.
+        spec: AuctionSpec,
+    },
+    /// A plain bid.
+    Bid {
+        /// The auction.
+        auction: AuctionId,
+        /// The amount.
+        amount: Amount,
+    },
+    /// A proxy bid with a maximum.
+    MaxBid {
+        /// The auction.
+        auction: AuctionId,
+        /// The maximum.
+        max: Amount,
+    },
+    /// Buy at the buy-now price.
+    BuyNow {
+        /// The auction.
+        auction: AuctionId,
+    },
+    /// Cancel one's own auction without bids.
+    Cancel {
+        /// The auction.
+        auction: AuctionId,
+    },
+    /// Receive events for one auction, or for all with `None`.
+    Subscribe {
+        /// The auction, or all.
+        auction: Option<AuctionId>,
+    },
+    /// Stop receiving events.
+    Unsubscribe,
+    /// This server's status.
+    Report,
+    /// The membership view.
+    Servers,
+    /// The clients connected to this server.
+    Clients,
+    /// The hold-back queue contents.
+    Queue,
+    /// An administrative operation, allowed only with the admin token.
+    Admin {
+        /// The admin token (or the cluster key).
+        token: String,
+        /// The operation.
+        op: AdminOp,
+    },
+}
+
+/// Administrative operations (the seed's `rmi`, made safe).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AdminOp {
+    /// The server's report.
+    Report,
+    /// The hold-back queue.
+    Queue,
+    /// Leave the cluster (removed from the configuration first), then stop.
+    Leave,
+    /// Stop leading; let another node be elected.
+    StepDown,
+    /// Take a snapshot now.
+    Snapshot,
+}
+
+/// The answer to one request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Response {
+    /// The request answered.
+    pub no: RequestNo,
+    /// The applied seq of the state this answer reflects.
+    pub applied: Seq,
+    /// The result.
+    pub result: Result<Reply, ClientError>,
+}
+
+/// A successful answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Reply {
+    /// Session accepted.
+    Welcome {
+        /// This server.
+        server: NodeId,
+        /// The servers to fail over to.
+        servers: Vec<ServerInfo>,
+        /// The server's clock (sequencer time of the last applied entry).
+        now: Timestamp,
+    },
+    /// A bidder was registered; keep the token secret.
+    Registered {
+        /// The name.
+        name: BidderName,
+        /// The secret token for `Login`.
+        token: String,
+    },
+    /// The session now acts as this bidder (or as nobody).
+    Identity {
+        /// The bidder, if logged in.
+        name: Option<BidderName>,
+    },
+    /// A list of auctions.
+    Auctions(Vec<AuctionSummary>),
+    /// One auction.
+    Auction(AuctionView),
+    /// Bid history.
+    History(Vec<BidRecord>),
+    /// The state machine's outcome of a committed command.
+    Outcome(Outcome),
+    /// Subscribed or unsubscribed.
+    Subscribed,
+    /// Server status.
+    Report(NodeReport),
+    /// Membership view.
+    Servers(Vec<ServerInfo>),
+    /// Connected clients.
+    Clients(Vec<ClientInfo>),
+    /// Hold-back queue contents.
+    Queue(Vec<LogEntry>),
+    /// An admin operation was carried out.
+    Done,
+}
+
+/// A request that failed. Each variant says whether anything changed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ClientError {
+    /// No majority is reachable (or no leader yet); nothing changed. Retry after the hint,
+    /// possibly at another server.
+    Unavailable {
+        /// When to retry.
+        retry_after: Duration,
+        /// A leader the server knows of.
+        leader: Option<NodeId>,
+    },
+    /// The server is overloaded (too many pending requests); nothing changed.
+    Overloaded,
+    /// The request needs a logged-in bidder; nothing changed.
+    NotLoggedIn,
+    /// Unknown name or wrong token; nothing changed.
+    BadCredentials,
+    /// The admin token is wrong; nothing changed.
+    NotAuthorized,
+    /// No such auction; nothing changed.
+    UnknownAuction,
+    /// The server has not yet applied the state the client has seen; nothing changed.
+    Behind {
+        /// What the server has applied.
+        applied: Seq,
+        /// What the client has seen.
+        seen: Seq,
+    },
+    /// The first request of a session must be `Hello`; nothing changed.
+    HelloFirst,
+    /// The request was not understood; nothing changed.
+    BadRequest,
+    /// The outcome is unknown: the command may or may not commit. Retry with the same number.
+    Timeout,
+}
+
+/// An event pushed to a subscribed client.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushEvent {
+    /// Log position of the entry that caused it.
+    pub seq: Seq,
+    /// Its sequencer time.
+    pub at: Timestamp,
+    /// What happened.
+    pub event: AuctionEvent,
+}
+
+/// A message from a server to a client.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ServerToClient {
+    /// The answer to a request.
+    Response(Response),
+    /// An event for a subscription.
+    Event(PushEvent),
+    /// The answer to `FindServers`.
+    Here(ServerInfo),
+}
+
+/// How a client reaches a server, and how loaded it is.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerInfo {
+    /// The server.
+    pub node: NodeId,
+    /// Its incarnation.
+    pub incarnation: Incarnation,
+    /// Where clients connect.
+    pub client_addr: SocketAddr,
+    /// Its state as this server sees it.
+    pub state: MemberState,
+    /// How many clients it holds.
+    pub clients: u32,
+}
+
+/// A server's role.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Role {
+    /// The sequencer of the current term.
+    Leader,
+    /// A member following a leader.
+    Follower,
+    /// Taking part in an election.
+    Candidate,
+    /// Not (yet) in the configuration.
+    Joining,
+}
+
+/// One server's status (the seed's `report`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeReport {
+    /// The server.
+    pub node: NodeId,
+    /// Its incarnation.
+    pub incarnation: Incarnation,
+    /// Its role.
+    pub role: Role,
+    /// Its current term.
+    pub term: Term,
+    /// The leader it follows.
+    pub leader: Option<NodeId>,
+    /// Highest committed seq it knows.
+    pub commit: Seq,
+    /// Highest seq applied to its state machine.
+    pub applied: Seq,
+    /// Voting members.
+    pub members: Vec<NodeId>,
+    /// Connected clients.
+    pub clients: u32,
+    /// Entries waiting in the hold-back queue.
+    pub holdback: u32,
+}
+
+/// One connected client (the seed's `clients`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientInfo {
+    /// The session.
+    pub client: ClientId,
+    /// The bidder it acts as.
+    pub bidder: Option<BidderName>,
+    /// Its address.
+    pub addr: SocketAddr,
+}
