@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 /// Arithmetic is checked: an overflow is a `None`, never a wrap. `Display` and `FromStr` use
 /// the decimal form with exactly two fractional digits on output (`12.50`) and at most two on
 /// input (`12`, `12.5`, `12.50`).
+#[cfg_attr(any(test, feature = "proptest"), derive(proptest_derive::Arbitrary))]
 #[derive(Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Amount(u64);
 

@@ -41,6 +41,19 @@ macro_rules! uuid_id {
             }
         }
 
+        #[cfg(any(test, feature = "proptest"))]
+        impl proptest::arbitrary::Arbitrary for $name {
+            type Parameters = ();
+            type Strategy = proptest::strategy::Map<
+                proptest::arbitrary::StrategyFor<[u8; 16]>,
+                fn([u8; 16]) -> Self,
+            >;
+            fn arbitrary_with((): ()) -> Self::Strategy {
+                use proptest::strategy::Strategy;
+                proptest::arbitrary::any::<[u8; 16]>().prop_map(Self::from_bytes)
+            }
+        }
+
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 fmt::Display::fmt(&self.0, f)
@@ -99,6 +112,7 @@ macro_rules! counter_id {
         #[derive(
             Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
         )]
+        #[cfg_attr(any(test, feature = "proptest"), derive(proptest_derive::Arbitrary))]
         pub struct $name(pub u64);
 
         impl $name {
@@ -176,6 +190,7 @@ counter_id!(
 /// Sequencer time: milliseconds since the Unix epoch, stamped by the leader on each log entry.
 ///
 /// The replicated state machine reads time only from here, never from a local clock.
+#[cfg_attr(any(test, feature = "proptest"), derive(proptest_derive::Arbitrary))]
 #[derive(Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Timestamp(pub u64);
 
@@ -200,6 +215,7 @@ impl fmt::Debug for Timestamp {
 
 /// A log position `(term, seq)`: the term of the entry at `seq`. Ordered by term, then seq, which
 /// is the "more up to date" order of the election's candidate rule.
+#[cfg_attr(any(test, feature = "proptest"), derive(proptest_derive::Arbitrary))]
 #[derive(
     Clone, Copy, Default, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
 )]

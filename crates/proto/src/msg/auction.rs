@@ -70,6 +70,18 @@ impl From<BidderName> for String {
     }
 }
 
+#[cfg(any(test, feature = "proptest"))]
+impl proptest::arbitrary::Arbitrary for BidderName {
+    type Parameters = ();
+    type Strategy = proptest::strategy::BoxedStrategy<Self>;
+    fn arbitrary_with((): ()) -> Self::Strategy {
+        use proptest::strategy::Strategy;
+        "[a-zA-Z0-9_.-]{1,32}"
+            .prop_filter_map("valid bidder name", |s| BidderName::new(s).ok())
+            .boxed()
+    }
+}
+
 impl fmt::Display for BidderName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.pad(&self.0)
@@ -84,6 +96,7 @@ impl fmt::Debug for BidderName {
 
 /// One step of a tiered increment table: from `from` (inclusive) upwards the minimum increment
 /// is `increment`, until the next tier.
+#[cfg_attr(any(test, feature = "proptest"), derive(proptest_derive::Arbitrary))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IncrementTier {
     /// The current price at which this tier starts.
@@ -93,6 +106,7 @@ pub struct IncrementTier {
 }
 
 /// How much a new bid must beat the current price by.
+#[cfg_attr(any(test, feature = "proptest"), derive(proptest_derive::Arbitrary))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum IncrementRule {
     /// The same minimum raise at every price.
@@ -103,6 +117,7 @@ pub enum IncrementRule {
 
 /// Soft close ("anti-sniping"): a bid in the last `window` before the end moves the end to
 /// `extension` after the bid, never more than `max_extension` past the original end.
+#[cfg_attr(any(test, feature = "proptest"), derive(proptest_derive::Arbitrary))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SoftClose {
     /// How close to the end a bid must be to extend it.
@@ -114,6 +129,7 @@ pub struct SoftClose {
 }
 
 /// What a seller asks for when opening an auction.
+#[cfg_attr(any(test, feature = "proptest"), derive(proptest_derive::Arbitrary))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuctionSpec {
     /// Short title.
@@ -135,6 +151,7 @@ pub struct AuctionSpec {
 }
 
 /// Plain or proxy bid.
+#[cfg_attr(any(test, feature = "proptest"), derive(proptest_derive::Arbitrary))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum BidKind {
     /// A bid of exactly this amount (a proxy bid whose maximum is the amount).
@@ -144,6 +161,7 @@ pub enum BidKind {
 }
 
 /// Lifecycle of an auction.
+#[cfg_attr(any(test, feature = "proptest"), derive(proptest_derive::Arbitrary))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AuctionState {
     /// Accepting bids.
@@ -157,6 +175,7 @@ pub enum AuctionState {
 }
 
 /// Why the state machine refused a command. Nothing changed when one of these is returned.
+#[cfg_attr(any(test, feature = "proptest"), derive(proptest_derive::Arbitrary))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RejectReason {
     /// The bid is below the minimum acceptable amount.
@@ -187,6 +206,7 @@ pub enum RejectReason {
 }
 
 /// The result of applying one command.
+#[cfg_attr(any(test, feature = "proptest"), derive(proptest_derive::Arbitrary))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Outcome {
     /// A bidder name was registered.
@@ -241,6 +261,7 @@ pub enum Outcome {
 }
 
 /// A notification for watchers, produced when a command is applied.
+#[cfg_attr(any(test, feature = "proptest"), derive(proptest_derive::Arbitrary))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AuctionEvent {
     /// A new current price or leader.
@@ -282,6 +303,7 @@ pub enum AuctionEvent {
 }
 
 /// One line of an auctions list.
+#[cfg_attr(any(test, feature = "proptest"), derive(proptest_derive::Arbitrary))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuctionSummary {
     /// The auction.
@@ -305,6 +327,7 @@ pub struct AuctionSummary {
 }
 
 /// Everything a bidder may see about one auction.
+#[cfg_attr(any(test, feature = "proptest"), derive(proptest_derive::Arbitrary))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuctionView {
     /// The list line.
@@ -326,6 +349,7 @@ pub struct AuctionView {
 }
 
 /// One accepted bid in an auction's history.
+#[cfg_attr(any(test, feature = "proptest"), derive(proptest_derive::Arbitrary))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BidRecord {
     /// Log position of the entry that placed it.

@@ -16,6 +16,7 @@ use crate::{Amount, AuctionId, ClientId, ClusterId, Incarnation, NodeId, Request
 use crate::{Timestamp, msg::log::LogEntry};
 
 /// A message from a client to a server.
+#[cfg_attr(any(test, feature = "proptest"), derive(proptest_derive::Arbitrary))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ClientToServer {
     /// A request; answered by exactly one [`Response`] with the same number.
@@ -28,6 +29,7 @@ pub enum ClientToServer {
 }
 
 /// A request and its number (unique per client session, reused only for a retry).
+#[cfg_attr(any(test, feature = "proptest"), derive(proptest_derive::Arbitrary))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Request {
     /// The request number.
@@ -37,6 +39,7 @@ pub struct Request {
 }
 
 /// Which auctions to list.
+#[cfg_attr(any(test, feature = "proptest"), derive(proptest_derive::Arbitrary))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ListFilter {
     /// Only open auctions.
@@ -48,6 +51,7 @@ pub enum ListFilter {
 }
 
 /// The operations a client can ask for.
+#[cfg_attr(any(test, feature = "proptest"), derive(proptest_derive::Arbitrary))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RequestBody {
     /// First request of a session: who the client is and the newest state it has seen.
@@ -140,6 +144,7 @@ pub enum RequestBody {
 }
 
 /// Administrative operations (the seed's `rmi`, made safe).
+#[cfg_attr(any(test, feature = "proptest"), derive(proptest_derive::Arbitrary))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AdminOp {
     /// The server's report.
@@ -155,6 +160,7 @@ pub enum AdminOp {
 }
 
 /// The answer to one request.
+#[cfg_attr(any(test, feature = "proptest"), derive(proptest_derive::Arbitrary))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Response {
     /// The request answered.
@@ -166,6 +172,7 @@ pub struct Response {
 }
 
 /// A successful answer.
+#[cfg_attr(any(test, feature = "proptest"), derive(proptest_derive::Arbitrary))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Reply {
     /// Session accepted.
@@ -212,6 +219,7 @@ pub enum Reply {
 }
 
 /// A request that failed. Each variant says whether anything changed.
+#[cfg_attr(any(test, feature = "proptest"), derive(proptest_derive::Arbitrary))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ClientError {
     /// No majority is reachable (or no leader yet); nothing changed. Retry after the hint,
@@ -248,6 +256,7 @@ pub enum ClientError {
 }
 
 /// An event pushed to a subscribed client.
+#[cfg_attr(any(test, feature = "proptest"), derive(proptest_derive::Arbitrary))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PushEvent {
     /// Log position of the entry that caused it.
@@ -259,6 +268,7 @@ pub struct PushEvent {
 }
 
 /// A message from a server to a client.
+#[cfg_attr(any(test, feature = "proptest"), derive(proptest_derive::Arbitrary))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ServerToClient {
     /// The answer to a request.
@@ -270,6 +280,7 @@ pub enum ServerToClient {
 }
 
 /// How a client reaches a server, and how loaded it is.
+#[cfg_attr(any(test, feature = "proptest"), derive(proptest_derive::Arbitrary))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServerInfo {
     /// The server.
@@ -285,6 +296,7 @@ pub struct ServerInfo {
 }
 
 /// A server's role.
+#[cfg_attr(any(test, feature = "proptest"), derive(proptest_derive::Arbitrary))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Role {
     /// The sequencer of the current term.
@@ -298,6 +310,7 @@ pub enum Role {
 }
 
 /// One server's status (the seed's `report`).
+#[cfg_attr(any(test, feature = "proptest"), derive(proptest_derive::Arbitrary))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeReport {
     /// The server.
@@ -323,6 +336,7 @@ pub struct NodeReport {
 }
 
 /// One connected client (the seed's `clients`).
+#[cfg_attr(any(test, feature = "proptest"), derive(proptest_derive::Arbitrary))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClientInfo {
     /// The session.

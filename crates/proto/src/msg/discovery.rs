@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::{Incarnation, NodeId, Term};
 
 /// How to reach one server.
+#[cfg_attr(any(test, feature = "proptest"), derive(proptest_derive::Arbitrary))]
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct NodeInfo {
     /// Its identity.
@@ -21,6 +22,7 @@ pub struct NodeInfo {
 
 /// Discovery messages. They travel in authenticated peer frames, whose envelope carries the
 /// cluster id: a frame of another cluster is rejected before its body is read.
+#[cfg_attr(any(test, feature = "proptest"), derive(proptest_derive::Arbitrary))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum DiscoveryMsg {
     /// "Who is there?": broadcast on the discovery port, or sent to `--join` addresses.

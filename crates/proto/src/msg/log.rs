@@ -7,6 +7,7 @@ use super::discovery::NodeInfo;
 use crate::{Amount, AuctionId, ClientId, NodeId, RequestNo, Seq, Term, Timestamp};
 
 /// A client request's unique identity: the state machine applies each at most once.
+#[cfg_attr(any(test, feature = "proptest"), derive(proptest_derive::Arbitrary))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct RequestId {
     /// The client session.
@@ -19,6 +20,7 @@ pub struct RequestId {
 pub type TokenHash = [u8; 32];
 
 /// An auction operation, validated only when applied in log order.
+#[cfg_attr(any(test, feature = "proptest"), derive(proptest_derive::Arbitrary))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Operation {
     /// Register a bidder name with the hash of its secret token.
@@ -68,6 +70,7 @@ pub enum Operation {
 }
 
 /// A state-machine command: an operation and, for client requests, its identity.
+#[cfg_attr(any(test, feature = "proptest"), derive(proptest_derive::Arbitrary))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Command {
     /// `Some` for client requests (deduplicated); `None` for commands the leader makes itself.
@@ -78,6 +81,7 @@ pub struct Command {
 
 /// A change to the voting configuration; one at a time, each committed by a majority of the
 /// configuration in force.
+#[cfg_attr(any(test, feature = "proptest"), derive(proptest_derive::Arbitrary))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ConfigChange {
     /// The first entry of a new cluster: its initial members.
@@ -92,6 +96,7 @@ pub enum ConfigChange {
 }
 
 /// What a log entry carries.
+#[cfg_attr(any(test, feature = "proptest"), derive(proptest_derive::Arbitrary))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum EntryPayload {
     /// Nothing: a new leader commits one to learn its commit point.
@@ -103,6 +108,7 @@ pub enum EntryPayload {
 }
 
 /// One entry of the replicated log, as sequenced by the leader of `term`.
+#[cfg_attr(any(test, feature = "proptest"), derive(proptest_derive::Arbitrary))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogEntry {
     /// The term of the leader that sequenced it.

@@ -8,6 +8,7 @@ use crate::{LogPosition, NodeId, Seq, Term};
 
 /// Everything an authenticated peer frame can carry, grouped by the core that handles it.
 /// New variants go at the end (postcard encodes the variant index).
+#[cfg_attr(any(test, feature = "proptest"), derive(proptest_derive::Arbitrary))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PeerBody {
     /// Discovery (also sent over UDP broadcast).
@@ -21,6 +22,7 @@ pub enum PeerBody {
 }
 
 /// A member's state as the failure detector sees it.
+#[cfg_attr(any(test, feature = "proptest"), derive(proptest_derive::Arbitrary))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum MemberState {
     /// Heard from recently.
@@ -34,6 +36,7 @@ pub enum MemberState {
 }
 
 /// A piggy-backed rumour about one member (SWIM-style dissemination).
+#[cfg_attr(any(test, feature = "proptest"), derive(proptest_derive::Arbitrary))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemberUpdate {
     /// The member.
@@ -43,6 +46,7 @@ pub struct MemberUpdate {
 }
 
 /// Failure-detection messages.
+#[cfg_attr(any(test, feature = "proptest"), derive(proptest_derive::Arbitrary))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MembershipMsg {
     /// A direct probe (heartbeat).
@@ -71,6 +75,7 @@ pub enum MembershipMsg {
 }
 
 /// A candidate in an election: more up to date logs win, then the larger node id.
+#[cfg_attr(any(test, feature = "proptest"), derive(proptest_derive::Arbitrary))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Candidate {
     /// Position of the candidate's last log entry.
@@ -80,6 +85,7 @@ pub struct Candidate {
 }
 
 /// LeLann-Chang-Roberts ring election messages.
+#[cfg_attr(any(test, feature = "proptest"), derive(proptest_derive::Arbitrary))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ElectionMsg {
     /// The circulating token: the best candidate seen so far in `term`.
@@ -103,6 +109,7 @@ pub enum ElectionMsg {
 }
 
 /// Total-order multicast messages (sequencer, hold-back queue, view change, state transfer).
+#[cfg_attr(any(test, feature = "proptest"), derive(proptest_derive::Arbitrary))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum OrderingMsg {
     /// Commands forwarded to the leader for sequencing.
