@@ -447,3 +447,7 @@ fn exact(bytes: &[u8], used: usize) -> Result<(), DecodeError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+#[path = "codec_tests.rs"]
+mod tests;

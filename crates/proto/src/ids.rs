@@ -226,6 +226,19 @@ pub struct LogPosition {
     pub seq: Seq,
 }
 
+/// Socket addresses as they survive the wire: serde carries the IP and port, not an IPv6
+/// flow label or scope id (host-local values that mean nothing to the receiver).
+#[cfg(any(test, feature = "proptest"))]
+pub fn arb_socket_addr() -> impl proptest::strategy::Strategy<Value = std::net::SocketAddr> {
+    use proptest::prelude::*;
+    prop_oneof![
+        (any::<[u8; 4]>(), any::<u16>())
+            .prop_map(|(ip, port)| std::net::SocketAddr::from((ip, port))),
+        (any::<[u8; 16]>(), any::<u16>())
+            .prop_map(|(ip, port)| std::net::SocketAddr::from((ip, port))),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -288,6 +288,10 @@ pub struct ServerInfo {
     /// Its incarnation.
     pub incarnation: Incarnation,
     /// Where clients connect.
+    #[cfg_attr(
+        any(test, feature = "proptest"),
+        proptest(strategy = "crate::ids::arb_socket_addr()")
+    )]
     pub client_addr: SocketAddr,
     /// Its state as this server sees it.
     pub state: MemberState,
@@ -344,5 +348,9 @@ pub struct ClientInfo {
     /// The bidder it acts as.
     pub bidder: Option<BidderName>,
     /// Its address.
+    #[cfg_attr(
+        any(test, feature = "proptest"),
+        proptest(strategy = "crate::ids::arb_socket_addr()")
+    )]
     pub addr: SocketAddr,
 }

@@ -15,8 +15,16 @@ pub struct NodeInfo {
     /// Its current boot.
     pub incarnation: Incarnation,
     /// Where it takes peer traffic.
+    #[cfg_attr(
+        any(test, feature = "proptest"),
+        proptest(strategy = "crate::ids::arb_socket_addr()")
+    )]
     pub peer_addr: SocketAddr,
     /// Where it takes client connections.
+    #[cfg_attr(
+        any(test, feature = "proptest"),
+        proptest(strategy = "crate::ids::arb_socket_addr()")
+    )]
     pub client_addr: SocketAddr,
 }
 
