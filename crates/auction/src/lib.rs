@@ -1,8 +1,101 @@
-//! The deterministic auction state machine.
+//! The deterministic auction state machine: the rules of the product.
 //!
-//! Not implemented yet: this crate is a placeholder in the workspace layout, and its work is
-//! tracked by issue 3. It depends only on `auction-proto` and never on tokio: it will be a
-//! sans-IO state machine (see docs/architecture.md).
+//! Every replica runs one [`AuctionMachine`] and feeds it the committed log entries in
+//! sequence order. It is pure: no IO, no clock, no randomness, no hashing order in anything
+//! that is observable. The same entries therefore give the same outcomes, the same events and
+//! the same [`snapshot`](AuctionMachine::snapshot) bytes on every replica.
+//!
+//! # Inputs
+//!
+//! - [`AuctionMachine::apply`] with each committed [`LogEntry`]. Commands are validated here
+//!   and only here: bids are judged in log order, at the entry's sequencer timestamp.
+//! - [`AuctionMachine::restore`] instead of replaying a truncated log prefix.
+//!
+//! # Outputs
+//!
+//! - [`Applied`]: the typed [`Outcome`] for the client that sent the command and the
+//!   [`AuctionEvent`]s for watchers.
+//! - Queries: [`auctions`](AuctionMachine::auctions), [`auction`](AuctionMachine::auction),
+//!   [`history`](AuctionMachine::history), and for the leader
+//!   [`due_for_close`](AuctionMachine::due_for_close) / [`next_deadline`](AuctionMachine::next_deadline):
+//!   when an open auction's end has passed (by sequencer time), the leader sequences a
+//!   `Close` entry for it.
+//!
+//! # Call order
+//!
+//! ```text
+//! machine = AuctionMachine::new()            or   AuctionMachine::restore(bytes)?
+//! for entry in committed entries after machine.last_applied():
+//!     Applied { outcome, events } = machine.apply(&entry)
+//!     answer the client (entry's origin) with outcome; publish events
+//! (leader) for id in machine.due_for_close(now): sequence Command { origin: None, Close { id } }
+//! ```
+//!
+//! # The rules in brief
+//!
+//! See `docs/auction-rules.md` for the full rules with examples. Proxy pricing is described in
+//! the `auction` module, the exactly-once window in the [`dedup`] module, the spec limits in
+//! [`spec`]. Rejections are checked in a fixed order: unknown bidder, unknown auction, role
+//! (seller bidding / non-seller cancelling), auction ended or past its end, amount (zero or
+//! overflowing), too low.
+//!
+//! ```
+//! use auction_core::AuctionMachine;
+//! use auction_proto::msg::auction::*;
+//! use auction_proto::msg::log::*;
+//! use auction_proto::{Amount, AuctionId, Seq, Term, Timestamp};
+//! use std::time::Duration;
+//!
+//! let mut m = AuctionMachine::new();
+//! let mut seq = 0;
+//! let mut run = |m: &mut AuctionMachine, op: Operation| {
+//!     seq += 1;
+//!     let payload = EntryPayload::Command(Command { origin: None, op });
+//!     m.apply(&LogEntry { term: Term(1), seq: Seq(seq), timestamp: Timestamp(1_000), payload })
+//! };
+//! let name = |s: &str| BidderName::new(s).unwrap();
+//! run(&mut m, Operation::RegisterBidder { name: name("sam"), token_hash: [0; 32] });
+//! run(&mut m, Operation::RegisterBidder { name: name("bea"), token_hash: [1; 32] });
+//! let spec = AuctionSpec {
+//!     title: "Lamp".into(),
+//!     description: String::new(),
+//!     starting_price: Amount::from_minor(1_000),
+//!     reserve: None,
+//!     increment: IncrementRule::Fixed(Amount::from_minor(50)),
+//!     duration: Duration::from_secs(3600),
+//!     soft_close: None,
+//!     buy_now: None,
+//! };
+//! run(&mut m, Operation::OpenAuction { seller: name("sam"), spec });
+//! let bid = Operation::PlaceBid {
+//!     auction: AuctionId(1),
+//!     bidder: name("bea"),
+//!     amount: Amount::from_minor(2_000),
+//!     kind: BidKind::Proxy,
+//! };
+//! let applied = run(&mut m, bid);
+//! // Alone, bea leads at the starting price; her maximum of 20.00 stays secret.
+//! assert_eq!(
+//!     applied.outcome,
+//!     Outcome::Accepted { auction: AuctionId(1), price: Amount::from_minor(1_000), leader: name("bea") }
+//! );
+//! ```
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+
+mod auction;
+mod bidders;
+pub mod dedup;
+mod invariants;
+mod machine;
+mod query;
+mod snapshot;
+pub mod spec;
+
+pub use auction_proto::msg::auction::{AuctionEvent, Outcome};
+pub use auction_proto::msg::log::LogEntry;
+pub use bidders::token_hash_matches;
+pub use invariants::InvariantViolation;
+pub use machine::{Applied, AuctionMachine};
+pub use snapshot::{SNAPSHOT_VERSION, SnapshotError};

@@ -203,6 +203,9 @@ pub enum RejectReason {
     UnknownBidder,
     /// The auction specification is invalid (empty title, bad tiers, zero duration...).
     InvalidSpec,
+    /// A retried request too old for the exactly-once window: it may or may not have been
+    /// applied, and the state machine no longer knows its outcome (query the state instead).
+    RequestExpired,
 }
 
 /// The result of applying one command.

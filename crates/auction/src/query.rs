@@ -1,0 +1,102 @@
+//! Read-only queries: lists, one auction, its history, deadlines, login hashes.
+
+use auction_proto::msg::auction::{
+    AuctionState, AuctionSummary, AuctionView, BidRecord, BidderName,
+};
+use auction_proto::msg::client::ListFilter;
+use auction_proto::msg::log::TokenHash;
+use auction_proto::{AuctionId, Timestamp};
+
+use crate::auction::Auction;
+use crate::machine::{AuctionMachine, auction_index};
+
+impl AuctionMachine {
+    /// The auctions that `filter` selects, by id. `Open` means not yet ended by an applied
+    /// entry (an auction past its end but not yet closed is still listed as open).
+    pub fn auctions(&self, filter: ListFilter) -> Vec<AuctionSummary> {
+        let wanted = |a: &&Auction| match filter {
+            ListFilter::Open => a.state == AuctionState::Open,
+            ListFilter::Ended => a.state != AuctionState::Open,
+            ListFilter::All => true,
+        };
+        self.auctions.iter().filter(wanted).map(|a| self.summary(a)).collect()
+    }
+
+    /// Everything a bidder may see about auction `id` (never the maxima or the reserve).
+    pub fn auction(&self, id: AuctionId) -> Option<AuctionView> {
+        let a = self.get(id)?;
+        Some(AuctionView {
+            summary: self.summary(a),
+            description: a.spec.description.clone(),
+            starting_price: a.spec.starting_price,
+            increment: a.spec.increment.clone(),
+            minimum_bid: a.minimum_bid().unwrap_or(auction_proto::Amount::MAX),
+            buy_now: a.buy_now_available(),
+            soft_close: a.spec.soft_close.clone(),
+            opened_at: a.opened_at,
+        })
+    }
+
+    /// The accepted bids of auction `id`, oldest first, with the price after each (not the
+    /// maxima).
+    pub fn history(&self, id: AuctionId) -> Option<Vec<BidRecord>> {
+        let a = self.get(id)?;
+        let record = |b: &crate::auction::Bid| BidRecord {
+            seq: b.seq,
+            at: b.at,
+            bidder: self.bidders.name(b.bidder).clone(),
+            kind: b.kind,
+            price: b.price,
+        };
+        Some(a.bids.iter().map(record).collect())
+    }
+
+    /// Open auctions whose end is at or before `now`, earliest end first: the leader sequences
+    /// a `Close` for each. Costs `O(log n + k)` for `k` results.
+    pub fn due_for_close(&self, now: Timestamp) -> impl Iterator<Item = AuctionId> + '_ {
+        self.deadlines.range(..=(now, AuctionId(u64::MAX))).map(|(_, id)| *id)
+    }
+
+    /// The earliest end among open auctions, for the leader's close timer.
+    pub fn next_deadline(&self) -> Option<Timestamp> {
+        self.deadlines.first().map(|(t, _)| *t)
+    }
+
+    /// The stored token hash of bidder `name`, if registered. Compare with
+    /// [`token_hash_matches`](crate::token_hash_matches), not `==`.
+    pub fn token_hash(&self, name: &BidderName) -> Option<&TokenHash> {
+        self.bidders.token_hash(name)
+    }
+
+    /// Number of registered bidders.
+    pub fn bidder_count(&self) -> usize {
+        self.bidders.len()
+    }
+
+    /// Number of clients the exactly-once table remembers.
+    pub fn remembered_clients(&self) -> usize {
+        self.dedup.len()
+    }
+
+    fn get(&self, id: AuctionId) -> Option<&Auction> {
+        self.auctions.get(auction_index(id)?)
+    }
+
+    fn summary(&self, a: &Auction) -> AuctionSummary {
+        let (price, leader) = match (a.state, a.ending) {
+            (AuctionState::Bought, Some(e)) => (e.price.unwrap_or(a.price), e.winner),
+            _ => (a.price, a.leader.map(|l| l.bidder)),
+        };
+        AuctionSummary {
+            id: a.id,
+            title: a.spec.title.clone(),
+            seller: self.bidders.name(a.seller).clone(),
+            state: a.state,
+            price,
+            leader: leader.map(|l| self.bidders.name(l).clone()),
+            bids: u32::try_from(a.bids.len()).unwrap_or(u32::MAX),
+            ends_at: a.ends_at,
+            reserve_met: a.reserve_met(),
+        }
+    }
+}
