@@ -1,0 +1,347 @@
+//! The election state machine: state, inputs, outputs.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use auction_proto::msg::peer::{Candidate, ElectionMsg};
+use auction_proto::{LogPosition, NodeId, Term};
+use rand::{Rng, RngCore};
+
+use crate::ring::Ring;
+use crate::{Action, Config, ElectionError, PersistentState};
+
+/// Bound of the action queue. The driver drains it after every input and a handler queues at
+/// most a handful of actions, so reaching it is a driver bug (checked as an invariant).
+pub const MAX_PENDING_ACTIONS: usize = 256;
+
+/// What the node is doing in its current term.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    /// No election running and no leader known (fresh start, or just joined a newer term).
+    Idle,
+    /// Taking part in the token phase; retries with a higher term at the deadline.
+    Electing,
+    /// Its own token came back through a majority: it accepted itself and its `Elected` is
+    /// circulating to collect acceptances; retries with a higher term at the deadline.
+    Announcing,
+    /// Knows the leader of the current term.
+    Following(NodeId),
+    /// Leads the current term.
+    Leading,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Role {
+    Idle,
+    Electing { deadline: Instant },
+    Announcing { deadline: Instant },
+    Following { leader: NodeId },
+    Leader,
+}
+
+/// Volatile per-term state, reset whenever the term changes (and lost on restart).
+#[derive(Clone, Debug)]
+pub(crate) struct Round {
+    /// This node's candidate in the term, fixed when it joined the term.
+    pub(crate) own: Candidate,
+    /// The largest candidate this node has sent on (its own or another's). Invariant: `>= own`.
+    pub(crate) best_sent: Option<Candidate>,
+    /// Whether this node already passed an `Elected` on in this term (at most once).
+    pub(crate) elected_forwarded: bool,
+    /// The last message sent and to whom, resent if that successor is declared down.
+    pub(crate) last_sent: Option<(NodeId, ElectionMsg)>,
+}
+
+impl Round {
+    fn new(own: Candidate) -> Self {
+        Self { own, best_sent: None, elected_forwarded: false, last_sent: None }
+    }
+}
+
+/// A sans-IO LeLann-Chang-Roberts ring election for one node. See the crate docs for the
+/// call-order contract.
+///
+/// Invariants (checked by [`Election::check_invariants`] after every handler in debug builds):
+/// - leading or announcing implies `accepted == Some(me)`;
+/// - following `l` implies `l != me` and `accepted` is `None` or `Some(l)`;
+/// - the largest candidate sent in this term is at least the node's own;
+/// - the ring's down set lies inside the configuration and never holds `me`;
+/// - at most [`MAX_PENDING_ACTIONS`] actions are queued.
+#[derive(Debug)]
+pub struct Election<R> {
+    pub(crate) me: NodeId,
+    config: Config,
+    rng: R,
+    pub(crate) ring: Ring,
+    last_log: LogPosition,
+    pub(crate) term: Term,
+    pub(crate) accepted: Option<NodeId>,
+    pub(crate) role: Role,
+    pub(crate) round: Round,
+    actions: VecDeque<Action>,
+}
+
+impl<R: RngCore> Election<R> {
+    /// A node `me` in a configuration of `members` (which should include `me`), restoring the
+    /// `persisted` term and vote. It starts idle: call [`Election::start`] when no leader is
+    /// known. `rng` draws the back-off; seed it in tests.
+    pub fn new(
+        me: NodeId,
+        members: impl IntoIterator<Item = NodeId>,
+        persisted: PersistentState,
+        rng: R,
+        config: Config,
+    ) -> Self {
+        let last_log = LogPosition::default();
+        let this = Self {
+            me,
+            config,
+            rng,
+            ring: Ring::new(me, members),
+            last_log,
+            term: persisted.term,
+            accepted: persisted.accepted,
+            role: Role::Idle,
+            round: Round::new(Candidate { last_log, node: me }),
+            actions: VecDeque::new(),
+        };
+        this.debug_check();
+        this
+    }
+
+    // ---- inputs -------------------------------------------------------------------------
+
+    /// No leader is known at start: begin an election unless one is running or a leader is
+    /// known. Idempotent.
+    pub fn start(&mut self, now: Instant) {
+        if self.role == Role::Idle {
+            self.start_election(now);
+        }
+        self.debug_check();
+    }
+
+    /// The failure detector (or the ordering layer) lost the leader: begin an election for
+    /// `term + 1` unless one is already running. A leader calling this abdicates.
+    pub fn handle_leader_lost(&mut self, now: Instant) {
+        if !matches!(self.role, Role::Electing { .. } | Role::Announcing { .. }) {
+            self.start_election(now);
+        }
+        self.debug_check();
+    }
+
+    /// The configuration changed (committed through the log). Majorities count the new
+    /// members from now on.
+    pub fn handle_members(&mut self, members: Vec<NodeId>) {
+        self.ring.set_members(members);
+        self.debug_check();
+    }
+
+    /// The failure detector suggests `node` is down: skip it in the ring. If the last message
+    /// of this term went to it, it is resent to the new successor.
+    pub fn handle_down(&mut self, node: NodeId) {
+        let resend = self.ring.set_down(node)
+            && self.role != Role::Leader
+            && self.round.last_sent.as_ref().is_some_and(|(to, _)| *to == node);
+        if resend {
+            self.resend_last();
+        }
+        self.debug_check();
+    }
+
+    /// The failure detector suggests `node` is alive again: put it back in the ring.
+    pub fn handle_alive(&mut self, node: NodeId) {
+        self.ring.set_alive(node);
+        self.debug_check();
+    }
+
+    /// The ordering layer's last log position; used as the candidate from the next term on.
+    pub fn handle_last_log(&mut self, last_log: LogPosition) {
+        self.last_log = last_log;
+        self.debug_check();
+    }
+
+    /// An election message from `from`.
+    ///
+    /// # Errors
+    /// The message is ignored (state unchanged, no action) if its term is older than the
+    /// node's, if `from` or this node is not a member, or if its path is oversized.
+    pub fn handle_message(
+        &mut self,
+        from: NodeId,
+        msg: ElectionMsg,
+        now: Instant,
+    ) -> Result<(), ElectionError> {
+        self.accept_message(from, &msg)?;
+        let term = message_term(&msg);
+        if term > self.term {
+            self.enter_term(term);
+        }
+        match msg {
+            ElectionMsg::Token { candidate, visited, .. } => {
+                self.on_token(candidate, visited, now);
+            }
+            ElectionMsg::Elected { leader, participants, .. } => {
+                self.on_elected(leader, participants);
+            }
+        }
+        self.debug_check();
+        Ok(())
+    }
+
+    /// The clock reached [`Election::poll_timeout`]: the running round failed, retry with
+    /// `term + 1`. Early and repeated calls do nothing.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        match self.role {
+            Role::Electing { deadline } | Role::Announcing { deadline } if deadline <= now => {
+                self.start_election(now);
+            }
+            _ => {}
+        }
+        self.debug_check();
+    }
+
+    // ---- outputs and queries ------------------------------------------------------------
+
+    /// The next action to carry out, in order (see [`Action`] for the persistence contract).
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// When [`Election::handle_timeout`] should be called next, if at all.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match self.role {
+            Role::Electing { deadline } | Role::Announcing { deadline } => Some(deadline),
+            _ => None,
+        }
+    }
+
+    /// This node.
+    pub fn id(&self) -> NodeId {
+        self.me
+    }
+
+    /// The highest term seen.
+    pub fn term(&self) -> Term {
+        self.term
+    }
+
+    /// The leader accepted in the current term.
+    pub fn accepted(&self) -> Option<NodeId> {
+        self.accepted
+    }
+
+    /// The state to persist (also announced by [`Action::PersistTerm`]).
+    pub fn persistent(&self) -> PersistentState {
+        PersistentState { term: self.term, accepted: self.accepted }
+    }
+
+    /// What the node is doing.
+    pub fn status(&self) -> Status {
+        match self.role {
+            Role::Idle => Status::Idle,
+            Role::Electing { .. } => Status::Electing,
+            Role::Announcing { .. } => Status::Announcing,
+            Role::Following { leader } => Status::Following(leader),
+            Role::Leader => Status::Leading,
+        }
+    }
+
+    /// The leader of the current term as far as this node knows (itself when leading).
+    pub fn leader(&self) -> Option<NodeId> {
+        match self.role {
+            Role::Leader => Some(self.me),
+            Role::Following { leader } => Some(leader),
+            _ => None,
+        }
+    }
+
+    /// Whether this node leads the current term.
+    pub fn is_leader(&self) -> bool {
+        self.role == Role::Leader
+    }
+
+    /// This node's candidate in the current term.
+    pub fn candidate(&self) -> Candidate {
+        self.round.own
+    }
+
+    /// Panics if an invariant (see [`Election`]) is broken.
+    pub fn check_invariants(&self) {
+        self.ring.check_invariants();
+        if matches!(self.role, Role::Leader | Role::Announcing { .. }) {
+            assert_eq!(self.accepted, Some(self.me), "a leader accepted itself");
+        }
+        if let Role::Following { leader } = self.role {
+            assert_ne!(leader, self.me, "a node does not follow itself");
+            assert!(self.accepted.is_none_or(|a| a == leader), "follows whom it accepted");
+        }
+        if let Some(best) = self.round.best_sent {
+            assert!(best >= self.round.own, "never sends a candidate below its own");
+        }
+        assert!(self.actions.len() <= MAX_PENDING_ACTIONS, "action queue overflow");
+    }
+
+    // ---- shared helpers (the protocol steps live in `rounds.rs`) -------------------------
+
+    fn debug_check(&self) {
+        if cfg!(debug_assertions) {
+            self.check_invariants();
+        }
+    }
+
+    fn accept_message(&self, from: NodeId, msg: &ElectionMsg) -> Result<(), ElectionError> {
+        let term = message_term(msg);
+        if term < self.term {
+            return Err(ElectionError::StaleTerm { got: term, current: self.term });
+        }
+        for node in [self.me, from] {
+            if !self.ring.is_member(node) {
+                return Err(ElectionError::NotMember { node });
+            }
+        }
+        let len = match msg {
+            ElectionMsg::Token { visited, .. } => visited.len(),
+            ElectionMsg::Elected { participants, .. } => participants.len(),
+        };
+        let limit = self.ring.len() * 2;
+        if len > limit {
+            return Err(ElectionError::OversizedPath { len, limit });
+        }
+        Ok(())
+    }
+
+    pub(crate) fn push(&mut self, action: Action) {
+        self.actions.push_back(action);
+    }
+
+    /// A deadline `election_timeout + random(0..=max_backoff)` from `now`.
+    pub(crate) fn deadline(&mut self, now: Instant) -> Instant {
+        let backoff = if self.config.max_backoff.is_zero() {
+            Duration::ZERO
+        } else {
+            self.rng.random_range(Duration::ZERO..=self.config.max_backoff)
+        };
+        now + self.config.election_timeout + backoff
+    }
+
+    /// Moves to a newer `term`: forget the vote and the round, persist, step down.
+    pub(crate) fn enter_term(&mut self, term: Term) {
+        assert!(term > self.term, "terms only grow");
+        let had_leader = matches!(self.role, Role::Leader | Role::Following { .. });
+        self.term = term;
+        self.accepted = None;
+        self.role = Role::Idle;
+        self.round = Round::new(Candidate { last_log: self.last_log, node: self.me });
+        self.push(Action::PersistTerm { term, accepted: None });
+        if had_leader {
+            self.push(Action::StepDown { term });
+        }
+    }
+}
+
+/// The term an election message belongs to.
+fn message_term(msg: &ElectionMsg) -> Term {
+    match msg {
+        ElectionMsg::Token { term, .. } | ElectionMsg::Elected { term, .. } => *term,
+    }
+}

@@ -1,0 +1,165 @@
+//! The protocol steps: the LCR token phase and the `Elected` acceptance phase.
+
+use std::time::Instant;
+
+use auction_proto::NodeId;
+use auction_proto::msg::peer::{Candidate, ElectionMsg};
+use rand::RngCore;
+
+use crate::Action;
+use crate::election::{Election, Role};
+
+impl<R: RngCore> Election<R> {
+    /// Begins an election for `term + 1` with this node's own candidate.
+    pub(crate) fn start_election(&mut self, now: Instant) {
+        if !self.ring.is_member(self.me) {
+            return;
+        }
+        let Some(term) = self.term.checked_next() else {
+            return; // u64::MAX terms: unreachable in practice, and never wrap.
+        };
+        self.enter_term(term);
+        let deadline = self.deadline(now);
+        self.role = Role::Electing { deadline };
+        let own = self.round.own;
+        self.round.best_sent = Some(own);
+        self.pass_token(own, vec![self.me]);
+    }
+
+    /// A token of the current term (already adopted if it was newer).
+    pub(crate) fn on_token(
+        &mut self,
+        candidate: Candidate,
+        mut visited: Vec<NodeId>,
+        now: Instant,
+    ) {
+        if self.accepted.is_some() || !matches!(self.role, Role::Idle | Role::Electing { .. }) {
+            return; // the term's leader is decided for this node: swallow.
+        }
+        if self.role == Role::Idle {
+            let deadline = self.deadline(now);
+            self.role = Role::Electing { deadline };
+        }
+        let own = self.round.own;
+        if candidate.node == self.me {
+            if candidate == own && self.round.best_sent == Some(own) {
+                self.on_own_token(visited);
+            }
+            return; // an outdated token of ours (earlier candidate, or superseded): swallow.
+        }
+        let best = candidate.max(own);
+        if self.round.best_sent.is_some_and(|sent| sent >= best) {
+            return; // LCR: smaller than what we already sent on (or a duplicate): swallow.
+        }
+        self.round.best_sent = Some(best);
+        if best == candidate {
+            if !visited.contains(&self.me) {
+                visited.push(self.me);
+            }
+            self.pass_token(candidate, visited);
+        } else {
+            self.pass_token(own, vec![self.me]);
+        }
+    }
+
+    /// Our own token came back having passed through `visited`.
+    fn on_own_token(&mut self, visited: Vec<NodeId>) {
+        let Role::Electing { deadline } = self.role else {
+            return; // already announcing (a duplicate token) or decided.
+        };
+        if !self.ring.is_majority(&visited) {
+            return; // no majority on the path: the deadline retries with a higher term.
+        }
+        self.accepted = Some(self.me);
+        self.push(Action::PersistTerm { term: self.term, accepted: Some(self.me) });
+        self.role = Role::Announcing { deadline };
+        self.pass_elected(self.me, vec![self.me]);
+    }
+
+    /// An `Elected` of the current term (already adopted if it was newer).
+    pub(crate) fn on_elected(&mut self, leader: NodeId, mut participants: Vec<NodeId>) {
+        if leader == self.me {
+            self.on_own_elected(participants);
+            return;
+        }
+        if self.round.elected_forwarded {
+            return; // a duplicate, or a second lap after ring repair.
+        }
+        self.round.elected_forwarded = true;
+        if self.try_accept(leader) && !participants.contains(&self.me) {
+            participants.push(self.me);
+        }
+        let idle = matches!(self.role, Role::Idle | Role::Electing { .. });
+        if idle && self.accepted.is_none_or(|a| a == leader) {
+            self.role = Role::Following { leader };
+            self.push(Action::FollowLeader { term: self.term, leader });
+        }
+        self.pass_elected(leader, participants);
+    }
+
+    /// Accepts `leader` for the term if this node has not accepted another and sent on
+    /// `leader`'s token as its best candidate (so `leader` is at least its own candidate).
+    /// Returns whether `leader` is the accepted one.
+    fn try_accept(&mut self, leader: NodeId) -> bool {
+        match self.accepted {
+            Some(accepted) => accepted == leader,
+            None if self.round.best_sent.is_some_and(|best| best.node == leader) => {
+                self.accepted = Some(leader);
+                self.push(Action::PersistTerm { term: self.term, accepted: Some(leader) });
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Our own `Elected` came back with the acceptors in `participants`.
+    fn on_own_elected(&mut self, participants: Vec<NodeId>) {
+        if !matches!(self.role, Role::Announcing { .. }) || !self.ring.is_majority(&participants) {
+            return; // not ours to take (restarted, already leading) or no majority: retry.
+        }
+        self.role = Role::Leader;
+        self.push(Action::Elected { term: self.term, leader: self.me, participants });
+    }
+
+    /// Sends a token to the successor; with none, our own token has come full circle.
+    fn pass_token(&mut self, candidate: Candidate, visited: Vec<NodeId>) {
+        match self.ring.successor() {
+            Some(to) => {
+                let msg = ElectionMsg::Token { term: self.term, candidate, visited };
+                self.send(to, msg);
+            }
+            None if candidate.node == self.me => self.on_own_token(visited),
+            None => {} // nobody believed alive to pass it to: the deadline retries.
+        }
+    }
+
+    /// Sends an `Elected` to the successor; with none, our own has come full circle.
+    fn pass_elected(&mut self, leader: NodeId, participants: Vec<NodeId>) {
+        match self.ring.successor() {
+            Some(to) => {
+                let msg = ElectionMsg::Elected { term: self.term, leader, participants };
+                self.send(to, msg);
+            }
+            None if leader == self.me => self.on_own_elected(participants),
+            None => {}
+        }
+    }
+
+    fn send(&mut self, to: NodeId, msg: ElectionMsg) {
+        self.round.last_sent = Some((to, msg.clone()));
+        self.push(Action::Send { to, msg });
+    }
+
+    /// Resends the term's last message to the (new) successor after the old one went down.
+    pub(crate) fn resend_last(&mut self) {
+        let Some((_, msg)) = self.round.last_sent.take() else {
+            return;
+        };
+        match msg {
+            ElectionMsg::Token { candidate, visited, .. } => self.pass_token(candidate, visited),
+            ElectionMsg::Elected { leader, participants, .. } => {
+                self.pass_elected(leader, participants);
+            }
+        }
+    }
+}

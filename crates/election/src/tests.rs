@@ -1,0 +1,398 @@
+//! Unit tests: one input, the exact actions expected.
+
+use std::time::{Duration, Instant};
+
+use auction_proto::msg::peer::{Candidate, ElectionMsg};
+use auction_proto::{LogPosition, NodeId, Seq, Term};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::{Action, Config, Election, ElectionError, PersistentState, Status};
+
+type Node = Election<ChaCha8Rng>;
+
+const TIMEOUT: Duration = Duration::from_millis(300);
+
+fn id(i: u8) -> NodeId {
+    NodeId::from_bytes([i; 16])
+}
+
+fn cand(i: u8) -> Candidate {
+    Candidate { last_log: LogPosition::default(), node: id(i) }
+}
+
+fn no_backoff() -> Config {
+    Config { election_timeout: TIMEOUT, max_backoff: Duration::ZERO }
+}
+
+fn node_with(me: u8, members: &[u8], persisted: PersistentState, config: Config) -> Node {
+    let members = members.iter().map(|&i| id(i));
+    Election::new(id(me), members, persisted, ChaCha8Rng::seed_from_u64(u64::from(me)), config)
+}
+
+fn node(me: u8, members: &[u8]) -> Node {
+    node_with(me, members, PersistentState::default(), no_backoff())
+}
+
+fn drain(n: &mut Node) -> Vec<Action> {
+    std::iter::from_fn(|| n.poll_action()).collect()
+}
+
+fn persist(term: u64, accepted: Option<u8>) -> Action {
+    Action::PersistTerm { term: Term(term), accepted: accepted.map(id) }
+}
+
+fn token(term: u64, c: Candidate, visited: &[u8]) -> ElectionMsg {
+    ElectionMsg::Token {
+        term: Term(term),
+        candidate: c,
+        visited: visited.iter().map(|&i| id(i)).collect(),
+    }
+}
+
+fn elected(term: u64, leader: u8, participants: &[u8]) -> ElectionMsg {
+    let participants = participants.iter().map(|&i| id(i)).collect();
+    ElectionMsg::Elected { term: Term(term), leader: id(leader), participants }
+}
+
+fn send(to: u8, msg: ElectionMsg) -> Action {
+    Action::Send { to: id(to), msg }
+}
+
+#[test]
+fn ring_of_one_elects_itself_at_once() {
+    let mut a = node(1, &[1]);
+    a.start(Instant::now());
+    assert_eq!(
+        drain(&mut a),
+        vec![
+            persist(1, None),
+            persist(1, Some(1)),
+            Action::Elected { term: Term(1), leader: id(1), participants: vec![id(1)] },
+        ]
+    );
+    assert_eq!(a.status(), Status::Leading);
+    assert_eq!(a.poll_timeout(), None);
+    assert_eq!(a.persistent(), PersistentState { term: Term(1), accepted: Some(id(1)) });
+}
+
+#[test]
+fn ring_of_two_needs_both() {
+    let now = Instant::now();
+    let (mut a, mut b) = (node(1, &[1, 2]), node(2, &[1, 2]));
+    a.start(now);
+    assert_eq!(drain(&mut a), vec![persist(1, None), send(2, token(1, cand(1), &[1]))]);
+    b.handle_message(id(1), token(1, cand(1), &[1]), now).unwrap();
+    // b's own candidate is larger: it swallows a's token and sends its own.
+    assert_eq!(drain(&mut b), vec![persist(1, None), send(1, token(1, cand(2), &[2]))]);
+    a.handle_message(id(2), token(1, cand(2), &[2]), now).unwrap();
+    assert_eq!(drain(&mut a), vec![send(2, token(1, cand(2), &[2, 1]))]);
+    b.handle_message(id(1), token(1, cand(2), &[2, 1]), now).unwrap();
+    assert_eq!(drain(&mut b), vec![persist(1, Some(2)), send(1, elected(1, 2, &[2]))]);
+    assert_eq!(b.status(), Status::Announcing);
+    a.handle_message(id(2), elected(1, 2, &[2]), now).unwrap();
+    assert_eq!(
+        drain(&mut a),
+        vec![
+            persist(1, Some(2)),
+            Action::FollowLeader { term: Term(1), leader: id(2) },
+            send(2, elected(1, 2, &[2, 1])),
+        ]
+    );
+    b.handle_message(id(1), elected(1, 2, &[2, 1]), now).unwrap();
+    assert_eq!(
+        drain(&mut b),
+        vec![Action::Elected { term: Term(1), leader: id(2), participants: vec![id(2), id(1)] }]
+    );
+    assert!(b.is_leader());
+    assert_eq!(a.leader(), Some(id(2)));
+    assert_eq!((a.poll_timeout(), b.poll_timeout()), (None, None));
+}
+
+#[test]
+fn ring_of_two_with_the_other_down_never_wins() {
+    let now = Instant::now();
+    let mut a = node(1, &[1, 2]);
+    a.handle_down(id(2));
+    a.start(now);
+    // No successor: its own token "returns" at once through a minority only.
+    assert_eq!(drain(&mut a), vec![persist(1, None)]);
+    assert_eq!(a.status(), Status::Electing);
+    assert_eq!(a.poll_timeout(), Some(now + TIMEOUT));
+}
+
+#[test]
+fn ring_of_three_small_initiator_is_replaced_by_the_largest() {
+    let now = Instant::now();
+    let (mut a, mut b, mut c) = (node(1, &[1, 2, 3]), node(2, &[1, 2, 3]), node(3, &[1, 2, 3]));
+    a.start(now);
+    assert_eq!(drain(&mut a), vec![persist(1, None), send(2, token(1, cand(1), &[1]))]);
+    b.handle_message(id(1), token(1, cand(1), &[1]), now).unwrap();
+    assert_eq!(drain(&mut b), vec![persist(1, None), send(3, token(1, cand(2), &[2]))]);
+    c.handle_message(id(2), token(1, cand(2), &[2]), now).unwrap();
+    assert_eq!(drain(&mut c), vec![persist(1, None), send(1, token(1, cand(3), &[3]))]);
+    a.handle_message(id(3), token(1, cand(3), &[3]), now).unwrap();
+    assert_eq!(drain(&mut a), vec![send(2, token(1, cand(3), &[3, 1]))]);
+    b.handle_message(id(1), token(1, cand(3), &[3, 1]), now).unwrap();
+    assert_eq!(drain(&mut b), vec![send(3, token(1, cand(3), &[3, 1, 2]))]);
+    c.handle_message(id(2), token(1, cand(3), &[3, 1, 2]), now).unwrap();
+    assert_eq!(drain(&mut c), vec![persist(1, Some(3)), send(1, elected(1, 3, &[3]))]);
+    a.handle_message(id(3), elected(1, 3, &[3]), now).unwrap();
+    let follow = Action::FollowLeader { term: Term(1), leader: id(3) };
+    assert_eq!(drain(&mut a), vec![persist(1, Some(3)), follow, send(2, elected(1, 3, &[3, 1]))]);
+    b.handle_message(id(1), elected(1, 3, &[3, 1]), now).unwrap();
+    let follow = Action::FollowLeader { term: Term(1), leader: id(3) };
+    assert_eq!(
+        drain(&mut b),
+        vec![persist(1, Some(3)), follow, send(3, elected(1, 3, &[3, 1, 2]))]
+    );
+    c.handle_message(id(2), elected(1, 3, &[3, 1, 2]), now).unwrap();
+    let participants = vec![id(3), id(1), id(2)];
+    assert_eq!(drain(&mut c), vec![Action::Elected { term: Term(1), leader: id(3), participants }]);
+}
+
+#[test]
+fn more_up_to_date_log_beats_larger_id() {
+    let now = Instant::now();
+    let mut b = node(2, &[1, 2, 3]);
+    let ahead = LogPosition { term: Term(1), seq: Seq(5) };
+    let a_cand = Candidate { last_log: ahead, node: id(1) };
+    b.handle_message(id(1), token(1, a_cand, &[1]), now).unwrap();
+    assert_eq!(drain(&mut b), vec![persist(1, None), send(3, token(1, a_cand, &[1, 2]))]);
+}
+
+#[test]
+fn smaller_and_duplicate_tokens_are_swallowed() {
+    let now = Instant::now();
+    let mut b = node(2, &[1, 2, 3]);
+    b.start(now);
+    drain(&mut b);
+    b.handle_message(id(1), token(1, cand(1), &[1]), now).unwrap();
+    assert_eq!(drain(&mut b), vec![]);
+    b.handle_message(id(1), token(1, cand(3), &[3, 1]), now).unwrap();
+    assert_eq!(drain(&mut b), vec![send(3, token(1, cand(3), &[3, 1, 2]))]);
+    b.handle_message(id(1), token(1, cand(3), &[3, 1]), now).unwrap();
+    assert_eq!(drain(&mut b), vec![], "a duplicate is forwarded once");
+}
+
+#[test]
+fn stale_terms_are_rejected_without_effect() {
+    let now = Instant::now();
+    let persisted = PersistentState { term: Term(4), accepted: None };
+    let mut b = node_with(2, &[1, 2, 3], persisted, no_backoff());
+    let err = b.handle_message(id(1), token(3, cand(1), &[1]), now);
+    assert_eq!(err, Err(ElectionError::StaleTerm { got: Term(3), current: Term(4) }));
+    assert_eq!(drain(&mut b), vec![]);
+    assert_eq!(b.status(), Status::Idle);
+}
+
+#[test]
+fn non_members_and_oversized_paths_are_rejected() {
+    let now = Instant::now();
+    let mut b = node(2, &[1, 2, 3]);
+    let err = b.handle_message(id(9), token(1, cand(9), &[9]), now);
+    assert_eq!(err, Err(ElectionError::NotMember { node: id(9) }));
+    let long = [1; 7];
+    let err = b.handle_message(id(1), token(1, cand(1), &long), now);
+    assert_eq!(err, Err(ElectionError::OversizedPath { len: 7, limit: 6 }));
+    assert_eq!(drain(&mut b), vec![]);
+    let mut outsider = node(9, &[1, 2, 3]);
+    outsider.start(now);
+    assert_eq!(drain(&mut outsider), vec![], "a non-member never starts an election");
+}
+
+#[test]
+fn higher_term_makes_a_follower_step_down_and_join() {
+    let now = Instant::now();
+    let mut a = node(1, &[1, 2, 3]);
+    a.handle_message(id(3), elected(1, 3, &[3]), now).unwrap();
+    // Never forwarded 3's token in term 1: follows, but does not vote.
+    let follow = Action::FollowLeader { term: Term(1), leader: id(3) };
+    assert_eq!(drain(&mut a), vec![persist(1, None), follow, send(2, elected(1, 3, &[3]))]);
+    a.handle_message(id(3), token(2, cand(2), &[2, 3]), now).unwrap();
+    assert_eq!(
+        drain(&mut a),
+        vec![
+            persist(2, None),
+            Action::StepDown { term: Term(2) },
+            send(2, token(2, cand(2), &[2, 3, 1])),
+        ]
+    );
+    assert_eq!(a.status(), Status::Electing);
+}
+
+#[test]
+fn a_leader_steps_down_on_a_higher_term() {
+    let now = Instant::now();
+    let mut a = node(1, &[1]);
+    a.start(now);
+    drain(&mut a);
+    a.handle_members(vec![id(1), id(2)]);
+    a.handle_message(id(2), token(5, cand(2), &[2]), now).unwrap();
+    assert_eq!(
+        drain(&mut a),
+        vec![
+            persist(5, None),
+            Action::StepDown { term: Term(5) },
+            send(2, token(5, cand(2), &[2, 1]))
+        ]
+    );
+    assert!(!a.is_leader());
+}
+
+#[test]
+fn at_most_one_accepted_leader_per_term() {
+    let now = Instant::now();
+    let mut b = node(2, &[1, 2, 3, 4, 5]);
+    b.handle_message(id(1), token(1, cand(4), &[4, 5, 1]), now).unwrap();
+    b.handle_message(id(1), elected(1, 4, &[4, 5, 1]), now).unwrap();
+    drain(&mut b);
+    assert_eq!(b.accepted(), Some(id(4)));
+    // Another leader in the same term: never accepted; the message is not even forwarded.
+    b.handle_message(id(1), elected(1, 5, &[5, 1]), now).unwrap();
+    assert_eq!(drain(&mut b), vec![]);
+    // And tokens of a decided term are swallowed.
+    b.handle_message(id(1), token(1, cand(5), &[5, 1]), now).unwrap();
+    assert_eq!(drain(&mut b), vec![]);
+    assert_eq!(b.accepted(), Some(id(4)));
+}
+
+#[test]
+fn restored_vote_is_kept_and_the_next_term_is_higher() {
+    let now = Instant::now();
+    let persisted = PersistentState { term: Term(7), accepted: Some(id(3)) };
+    let mut b = node_with(2, &[1, 2, 3], persisted, no_backoff());
+    b.handle_message(id(1), elected(7, 1, &[1]), now).unwrap();
+    assert_eq!(drain(&mut b), vec![send(3, elected(7, 1, &[1]))], "no second vote, no follow");
+    let mut c = node_with(3, &[1, 2, 3], persisted, no_backoff());
+    c.start(now);
+    assert_eq!(drain(&mut c), vec![persist(8, None), send(1, token(8, cand(3), &[3]))]);
+}
+
+#[test]
+fn own_elected_without_majority_does_not_lead() {
+    let now = Instant::now();
+    let mut c = node(3, &[1, 2, 3, 4, 5]);
+    c.handle_message(id(2), token(1, cand(5), &[5, 1, 2]), now).unwrap();
+    drain(&mut c);
+    let mut e = node(5, &[1, 2, 3, 4, 5]);
+    e.start(now);
+    e.handle_message(id(4), token(1, cand(5), &[5, 1, 2, 3, 4]), now).unwrap();
+    drain(&mut e);
+    e.handle_message(id(4), elected(1, 5, &[5, 4]), now).unwrap();
+    assert_eq!(drain(&mut e), vec![]);
+    assert_eq!(e.status(), Status::Announcing);
+    e.handle_message(id(4), elected(1, 5, &[5, 4, 1]), now).unwrap();
+    let participants = vec![id(5), id(4), id(1)];
+    assert_eq!(drain(&mut e), vec![Action::Elected { term: Term(1), leader: id(5), participants }]);
+}
+
+#[test]
+fn own_token_without_majority_waits_for_the_deadline() {
+    let now = Instant::now();
+    let mut c = node(3, &[1, 2, 3, 4, 5]);
+    c.start(now);
+    drain(&mut c);
+    c.handle_message(id(2), token(1, cand(3), &[3, 2]), now).unwrap();
+    assert_eq!(drain(&mut c), vec![]);
+    assert_eq!(c.status(), Status::Electing);
+}
+
+#[test]
+fn timeout_retries_with_a_higher_term_and_tolerates_early_and_repeated_calls() {
+    let now = Instant::now();
+    let mut b = node(2, &[1, 2, 3]);
+    b.start(now);
+    drain(&mut b);
+    b.handle_timeout(now + TIMEOUT - Duration::from_millis(1));
+    assert_eq!(drain(&mut b), vec![], "early");
+    let later = now + TIMEOUT;
+    b.handle_timeout(later);
+    assert_eq!(drain(&mut b), vec![persist(2, None), send(3, token(2, cand(2), &[2]))]);
+    assert_eq!(b.poll_timeout(), Some(later + TIMEOUT));
+    b.handle_timeout(later);
+    assert_eq!(drain(&mut b), vec![], "repeated");
+}
+
+#[test]
+fn backoff_is_random_and_bounded() {
+    let now = Instant::now();
+    let config = Config { election_timeout: TIMEOUT, max_backoff: TIMEOUT };
+    let deadlines: Vec<_> = (1..=20)
+        .map(|seed| {
+            let rng = ChaCha8Rng::seed_from_u64(seed);
+            let mut n = Election::new(
+                id(1),
+                [id(1), id(2)],
+                PersistentState::default(),
+                rng,
+                config.clone(),
+            );
+            n.start(now);
+            n.poll_timeout().unwrap() - now
+        })
+        .collect();
+    assert!(deadlines.iter().all(|d| *d >= TIMEOUT && *d <= 2 * TIMEOUT));
+    assert!(deadlines.windows(2).any(|w| w[0] != w[1]), "{deadlines:?}");
+}
+
+#[test]
+fn ring_repair_skips_down_successors_and_resends() {
+    let now = Instant::now();
+    let mut a = node(1, &[1, 2, 3, 4]);
+    a.handle_down(id(2));
+    a.start(now);
+    assert_eq!(drain(&mut a), vec![persist(1, None), send(3, token(1, cand(1), &[1]))]);
+    a.handle_down(id(3));
+    assert_eq!(drain(&mut a), vec![send(4, token(1, cand(1), &[1]))], "successor died");
+    a.handle_down(id(2));
+    a.handle_alive(id(3));
+    assert_eq!(drain(&mut a), vec![]);
+    a.handle_message(id(4), token(1, cand(4), &[4]), now).unwrap();
+    assert_eq!(drain(&mut a), vec![send(3, token(1, cand(4), &[4, 1]))]);
+}
+
+#[test]
+fn leader_lost_starts_once_and_a_leader_can_abdicate() {
+    let now = Instant::now();
+    let mut b = node(2, &[1, 2, 3]);
+    b.handle_leader_lost(now);
+    assert_eq!(drain(&mut b), vec![persist(1, None), send(3, token(1, cand(2), &[2]))]);
+    b.handle_leader_lost(now);
+    b.start(now);
+    assert_eq!(drain(&mut b), vec![], "an election is already running");
+    let mut a = node(1, &[1]);
+    a.start(now);
+    drain(&mut a);
+    a.handle_leader_lost(now);
+    let actions = drain(&mut a);
+    assert_eq!(actions[..2], [persist(2, None), Action::StepDown { term: Term(2) }]);
+    assert!(a.is_leader(), "re-elected in term 2");
+}
+
+#[test]
+fn candidate_is_fixed_per_term() {
+    let now = Instant::now();
+    let mut b = node(2, &[1, 2, 3]);
+    let pos = LogPosition { term: Term(1), seq: Seq(3) };
+    b.handle_last_log(pos);
+    b.start(now);
+    assert_eq!(b.candidate(), Candidate { last_log: pos, node: id(2) });
+    b.handle_last_log(LogPosition::default());
+    assert_eq!(b.candidate().last_log, pos);
+}
+
+#[test]
+fn duplicate_elected_and_own_token_after_winning_are_ignored() {
+    let now = Instant::now();
+    let mut b = node(2, &[1, 2]);
+    b.start(now);
+    drain(&mut b);
+    b.handle_message(id(1), token(1, cand(2), &[2, 1]), now).unwrap();
+    drain(&mut b);
+    b.handle_message(id(1), token(1, cand(2), &[2, 1]), now).unwrap();
+    assert_eq!(drain(&mut b), vec![]);
+    b.handle_message(id(1), elected(1, 2, &[2, 1]), now).unwrap();
+    b.handle_message(id(1), elected(1, 2, &[2, 1]), now).unwrap();
+    assert_eq!(drain(&mut b).len(), 1, "led once");
+}
