@@ -98,13 +98,14 @@ impl Member {
         let Some(probing) = self.phase.probing() else {
             return state_deadline;
         };
-        let ack_deadline =
-            probing.awaiting.filter(|a| !a.indirect).map(|a| a.sent + config.probe_timeout);
-        [Some(state_deadline), Some(probing.next_ping), ack_deadline]
-            .into_iter()
-            .flatten()
-            .min()
-            .unwrap_or(state_deadline)
+        // Plain comparisons, no iterator chains: this runs for every member on every poll.
+        let mut at = state_deadline.min(probing.next_ping);
+        if let Some(a) = probing.awaiting {
+            if !a.indirect {
+                at = at.min(a.sent + config.probe_timeout);
+            }
+        }
+        at
     }
 
     pub(crate) fn view(&self) -> MemberView {

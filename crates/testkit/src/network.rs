@@ -101,7 +101,8 @@ struct InFlight<A, M> {
     seq: u64,
     from: A,
     to: A,
-    msg: M,
+    /// Boxed so the heap moves a pointer, not a possibly large message.
+    msg: Box<M>,
 }
 
 impl<A, M> PartialEq for InFlight<A, M> {
@@ -302,9 +303,16 @@ impl<N: SimNode> Network<N> {
     /// If nodes keep asking for deadlines in the past without the clock moving (a livelock in
     /// the core under test); the message names the seed.
     pub fn step(&mut self) -> bool {
-        let Some(next) = self.next_event() else {
-            return false;
-        };
+        match self.next_event() {
+            Some(next) => {
+                self.step_to(next);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn step_to(&mut self, next: Instant) {
         if next > self.now {
             self.now = next;
             self.steps_without_progress = 0;
@@ -319,14 +327,13 @@ impl<N: SimNode> Network<N> {
         }
         self.deliver_due();
         self.fire_due_timeouts();
-        true
     }
 
     /// Runs until the clock reaches `deadline` (handling events due at `deadline` too), then
     /// sets the clock to `deadline`.
     pub fn run_until(&mut self, deadline: Instant) {
-        while self.next_event().is_some_and(|at| at <= deadline) {
-            self.step();
+        while let Some(next) = self.next_event().filter(|at| *at <= deadline) {
+            self.step_to(next);
         }
         self.now = self.now.max(deadline);
     }
@@ -350,7 +357,7 @@ impl<N: SimNode> Network<N> {
                 continue;
             };
             self.stats.delivered += 1;
-            node.handle_message(m.from, m.msg, self.now);
+            node.handle_message(m.from, *m.msg, self.now);
             self.flush(m.to);
         }
     }
@@ -406,6 +413,6 @@ impl<N: SimNode> Network<N> {
         let seq = self.next_seq;
         self.next_seq += 1;
         let at = self.now + delay;
-        self.in_flight.push(Reverse(InFlight { at, seq, from, to, msg }));
+        self.in_flight.push(Reverse(InFlight { at, seq, from, to, msg: Box::new(msg) }));
     }
 }
