@@ -154,9 +154,13 @@ impl<R: RngCore> Election<R> {
         self.debug_check();
     }
 
-    /// The ordering layer's last log position; used as the candidate from the next term on.
+    /// The ordering layer's last log position: the node's candidate in the current term until
+    /// it has sent a token in it (then fixed for the term), and in later terms.
     pub fn handle_last_log(&mut self, last_log: LogPosition) {
         self.last_log = last_log;
+        if self.round.best_sent.is_none() {
+            self.round.own.last_log = last_log;
+        }
         self.debug_check();
     }
 
@@ -186,6 +190,25 @@ impl<R: RngCore> Election<R> {
         }
         self.debug_check();
         Ok(())
+    }
+
+    /// The ordering layer heard `from` act as the leader of `term` (a view change, entries, a
+    /// commit heartbeat). A newer term is adopted (stepping down); in the current term the
+    /// node follows `from` unless it voted for someone else or runs its own announcement.
+    /// This is how a node that the ring skipped (falsely believed down) catches up.
+    pub fn handle_leader_heard(&mut self, from: NodeId, term: Term) {
+        if term < self.term || from == self.me || !self.ring.is_member(from) {
+            return;
+        }
+        if term > self.term {
+            self.enter_term(term);
+        }
+        let open = matches!(self.role, Role::Idle | Role::Electing { .. });
+        if open && self.accepted.is_none_or(|a| a == from) {
+            self.role = Role::Following { leader: from };
+            self.push(Action::FollowLeader { term, leader: from });
+        }
+        self.debug_check();
     }
 
     /// The clock reached [`Election::poll_timeout`]: the running round failed, retry with

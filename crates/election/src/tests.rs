@@ -258,6 +258,18 @@ fn at_most_one_accepted_leader_per_term() {
 }
 
 #[test]
+fn restored_vote_locks_the_term() {
+    let now = Instant::now();
+    let persisted = PersistentState { term: Term(7), accepted: Some(id(1)) };
+    let mut b = node_with(2, &[1, 2, 3], persisted, no_backoff());
+    b.handle_message(id(1), token(7, cand(3), &[3, 1]), now).unwrap();
+    assert_eq!(drain(&mut b), vec![], "no token forwarded in a decided term");
+    b.handle_message(id(1), elected(7, 3, &[3, 1]), now).unwrap();
+    assert_eq!(drain(&mut b), vec![send(3, elected(7, 3, &[3, 1]))], "passed on, not accepted");
+    assert_eq!(b.persistent(), persisted);
+}
+
+#[test]
 fn restored_vote_is_kept_and_the_next_term_is_higher() {
     let now = Instant::now();
     let persisted = PersistentState { term: Term(7), accepted: Some(id(3)) };
@@ -383,6 +395,20 @@ fn candidate_is_fixed_per_term() {
 }
 
 #[test]
+fn restored_node_takes_its_log_position_before_joining_the_term() {
+    let now = Instant::now();
+    let persisted = PersistentState { term: Term(3), accepted: None };
+    let mut b = node_with(2, &[1, 2, 3], persisted, no_backoff());
+    let pos = LogPosition { term: Term(2), seq: Seq(9) };
+    b.handle_last_log(pos);
+    let mine = Candidate { last_log: pos, node: id(2) };
+    // a's candidate would beat b's default position, but not its real one.
+    let a = Candidate { last_log: LogPosition { term: Term(2), seq: Seq(1) }, node: id(1) };
+    b.handle_message(id(1), token(3, a, &[1]), now).unwrap();
+    assert_eq!(drain(&mut b), vec![send(3, token(3, mine, &[2]))]);
+}
+
+#[test]
 fn duplicate_elected_and_own_token_after_winning_are_ignored() {
     let now = Instant::now();
     let mut b = node(2, &[1, 2]);
@@ -395,4 +421,28 @@ fn duplicate_elected_and_own_token_after_winning_are_ignored() {
     b.handle_message(id(1), elected(1, 2, &[2, 1]), now).unwrap();
     b.handle_message(id(1), elected(1, 2, &[2, 1]), now).unwrap();
     assert_eq!(drain(&mut b).len(), 1, "led once");
+}
+
+#[test]
+fn leader_heard_catches_up_a_skipped_node() {
+    let now = Instant::now();
+    let mut a = node(1, &[1]);
+    a.start(now);
+    drain(&mut a);
+    a.handle_members(vec![id(1), id(2), id(3)]);
+    a.handle_leader_heard(id(3), Term(1));
+    assert_eq!(drain(&mut a), vec![], "same term, it leads itself");
+    a.handle_leader_heard(id(3), Term(4));
+    assert_eq!(
+        drain(&mut a),
+        vec![
+            persist(4, None),
+            Action::StepDown { term: Term(4) },
+            Action::FollowLeader { term: Term(4), leader: id(3) },
+        ]
+    );
+    a.handle_leader_heard(id(2), Term(3));
+    a.handle_leader_heard(id(9), Term(9));
+    assert_eq!(drain(&mut a), vec![], "stale terms and non-members are ignored");
+    assert_eq!(a.leader(), Some(id(3)));
 }
