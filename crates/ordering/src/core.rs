@@ -182,6 +182,11 @@ impl Ordering {
         self.log.base()
     }
 
+    /// The latest snapshot taken or installed (persist it with the log for [`Persisted`]).
+    pub fn snapshot(&self) -> Option<&Snapshot> {
+        self.snapshot.as_ref()
+    }
+
     // ----- outputs -----
 
     /// The next output, if any. Drain after every input.

@@ -106,18 +106,26 @@ impl Ordering {
             if !self.accept_entry(e) {
                 break;
             }
-            m = m.next();
-            while let Some(e) = self.holdback.take(m.next()) {
-                if !self.accept_entry(e) {
-                    break;
-                }
-                m = m.next();
-            }
+            self.matched = Some(m.next());
+            m = self.drain_holdback();
         }
         self.matched = Some(m);
         self.follow_commit(leader_commit);
         self.nack_gap(now);
         self.ack();
+    }
+
+    /// Moves held-back entries that became contiguous into the log; returns the new `matched`.
+    fn drain_holdback(&mut self) -> Seq {
+        let mut m = self.matched.unwrap_or(self.commit);
+        while let Some(e) = self.holdback.take(m.next()) {
+            if !self.accept_entry(e) {
+                break;
+            }
+            m = m.next();
+        }
+        self.matched = Some(m);
+        m
     }
 
     /// `Commit` (heartbeat).
@@ -234,7 +242,22 @@ impl Ordering {
         }
     }
 
+    /// Installs a complete snapshot, unless the log already holds its last entry: then the
+    /// log up to there equals the leader's (log matching) and nothing is dropped, since the
+    /// entries after it may be acknowledged already.
     fn install(&mut self, inc: Incoming) {
+        let point = inc.last_included;
+        if self.log.term_at(point.seq) == Some(point.term) {
+            self.matched = Some(self.matched.unwrap_or(self.commit).max(point.seq));
+            self.drain_holdback();
+            self.ack();
+            return;
+        }
+        self.replace_with_snapshot(inc);
+        self.ack();
+    }
+
+    fn replace_with_snapshot(&mut self, inc: Incoming) {
         let Incoming { last_included, members, bytes } = inc;
         let snapshot = Snapshot { last_included, members: members.clone(), bytes };
         self.write = None;
