@@ -360,8 +360,11 @@ impl Ordering {
             return Err(OrderingError::Overloaded { bound: Bound::SnapshotBytes, limit });
         }
         let members = self.log.members_at(last_included).to_vec();
-        self.snapshot =
-            Some(Snapshot { last_included: LogPosition { term, seq: last_included }, members, bytes });
+        self.snapshot = Some(Snapshot {
+            last_included: LogPosition { term, seq: last_included },
+            members,
+            bytes,
+        });
         self.log.compact(last_included);
         self.finish(now);
         Ok(())
@@ -442,9 +445,9 @@ impl Ordering {
 
     /// The sequencer's clock at `now`, never below the log's last timestamp.
     pub(crate) fn wall_now(&self, now: Instant) -> Timestamp {
-        let clock = self
-            .clock
-            .map_or(Timestamp::default(), |(at, wall)| wall.saturating_add(now.saturating_duration_since(at)));
+        let clock = self.clock.map_or(Timestamp::default(), |(at, wall)| {
+            wall.saturating_add(now.saturating_duration_since(at))
+        });
         clock.max(self.log.last_timestamp())
     }
 

@@ -86,7 +86,9 @@ pub enum OrderingError {
         id: u64,
     },
     /// A snapshot must end at an applied entry still in the log. Nothing changed.
-    #[error("snapshot at {last_included:?} is not an applied entry in the log (applied {applied:?})")]
+    #[error(
+        "snapshot at {last_included:?} is not an applied entry in the log (applied {applied:?})"
+    )]
     BadSnapshotPoint {
         /// The snapshot point given.
         last_included: Seq,

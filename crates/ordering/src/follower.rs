@@ -45,7 +45,9 @@ impl Ordering {
         let last = self.log.last();
         let from = leader_commit.next();
         let len = last.seq.0.saturating_sub(leader_commit.0);
-        let suffix = if len == 0 || from <= self.log.base().seq || len > self.config.max_uncommitted as u64
+        let suffix = if len == 0
+            || from <= self.log.base().seq
+            || len > self.config.max_uncommitted as u64
         {
             Vec::new()
         } else {

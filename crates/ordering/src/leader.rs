@@ -284,7 +284,11 @@ impl Ordering {
     }
 
     /// A proposal at the leader.
-    pub(crate) fn leader_propose(&mut self, cmd: Command, now: Instant) -> Result<(), OrderingError> {
+    pub(crate) fn leader_propose(
+        &mut self,
+        cmd: Command,
+        now: Instant,
+    ) -> Result<(), OrderingError> {
         let uncommitted = (self.log.last().seq.0 - self.commit.0) as usize;
         let Some(ls) = self.leading.as_mut() else {
             return Err(OrderingError::NotLeader { term: self.term, leader: self.leader });
@@ -345,7 +349,13 @@ impl Ordering {
     }
 
     /// Proposals forwarded by a member.
-    pub(crate) fn on_propose(&mut self, from: NodeId, term: Term, cmds: Vec<Command>, now: Instant) {
+    pub(crate) fn on_propose(
+        &mut self,
+        from: NodeId,
+        term: Term,
+        cmds: Vec<Command>,
+        now: Instant,
+    ) {
         if term > self.term {
             self.observe_term(term, None);
         }
@@ -497,10 +507,10 @@ impl Ordering {
             }
         }
         let window = self.config.unavailable_after;
-        let recent = |p: &Progress| p.heard.is_some_and(|h| now.saturating_duration_since(h) < window);
-        let heard = is_majority(self.log.members(), |n| {
-            n == me || ls.progress.get(&n).is_some_and(recent)
-        });
+        let recent =
+            |p: &Progress| p.heard.is_some_and(|h| now.saturating_duration_since(h) < window);
+        let heard =
+            is_majority(self.log.members(), |n| n == me || ls.progress.get(&n).is_some_and(recent));
         let gathering = matches!(ls.phase, Phase::Gathering { .. });
         let late = now.saturating_duration_since(ls.since) >= window;
         let unavailable = late && (gathering || !heard);

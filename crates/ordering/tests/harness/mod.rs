@@ -89,11 +89,15 @@ pub struct Member {
 }
 
 impl Member {
-    pub fn start(me: NodeId, config: OrderingConfig, disk: Disk, now: Instant, t0: Instant) -> Self {
-        let machine = disk
-            .snapshot
-            .as_ref()
-            .map_or_else(Machine::default, |s| Machine::decode(&s.bytes));
+    pub fn start(
+        me: NodeId,
+        config: OrderingConfig,
+        disk: Disk,
+        now: Instant,
+        t0: Instant,
+    ) -> Self {
+        let machine =
+            disk.snapshot.as_ref().map_or_else(Machine::default, |s| Machine::decode(&s.bytes));
         let persisted = Persisted {
             term: disk.term,
             snapshot: disk.snapshot.clone(),
@@ -322,7 +326,9 @@ impl Cluster {
             .addrs()
             .into_iter()
             .filter(|a| !self.cut.contains(a))
-            .filter(|a| self.net.node(a).is_some_and(|m| m.core.members().iter().any(|i| i.node == *a)))
+            .filter(|a| {
+                self.net.node(a).is_some_and(|m| m.core.members().iter().any(|i| i.node == *a))
+            })
             .collect()
     }
 
@@ -330,7 +336,10 @@ impl Cluster {
     pub fn elect(&mut self) {
         let ok = self.leader.is_some_and(|(term, l)| {
             !self.cut.contains(&l)
-                && self.net.node(&l).is_some_and(|m| m.core.term() == term && m.core.leader() == Some(l))
+                && self
+                    .net
+                    .node(&l)
+                    .is_some_and(|m| m.core.term() == term && m.core.leader() == Some(l))
         });
         if ok {
             return;
@@ -427,4 +436,3 @@ impl Cluster {
         }
     }
 }
-

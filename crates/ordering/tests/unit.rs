@@ -1,0 +1,239 @@
+//! One input, exact expected outputs: terms, leaders, refusals and bounds.
+
+#![allow(clippy::unwrap_used)]
+
+use std::time::{Duration, Instant};
+
+use auction_ordering::{Action, Bound, Ordering, OrderingConfig, OrderingError, Persisted};
+use auction_proto::msg::discovery::NodeInfo;
+use auction_proto::msg::log::{
+    Command, ConfigChange, EntryPayload, LogEntry, Operation, RequestId,
+};
+use auction_proto::msg::peer::OrderingMsg;
+use auction_proto::{
+    AuctionId, ClientId, Incarnation, LogPosition, NodeId, RequestNo, Seq, Term, Timestamp,
+};
+
+fn node(i: u8) -> NodeId {
+    NodeId::from_bytes([i; 16])
+}
+
+fn info(i: u8) -> NodeInfo {
+    NodeInfo {
+        node: node(i),
+        incarnation: Incarnation(1),
+        peer_addr: ([10, 0, 0, i], 7000).into(),
+        client_addr: ([10, 0, 0, i], 7001).into(),
+    }
+}
+
+fn cmd(no: u64) -> Command {
+    Command {
+        origin: Some(RequestId { client: ClientId::from_bytes([9; 16]), no: RequestNo(no) }),
+        op: Operation::Close { auction: AuctionId(no) },
+    }
+}
+
+fn drain(core: &mut Ordering) -> Vec<Action> {
+    std::iter::from_fn(|| core.poll_action()).collect()
+}
+
+fn bootstrapped(me: u8, now: Instant) -> Ordering {
+    let mut core = Ordering::new(node(me), OrderingConfig::default(), Persisted::default(), now);
+    core.handle_bootstrap((1..=3).map(info).collect(), now).unwrap();
+    for a in drain(&mut core) {
+        if let Action::Store { id, .. } = a {
+            core.handle_stored(id, now).unwrap();
+        }
+    }
+    core
+}
+
+#[test]
+fn follower_answers_start_view_after_persisting_the_term() {
+    let now = Instant::now();
+    let mut f = bootstrapped(2, now);
+    f.handle_message(node(1), OrderingMsg::StartView { term: Term(1), commit: Seq(0) }, now);
+    let actions = drain(&mut f);
+    assert_eq!(actions[0], Action::PersistTerm(Term(1)));
+    match &actions[1] {
+        Action::Send { to, msg: OrderingMsg::LogState { term, last, commit, suffix } } => {
+            assert_eq!((*to, *term, *commit), (node(1), Term(1), Seq(0)));
+            assert_eq!(*last, LogPosition { term: Term(0), seq: Seq(1) });
+            assert_eq!(suffix.len(), 1);
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    // A second leader for the same term is ignored; an older term gets told the current one.
+    f.handle_message(node(3), OrderingMsg::StartView { term: Term(1), commit: Seq(0) }, now);
+    assert_eq!(drain(&mut f), vec![]);
+    f.handle_message(node(3), OrderingMsg::Commit { term: Term(0), commit: Seq(0) }, now);
+    let told = OrderingMsg::NotLeader { term: Term(1), leader: Some(node(1)) };
+    assert_eq!(drain(&mut f), vec![Action::Send { to: node(3), msg: told }]);
+}
+
+#[test]
+fn election_inputs_are_checked() {
+    let now = Instant::now();
+    let mut f = bootstrapped(2, now);
+    f.handle_leader(Term(2), node(1), now).unwrap();
+    assert_eq!(
+        f.handle_leader(Term(1), node(1), now),
+        Err(OrderingError::StaleTerm { term: Term(1), current: Term(2) })
+    );
+    assert_eq!(
+        f.handle_leader(Term(2), node(3), now),
+        Err(OrderingError::ConflictingLeader { term: Term(2), known: node(1), claimed: node(3) })
+    );
+    // A node that restarted in term 2 may not lead term 2 (it may have lost sequenced entries).
+    let p = Persisted { term: Term(2), ..Persisted::default() };
+    let mut r = Ordering::new(node(1), OrderingConfig::default(), p, now);
+    r.handle_bootstrap((1..=3).map(info).collect(), now).unwrap();
+    assert_eq!(
+        r.handle_leader(Term(2), node(1), now),
+        Err(OrderingError::CannotLead { term: Term(2) })
+    );
+    assert!(r.handle_leader(Term(3), node(1), now).is_ok());
+}
+
+#[test]
+fn follower_forwards_proposals_and_resends_them_to_a_new_leader() {
+    let now = Instant::now();
+    let mut f = bootstrapped(2, now);
+    f.handle_propose(cmd(1), now).unwrap();
+    assert_eq!(drain(&mut f), vec![], "no leader yet: kept");
+    f.handle_leader(Term(1), node(1), now).unwrap();
+    let sent = OrderingMsg::Propose { term: Term(1), commands: vec![cmd(1)] };
+    assert_eq!(
+        drain(&mut f),
+        vec![Action::PersistTerm(Term(1)), Action::Send { to: node(1), msg: sent }]
+    );
+    f.handle_leader(Term(2), node(3), now).unwrap();
+    let resent = OrderingMsg::Propose { term: Term(2), commands: vec![cmd(1)] };
+    assert_eq!(
+        drain(&mut f),
+        vec![Action::PersistTerm(Term(2)), Action::Send { to: node(3), msg: resent }]
+    );
+}
+
+#[test]
+fn hold_back_asks_for_the_gap_and_acks_only_durable_contiguous_entries() {
+    let now = Instant::now();
+    let mut f = bootstrapped(2, now);
+    f.handle_message(node(1), OrderingMsg::StartView { term: Term(1), commit: Seq(0) }, now);
+    let boot = f.entry(Seq(1)).cloned().unwrap();
+    let nv =
+        OrderingMsg::NewView { term: Term(1), from: Seq(1), entries: vec![boot], commit: Seq(0) };
+    f.handle_message(node(1), nv, now);
+    drain(&mut f);
+    let e = |seq| LogEntry {
+        term: Term(1),
+        seq: Seq(seq),
+        timestamp: Timestamp(seq),
+        payload: EntryPayload::Noop,
+    };
+    f.handle_message(
+        node(1),
+        OrderingMsg::Order { term: Term(1), entries: vec![e(4)], commit: Seq(0) },
+        now,
+    );
+    let actions = drain(&mut f);
+    let nack = OrderingMsg::Nack { term: Term(1), from: Seq(2), to: Seq(3) };
+    assert!(actions.contains(&Action::Send { to: node(1), msg: nack }), "{actions:?}");
+    let order = OrderingMsg::Order { term: Term(1), entries: vec![e(3), e(2)], commit: Seq(3) };
+    f.handle_message(node(1), order, now);
+    let actions = drain(&mut f);
+    // The ack only covers what is durable (the bootstrap entry); the entries are written;
+    // the durable committed prefix is delivered.
+    let ack1 = OrderingMsg::Ack { term: Term(1), stored: Seq(1) };
+    assert_eq!(actions[0], Action::Send { to: node(1), msg: ack1 });
+    let Action::Store { id, from, entries } = actions[1].clone() else { panic!("{actions:?}") };
+    assert_eq!((from, entries.len()), (Seq(2), 3));
+    assert!(matches!(&actions[2], Action::Deliver { entries } if entries.len() == 1));
+    f.handle_stored(id, now).unwrap();
+    let actions = drain(&mut f);
+    let ack4 = OrderingMsg::Ack { term: Term(1), stored: Seq(4) };
+    assert_eq!(actions[0], Action::Send { to: node(1), msg: ack4 });
+    // Committed up to 3 (the leader's point): 2 and 3 are delivered, 4 waits.
+    assert!(matches!(&actions[1], Action::Deliver { entries } if entries.len() == 2));
+    assert_eq!(f.applied(), Seq(3));
+    assert_eq!(f.handle_stored(id, now), Err(OrderingError::UnknownStore { id: id.0 }));
+}
+
+/// A 3-member leader whose follower 2 answered and acked its `Noop`: past its view change.
+fn leader_with_quorum(config: OrderingConfig, now: Instant) -> Ordering {
+    let mut l = Ordering::new(node(1), config, Persisted::default(), now);
+    l.handle_bootstrap((1..=3).map(info).collect(), now).unwrap();
+    l.handle_leader(Term(1), node(1), now).unwrap();
+    let last = LogPosition { term: Term(0), seq: Seq(1) };
+    let state = OrderingMsg::LogState { term: Term(1), last, commit: Seq(0), suffix: vec![] };
+    l.handle_message(node(2), state, now);
+    for a in drain(&mut l) {
+        if let Action::Store { id, .. } = a {
+            l.handle_stored(id, now).unwrap();
+        }
+    }
+    assert!(!l.is_leading(), "sequences only once its Noop commits");
+    l.handle_message(node(2), OrderingMsg::Ack { term: Term(1), stored: Seq(2) }, now);
+    assert!(drain(&mut l).contains(&Action::Leading { term: Term(1) }));
+    assert!(l.is_leading());
+    l
+}
+
+#[test]
+fn leader_refuses_beyond_its_window_and_when_cut_off() {
+    let now = Instant::now();
+    let config = OrderingConfig { max_uncommitted: 2, ..OrderingConfig::default() };
+    let mut l = leader_with_quorum(config.clone(), now);
+    l.handle_propose(cmd(1), now).unwrap();
+    l.handle_propose(cmd(2), now).unwrap();
+    assert_eq!(
+        l.handle_propose(cmd(3), now),
+        Err(OrderingError::Overloaded { bound: Bound::Uncommitted, limit: 2 })
+    );
+    // Nobody answers for longer than unavailable_after: proposals are refused and reported.
+    let later = now + config.unavailable_after + Duration::from_millis(60);
+    let mut t = now;
+    while t < later {
+        t += config.tick;
+        l.handle_timeout(t);
+    }
+    assert!(drain(&mut l).contains(&Action::Unavailable { term: Term(1) }));
+    assert_eq!(l.handle_propose(cmd(4), t), Err(OrderingError::Unavailable { term: Term(1) }));
+    // A higher term seen in any message deposes the leader.
+    l.handle_message(node(3), OrderingMsg::Ack { term: Term(5), stored: Seq(0) }, t);
+    assert!(!l.is_leading());
+    assert_eq!(l.term(), Term(5));
+}
+
+#[test]
+fn one_configuration_change_at_a_time() {
+    let now = Instant::now();
+    let mut l = leader_with_quorum(OrderingConfig::default(), now);
+    let seq = l.handle_config_change(ConfigChange::AddMember(info(4)), now).unwrap();
+    assert_eq!(seq, Seq(3));
+    assert_eq!(l.members().len(), 4, "a config entry is in force once appended");
+    assert_eq!(
+        l.handle_config_change(ConfigChange::RemoveMember(node(3)), now),
+        Err(OrderingError::ConfigChangeInProgress { pending: Seq(3) })
+    );
+    let mut f = bootstrapped(2, now);
+    assert_eq!(
+        f.handle_config_change(ConfigChange::RemoveMember(node(3)), now),
+        Err(OrderingError::NotLeader { term: Term(0), leader: None })
+    );
+    drop(f);
+    // Commit it (members 1, 2 and 3 of 4 hold it), then adding an existing member is refused.
+    for a in drain(&mut l) {
+        if let Action::Store { id, .. } = a {
+            l.handle_stored(id, now).unwrap();
+        }
+    }
+    l.handle_message(node(2), OrderingMsg::Ack { term: Term(1), stored: Seq(3) }, now);
+    l.handle_message(node(3), OrderingMsg::Ack { term: Term(1), stored: Seq(3) }, now);
+    assert_eq!(l.commit(), Seq(3));
+    assert_eq!(
+        l.handle_config_change(ConfigChange::AddMember(info(2)), now),
+        Err(OrderingError::InvalidConfigChange { node: node(2) })
+    );
+}
