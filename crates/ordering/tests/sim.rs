@@ -7,7 +7,7 @@
 //! the core's own invariants. Checked at the end, after healing and restarting everyone: every
 //! member delivered everything any member saw committed, and new proposals commit everywhere.
 
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::print_stderr)]
 
 mod harness;
 
