@@ -1,0 +1,54 @@
+//! Settings, the durable state handed back after a restart, and how a replica starts.
+
+use std::time::Duration;
+
+use auction_proto::{NodeId, Term};
+
+/// Settings of one [`crate::Replica`]: the cores' own settings plus the composition's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReplicaConfig {
+    /// Discovery and failure detection.
+    pub membership: auction_membership::Config,
+    /// Ring election timing.
+    pub election: auction_election::Config,
+    /// Replication timers and bounds.
+    pub ordering: auction_ordering::OrderingConfig,
+    /// Applied entries between two snapshots of the auction state (at least 1).
+    pub snapshot_every: u64,
+    /// A member `Down` this long is removed from the configuration by the leader.
+    pub removal_grace: Duration,
+}
+
+impl Default for ReplicaConfig {
+    /// The cores' defaults, a snapshot every 10 000 entries, removal after 60 s down.
+    fn default() -> Self {
+        Self {
+            membership: auction_membership::Config::default(),
+            election: auction_election::Config::default(),
+            ordering: auction_ordering::OrderingConfig::default(),
+            snapshot_every: 10_000,
+            removal_grace: Duration::from_secs(60),
+        }
+    }
+}
+
+/// What the node recovered from disk (all default for a brand-new node).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Durable {
+    /// The last term written by [`crate::Action::PersistTerm`].
+    pub term: Term,
+    /// The vote written with it.
+    pub accepted: Option<NodeId>,
+    /// The snapshot, the durable log after it and the applied seq. Its `term` may be left at
+    /// zero: the replica uses the larger of it and [`Durable::term`].
+    pub ordering: auction_ordering::Persisted,
+}
+
+/// How a replica with an empty log starts. Ignored when the durable log is not empty.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Start {
+    /// Found a new cluster of one (this node), lead it, and add discovered servers.
+    Bootstrap,
+    /// Join a cluster found by discovery: wait until its leader adds this node.
+    Join,
+}

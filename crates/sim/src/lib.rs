@@ -1,0 +1,4 @@
+//! Deterministic whole-cluster simulation (work in progress).
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
