@@ -125,6 +125,7 @@ impl<R: RngCore> Replica<R> {
 
     /// Every input ends here: propagate between the cores, then check invariants.
     pub(crate) fn after_input(&mut self, now: Instant) {
+        self.now = self.now.max(now);
         self.pump(now);
         debug_assert!({
             self.check_invariants();

@@ -16,8 +16,10 @@ use crate::{Action, Replica};
 const MAX_ROUNDS: usize = 64;
 
 impl<R: RngCore> Replica<R> {
-    /// Drains every core until all are quiet, feeding outputs across, then runs the duties.
+    /// Drains every core until all are quiet, feeding outputs across; then runs the duties
+    /// and drains what they caused.
     pub(crate) fn pump(&mut self, now: Instant) {
+        let mut duties_done = false;
         for _ in 0..MAX_ROUNDS {
             let mut busy = false;
             while let Some(a) = self.membership.poll_action() {
@@ -33,9 +35,13 @@ impl<R: RngCore> Replica<R> {
                 self.on_ordering(a, now);
             }
             self.sync(now);
-            self.duties(now);
             if !busy {
-                break;
+                if duties_done {
+                    break;
+                }
+                // Once the cores are quiet: leader duties, whose outputs the next round drains.
+                self.duties(now);
+                duties_done = true;
             }
         }
         let role = (self.role(), self.term(), self.leader());

@@ -83,6 +83,8 @@ pub struct Replica<R: RngCore> {
     pub(crate) last_log: LogPosition,
     pub(crate) members: Vec<NodeId>,
     pub(crate) observe: bool,
+    /// The `now` of the last input.
+    pub(crate) now: Instant,
     pub(crate) stats: ReplicaStats,
     pub(crate) faults: Faults,
 }
@@ -141,6 +143,7 @@ impl<R: RngCore> Replica<R> {
             last_log: LogPosition::default(),
             members,
             observe: false,
+            now,
             stats: ReplicaStats::default(),
             faults: Faults::default(),
             config,
@@ -304,7 +307,8 @@ impl<R: RngCore> Replica<R> {
     pub fn poll_timeout(&self) -> Option<Instant> {
         let leaderless = self.leaderless_since.map(|t| t + self.config.election.election_timeout);
         let removal = if self.ordering.is_leading() {
-            self.down_since.values().map(|t| *t + self.config.removal_grace).min()
+            let grace = self.config.removal_grace;
+            self.down_since.values().map(|t| *t + grace).filter(|t| *t > self.now).min()
         } else {
             None
         };

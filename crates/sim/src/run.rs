@@ -1,0 +1,449 @@
+//! One seeded run: servers, clients, the fault schedule and the heal phase.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use auction_proto::msg::auction::{AuctionSpec, BidKind, BidderName, IncrementRule};
+use auction_proto::msg::discovery::NodeInfo;
+use auction_proto::msg::log::{Command, EntryPayload, LogEntry, Operation, RequestId};
+use auction_proto::{Amount, AuctionId, ClientId, Incarnation, NodeId, RequestNo, Seq};
+use auction_replica::{Faults, Replica, ReplicaConfig, Start, SubmitError};
+use auction_testkit::{NetConfig, Network};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::disk::Disk;
+use crate::history::{Applied, History, Invocation, OpResult, Read};
+use crate::server::SimServer;
+use crate::{Bug, Options};
+
+const TICK: Duration = Duration::from_millis(10);
+const CLIENT_TIMEOUT: Duration = Duration::from_millis(1_000);
+/// Where `Discover` goes: the simulated network turns it into a broadcast.
+const BROADCAST: &str = "10.0.255.255:7002";
+
+fn addr(i: usize) -> SocketAddr {
+    SocketAddr::from(([10, 0, 0, 1 + i as u8], 7000))
+}
+
+fn node_id(i: usize) -> NodeId {
+    NodeId::from_bytes([1 + i as u8; 16])
+}
+
+/// Fast timers so a seed covers elections, removals and snapshots in a few virtual seconds.
+pub(crate) fn sim_config() -> ReplicaConfig {
+    let mut c = ReplicaConfig::default();
+    c.membership.discovery_targets = BROADCAST.parse().into_iter().collect();
+    c.membership.probe_interval = Duration::from_millis(100);
+    c.membership.probe_timeout = Duration::from_millis(40);
+    c.membership.suspicion_timeout = Duration::from_millis(300);
+    c.membership.confirmation_timeout = Duration::from_millis(300);
+    c.membership.rediscover_min = Duration::from_millis(100);
+    c.membership.rediscover_max = Duration::from_millis(500);
+    c.election.election_timeout = Duration::from_millis(150);
+    c.election.max_backoff = Duration::from_millis(150);
+    c.ordering.tick = Duration::from_millis(20);
+    c.ordering.unavailable_after = Duration::from_millis(300);
+    c.snapshot_every = 25;
+    c.removal_grace = Duration::from_millis(2_500);
+    c
+}
+
+/// A client: one request at a time, retried with the same id at another server on timeout.
+#[derive(Debug)]
+struct Client {
+    id: ClientId,
+    name: BidderName,
+    next_no: u64,
+    /// Index into the history's invocations, the server tried, the attempt deadline.
+    pending: Option<(usize, usize, std::time::Instant)>,
+    server: usize,
+    seen: Seq,
+    not_before: std::time::Instant,
+}
+
+pub(crate) struct Sim {
+    opts: Options,
+    rng: ChaCha8Rng,
+    net: Network<SimServer>,
+    /// Disks of crashed servers, and the incarnation each server is at.
+    down: BTreeMap<usize, Disk>,
+    incarnation: Vec<u64>,
+    clients: Vec<Client>,
+    pub(crate) history: History,
+    /// The first entry seen applied at each seq, and the configurations by seq.
+    agreed: BTreeMap<Seq, LogEntry>,
+    configs: BTreeMap<Seq, Vec<NodeId>>,
+    pub(crate) violations: Vec<(&'static str, String)>,
+}
+
+impl Sim {
+    pub(crate) fn new(opts: Options) -> Self {
+        let mut rng = ChaCha8Rng::seed_from_u64(opts.seed ^ 0x5EED);
+        let net = Network::new(opts.seed, NetConfig::default());
+        let clients = (0..opts.clients)
+            .map(|i| Client {
+                id: ClientId::from_bytes([0xC0 + i as u8; 16]),
+                name: BidderName::new(format!("c{i}")).unwrap_or_else(|_| unreachable!()),
+                next_no: 1,
+                pending: None,
+                server: rng.random_range(0..opts.servers),
+                seen: Seq::ZERO,
+                not_before: net.now(),
+            })
+            .collect();
+        let mut sim = Self {
+            incarnation: vec![0; opts.servers],
+            opts,
+            rng,
+            net,
+            down: BTreeMap::new(),
+            clients,
+            history: History::default(),
+            agreed: BTreeMap::new(),
+            configs: BTreeMap::new(),
+            violations: Vec::new(),
+        };
+        for i in 0..sim.opts.servers {
+            let start = if i == 0 { Start::Bootstrap } else { Start::Join };
+            sim.start_server(i, Disk::default(), start);
+        }
+        sim
+    }
+
+    fn start_server(&mut self, i: usize, disk: Disk, start: Start) {
+        self.incarnation[i] += 1;
+        let inc = self.incarnation[i];
+        let me = NodeInfo {
+            node: node_id(i),
+            incarnation: Incarnation(inc),
+            peer_addr: addr(i),
+            client_addr: SocketAddr::from(([10, 0, 0, 1 + i as u8], 7001)),
+        };
+        let rng = ChaCha8Rng::seed_from_u64(self.rng.random());
+        let now = self.net.now();
+        let Ok(mut replica) = Replica::new(me, start, disk.durable(), sim_config(), rng, now)
+        else {
+            self.violations.push(("restart", format!("server {i} failed to restart")));
+            return;
+        };
+        replica.set_observe(true);
+        replica.set_faults(Faults { ack_on_sequence: self.opts.bug == Bug::AckOnSequence });
+        self.history.restored.insert((i, inc), replica.applied());
+        let mut server = SimServer::new(replica, disk, inc, self.net.start());
+        server.lying_disk = self.opts.bug == Bug::LyingDisk;
+        server.trace = self.opts.trace;
+        server.tick_clock(now);
+        server.drain(now);
+        self.net.add_node(addr(i), server);
+    }
+
+    fn crash(&mut self, i: usize) {
+        if let Some(mut s) = self.net.crash(&addr(i)) {
+            let survive = self.rng.random_range(0..=s.disk.pending.len());
+            s.disk.crash(survive);
+            self.collect_one(i, &mut s);
+            self.down.insert(i, s.disk);
+        }
+    }
+
+    fn restart(&mut self, i: usize) {
+        if let Some(disk) = self.down.remove(&i) {
+            self.start_server(i, disk, Start::Join);
+        }
+    }
+
+    /// Runs the whole scenario and returns the history.
+    pub(crate) fn run(mut self) -> (History, Vec<(&'static str, String)>) {
+        let start = self.net.now();
+        let fault_end = start + self.opts.fault_time;
+        let end = fault_end + self.opts.heal_time;
+        let mut next_fault = start + Duration::from_millis(self.rng.random_range(500..1_500));
+        while self.net.now() < end {
+            self.net.run_for(TICK);
+            let now = self.net.now();
+            if now < fault_end && now >= next_fault && self.opts.faults {
+                self.inject_fault();
+                next_fault = now + Duration::from_millis(self.rng.random_range(150..700));
+            } else if now >= fault_end && self.history.heal_at.is_zero() {
+                self.heal();
+            }
+            self.collect();
+            self.clients_step(now >= fault_end);
+        }
+        self.finish();
+        (self.history, self.violations)
+    }
+
+    fn inject_fault(&mut self) {
+        let n = self.opts.servers;
+        let i = self.rng.random_range(0..n);
+        match self.rng.random_range(0..10) {
+            0 | 1 => self.crash(i),
+            2 | 3 => {
+                let downs: Vec<usize> = self.down.keys().copied().collect();
+                if let Some(&j) = downs.get(self.rng.random_range(0..downs.len().max(1))) {
+                    self.restart(j);
+                }
+            }
+            4 => {
+                let cut: Vec<SocketAddr> =
+                    (0..n).filter(|_| self.rng.random_bool(0.4)).map(addr).collect();
+                let rest: Vec<SocketAddr> = (0..n).map(addr).filter(|a| !cut.contains(a)).collect();
+                self.net.partition(&cut, &rest);
+            }
+            5 => {
+                let j = self.rng.random_range(0..n);
+                if i != j {
+                    self.net.block(addr(i), addr(j));
+                }
+            }
+            6 => self.net.heal(),
+            7 => {
+                let jump = self.rng.random_range(-3_000i64..=3_000);
+                if let Some(s) = self.net.node_mut(&addr(i)) {
+                    s.skew_ms += jump;
+                }
+            }
+            _ => {
+                let mut c = NetConfig::default();
+                c.drop = [0.0, 0.02, 0.1][self.rng.random_range(0..3)];
+                c.duplicate = [0.0, 0.05][self.rng.random_range(0..2)];
+                c.delay_max = Duration::from_millis([5, 30, 80][self.rng.random_range(0..3)]);
+                self.net.set_config(c);
+            }
+        }
+    }
+
+    fn heal(&mut self) {
+        self.history.heal_at = self.net.elapsed();
+        self.net.heal();
+        self.net.set_config(NetConfig::default());
+        let downs: Vec<usize> = self.down.keys().copied().collect();
+        for i in downs {
+            self.restart(i);
+        }
+        for i in 0..self.opts.servers {
+            if let Some(s) = self.net.node_mut(&addr(i)) {
+                s.skew_ms = 0;
+            }
+        }
+        self.history.majority_up = true;
+    }
+
+    /// Collects applied entries and leaders from every running server.
+    fn collect(&mut self) {
+        for i in 0..self.opts.servers {
+            let Some(mut s) = self.net.crash(&addr(i)) else { continue };
+            self.collect_one(i, &mut s);
+            self.net.add_node(addr(i), s);
+        }
+    }
+
+    fn collect_one(&mut self, i: usize, s: &mut SimServer) {
+        for term in std::mem::take(&mut s.led) {
+            self.history.leaders.entry(term).or_default().insert(node_id(i));
+        }
+        let entries = std::mem::take(&mut s.applied);
+        for a in &entries {
+            if let Applied::Entry(e) = a {
+                self.check_commit(e, i, &s.disk);
+            }
+        }
+        self.history.applied.entry((i, s.incarnation)).or_default().extend(entries);
+    }
+
+    /// No commit without a majority of the configuration holding the entry durably.
+    fn check_commit(&mut self, e: &LogEntry, applier: usize, applier_disk: &Disk) {
+        if let Some(first) = self.agreed.get(&e.seq) {
+            if first != e {
+                let msg = format!("seq {:?}: {first:?} vs {e:?}", e.seq);
+                self.violations.push(("agreement", msg));
+            }
+            return;
+        }
+        self.agreed.insert(e.seq, e.clone());
+        if let EntryPayload::Config(c) = &e.payload {
+            let mut members = self.configs.values().next_back().cloned().unwrap_or_default();
+            match c {
+                auction_proto::msg::log::ConfigChange::Bootstrap { members: m } => {
+                    members = m.iter().map(|x| x.node).collect();
+                }
+                auction_proto::msg::log::ConfigChange::AddMember(info) => members.push(info.node),
+                auction_proto::msg::log::ConfigChange::RemoveMember(n) => {
+                    members.retain(|x| x != n);
+                }
+            }
+            self.configs.insert(e.seq, members);
+        }
+        let Some(members) = self.configs.range(..=e.seq).next_back().map(|(_, m)| m.clone())
+        else {
+            return;
+        };
+        let holders = (0..self.opts.servers)
+            .filter(|j| members.contains(&node_id(*j)))
+            .filter(|j| {
+                if *j == applier {
+                    return applier_disk.holds(e);
+                }
+                match self.net.node(&addr(*j)) {
+                    Some(s) => s.disk.holds(e),
+                    None => self.down.get(j).is_some_and(|d| d.holds(e)),
+                }
+            })
+            .count();
+        if holders * 2 <= members.len() {
+            self.history.unbacked_commits.push((e.seq, holders, members.len()));
+        }
+    }
+
+    fn clients_step(&mut self, healing: bool) {
+        for c in 0..self.clients.len() {
+            self.client_step(c, healing);
+        }
+    }
+
+    fn client_step(&mut self, c: usize, healing: bool) {
+        let now = self.net.now();
+        let elapsed = self.net.elapsed();
+        if let Some((inv, server, deadline)) = self.clients[c].pending {
+            let req = self.history.invocations[inv].request;
+            let answer = self.net.node_mut(&addr(server)).and_then(|s| s.answers.remove(&req));
+            if let Some((seq, outcome)) = answer {
+                let i = &mut self.history.invocations[inv];
+                i.result = OpResult::Ok { seq, outcome };
+                i.done_at = Some(elapsed);
+                self.clients[c].seen = self.clients[c].seen.max(seq);
+                self.clients[c].pending = None;
+            } else if now >= deadline {
+                // Timeout: the outcome is unknown; retry the same request elsewhere.
+                let next = (server + 1 + self.rng.random_range(0..self.opts.servers - 1))
+                    % self.opts.servers;
+                self.clients[c].server = next;
+                self.history.invocations[inv].attempts += 1;
+                self.send(c, inv);
+            }
+            return;
+        }
+        if healing || now < self.clients[c].not_before || !self.rng.random_bool(0.3) {
+            return;
+        }
+        if self.clients[c].next_no > 1 && self.rng.random_bool(0.3) {
+            self.read(c);
+            return;
+        }
+        let op = self.next_op(c);
+        let cl = &mut self.clients[c];
+        let request = RequestId { client: cl.id, no: RequestNo(cl.next_no) };
+        cl.next_no += 1;
+        self.history.invocations.push(Invocation {
+            request,
+            op,
+            at: elapsed,
+            done_at: None,
+            attempts: 1,
+            result: OpResult::Pending,
+        });
+        self.send(c, self.history.invocations.len() - 1);
+    }
+
+    fn next_op(&mut self, c: usize) -> Operation {
+        let name = self.clients[c].name.clone();
+        let no = self.clients[c].next_no;
+        if no == 1 {
+            return Operation::RegisterBidder { name, token_hash: [c as u8; 32] };
+        }
+        if c == 0 && no <= 3 {
+            let spec = AuctionSpec {
+                title: format!("lot {no}"),
+                description: String::new(),
+                starting_price: Amount::from_minor(100),
+                reserve: None,
+                increment: IncrementRule::Fixed(Amount::from_minor(10)),
+                duration: Duration::from_millis(self.rng.random_range(1_500..5_000)),
+                soft_close: None,
+                buy_now: None,
+            };
+            return Operation::OpenAuction { seller: name, spec };
+        }
+        let auction = AuctionId(self.rng.random_range(1..=2));
+        let amount = Amount::from_minor(self.rng.random_range(100..5_000));
+        let kind = if self.rng.random_bool(0.5) { BidKind::Plain } else { BidKind::Proxy };
+        Operation::PlaceBid { auction, bidder: name, amount, kind }
+    }
+
+    /// Sends (or resends) invocation `inv` of client `c` to the client's current server.
+    fn send(&mut self, c: usize, inv: usize) {
+        let now = self.net.now();
+        let server = self.clients[c].server;
+        let i = &self.history.invocations[inv];
+        let (request, first) = (i.request, i.attempts == 1);
+        let cmd = Command { origin: Some(request), op: i.op.clone() };
+        let deadline = now + CLIENT_TIMEOUT;
+        self.clients[c].pending = Some((inv, server, deadline));
+        let result = match self.net.node_mut(&addr(server)) {
+            None => Err(None), // connection refused: try another server at the deadline
+            Some(s) => {
+                s.tick_clock(now);
+                let r = s.replica.submit(cmd, now);
+                if r.is_ok() {
+                    s.mine.insert(request);
+                }
+                s.drain(now);
+                r.map_err(Some)
+            }
+        };
+        self.net.flush(addr(server));
+        match result {
+            Ok(()) => {}
+            Err(None) => self.clients[c].pending = Some((inv, server, now)),
+            Err(Some(e)) if first && !matches!(e, SubmitError::NotMember) => {
+                let i = &mut self.history.invocations[inv];
+                i.result = OpResult::Failed;
+                i.done_at = Some(self.net.elapsed());
+                self.clients[c].pending = None;
+                self.clients[c].not_before = now + Duration::from_millis(100);
+            }
+            Err(Some(_)) => {
+                // A retry refused here: try another server soon (the first attempt may apply).
+                self.clients[c].pending = Some((inv, server, now + Duration::from_millis(100)));
+            }
+        }
+    }
+
+    fn read(&mut self, c: usize) {
+        let auction = AuctionId(1);
+        let server = self.clients[c].server;
+        let seen = self.clients[c].seen;
+        let stale_ok = self.opts.bug == Bug::StaleReads;
+        let Some(s) = self.net.node(&addr(server)) else {
+            self.clients[c].server = (server + 1) % self.opts.servers;
+            return;
+        };
+        let applied = s.replica.applied();
+        if applied < seen && !stale_ok {
+            // The server answers `Behind`: the client tries another one.
+            self.clients[c].server = (server + 1) % self.opts.servers;
+            return;
+        }
+        let view = s.replica.machine().auction(auction).map(|v| {
+            (v.summary.price.minor(), v.summary.leader.map(|l| l.to_string()), v.summary.bids)
+        });
+        self.history.reads.push(Read { client: c, applied, auction, view });
+        self.clients[c].seen = seen.max(applied);
+        if self.rng.random_bool(0.3) {
+            self.clients[c].server = self.rng.random_range(0..self.opts.servers);
+        }
+    }
+
+    fn finish(&mut self) {
+        self.collect();
+        for i in 0..self.opts.servers {
+            if let Some(s) = self.net.node(&addr(i)) {
+                let m = s.replica.machine();
+                self.history.final_states.push((i, m.last_applied(), m.snapshot()));
+            }
+        }
+    }
+}
