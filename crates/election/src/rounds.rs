@@ -13,6 +13,11 @@ impl<R: RngCore> Election<R> {
     /// Begins an election for `term + 1` with this node's own candidate.
     pub(crate) fn start_election(&mut self, now: Instant) {
         if !self.ring.is_member(self.me) {
+            // Removed from the configuration: a running round is over (its deadline would
+            // otherwise stay in the past forever and the driver would spin on it).
+            if matches!(self.role, Role::Electing { .. } | Role::Announcing { .. }) {
+                self.role = Role::Idle;
+            }
             return;
         }
         let Some(term) = self.term.checked_next() else {
