@@ -1,0 +1,48 @@
+//! The metadata file `meta`: node id, incarnation, term and the vote of that term.
+
+use std::path::Path;
+
+use auction_proto::{Incarnation, NodeId, Term};
+use serde::{Deserialize, Serialize};
+
+use super::files::{encode_blob, read_blob, write_atomic};
+use super::{CorruptReason, FsyncPolicy, StorageError};
+
+/// File name of the metadata in the data directory.
+pub(crate) const META_FILE: &str = "meta";
+const META_MAGIC: &[u8; 8] = b"AUCMETA1";
+
+/// What a node keeps about itself across restarts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Meta {
+    /// This node's identity, generated on first boot and never changed.
+    pub node: NodeId,
+    /// This boot's number: incremented and saved by every [`super::Storage::open`].
+    pub incarnation: Incarnation,
+    /// The highest term this node has seen (saved before it is used).
+    pub term: Term,
+    /// The node this one accepted as leader (voted for) in `term`, if any.
+    pub accepted: Option<NodeId>,
+}
+
+impl Meta {
+    /// Reads `dir/meta`, or `None` if it does not exist.
+    pub(crate) fn load(dir: &Path) -> Result<Option<Self>, StorageError> {
+        let path = dir.join(META_FILE);
+        if !path.exists() {
+            return Ok(None);
+        }
+        let body = read_blob(&path, META_MAGIC)?;
+        postcard::from_bytes(&body)
+            .map(Some)
+            .map_err(|_| StorageError::corrupt(&path, 0, CorruptReason::Decode))
+    }
+
+    /// Replaces `dir/meta` atomically with `self`.
+    pub(crate) fn save(&self, dir: &Path, fsync: FsyncPolicy) -> Result<(), StorageError> {
+        let path = dir.join(META_FILE);
+        let body = postcard::to_stdvec(self)
+            .map_err(|e| StorageError::io(&path)(std::io::Error::other(e)))?;
+        write_atomic(&path, &encode_blob(META_MAGIC, &body), fsync)
+    }
+}
