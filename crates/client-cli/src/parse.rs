@@ -1,0 +1,717 @@
+//! Pure command parsing: a shell line (or one-shot arguments) to a typed [`Command`].
+//!
+//! The shell splits a line into words with [`split_words`] (quotes and backslashes as in a
+//! POSIX shell) and one-shot mode takes its words from the process arguments; both then call
+//! [`parse_words`], so a command means the same in both.
+
+use std::time::Duration;
+
+use auction_proto::msg::auction::{
+    AuctionSpec, BidderName, BidderNameError, IncrementRule, IncrementTier, SoftClose,
+};
+use auction_proto::msg::client::{AdminOp, ListFilter};
+use auction_proto::{Amount, AuctionId, ParseAmountError};
+
+use crate::units::{ParseDurationError, parse_duration};
+
+/// A parsed command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// `help [COMMAND]`.
+    Help(Option<String>),
+    /// `find`: broadcast for servers.
+    Find,
+    /// `report`: the server's status.
+    Report,
+    /// `servers`: the membership view.
+    Servers,
+    /// `clients`: clients of the server.
+    Clients,
+    /// `queue`: the server's hold-back queue.
+    Queue,
+    /// `leave`: disconnect from the current server.
+    Leave,
+    /// `clear`: clear the screen.
+    Clear,
+    /// `exit`.
+    Exit,
+    /// `register NAME`.
+    Register {
+        /// The name.
+        name: BidderName,
+    },
+    /// `login NAME [TOKEN]`.
+    Login {
+        /// The name.
+        name: BidderName,
+        /// The token, or `None` to use the saved one.
+        token: Option<String>,
+    },
+    /// `whoami`.
+    Whoami,
+    /// `auctions [open|ended|all]`.
+    Auctions {
+        /// Which.
+        filter: ListFilter,
+    },
+    /// `show ID`.
+    Show {
+        /// The auction.
+        auction: AuctionId,
+    },
+    /// `open TITLE --start AMOUNT ...`.
+    Open(Box<AuctionSpec>),
+    /// `bid ID AMOUNT`.
+    Bid {
+        /// The auction.
+        auction: AuctionId,
+        /// The amount.
+        amount: Amount,
+    },
+    /// `maxbid ID AMOUNT`.
+    MaxBid {
+        /// The auction.
+        auction: AuctionId,
+        /// The maximum.
+        max: Amount,
+    },
+    /// `buy ID`.
+    Buy {
+        /// The auction.
+        auction: AuctionId,
+    },
+    /// `cancel ID`.
+    Cancel {
+        /// The auction.
+        auction: AuctionId,
+    },
+    /// `history ID`.
+    History {
+        /// The auction.
+        auction: AuctionId,
+    },
+    /// `watch [ID|all]`.
+    Watch {
+        /// The auction, or all.
+        auction: Option<AuctionId>,
+    },
+    /// `unwatch`.
+    Unwatch,
+    /// `admin SERVER OP`.
+    Admin {
+        /// A server address, node id or node id prefix.
+        server: String,
+        /// The operation.
+        op: AdminOp,
+    },
+}
+
+/// Why a line is not a command. Nothing was sent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    /// A blank line (the shell ignores it).
+    #[error("no command given (try `help`)")]
+    Empty,
+    /// A quote was opened and never closed.
+    #[error("unclosed quote")]
+    UnclosedQuote,
+    /// Not a command name.
+    #[error("unknown command {name:?} (try `help`)")]
+    UnknownCommand {
+        /// The word given.
+        name: String,
+    },
+    /// A required argument is missing.
+    #[error("{command}: missing {what}")]
+    Missing {
+        /// The command.
+        command: &'static str,
+        /// What is missing.
+        what: &'static str,
+    },
+    /// More arguments than the command takes.
+    #[error("{command}: unexpected argument {arg:?}")]
+    Unexpected {
+        /// The command.
+        command: &'static str,
+        /// The first extra argument.
+        arg: String,
+    },
+    /// An option the command does not know.
+    #[error("{command}: unknown option {option:?}")]
+    UnknownOption {
+        /// The command.
+        command: &'static str,
+        /// The option.
+        option: String,
+    },
+    /// Not an auction id.
+    #[error("{got:?} is not an auction id (a number such as 3 or #3)")]
+    BadAuctionId {
+        /// The word given.
+        got: String,
+    },
+    /// Not an amount.
+    #[error("bad {what} {got:?}: {source}")]
+    BadAmount {
+        /// Which amount.
+        what: &'static str,
+        /// The word given.
+        got: String,
+        /// Why.
+        source: ParseAmountError,
+    },
+    /// Zero where money must be positive.
+    #[error("{what} must be more than 0.00")]
+    ZeroAmount {
+        /// Which amount.
+        what: &'static str,
+    },
+    /// Not a duration.
+    #[error("bad {what} {got:?}: {source}")]
+    BadDuration {
+        /// Which duration.
+        what: &'static str,
+        /// The word given.
+        got: String,
+        /// Why.
+        source: ParseDurationError,
+    },
+    /// Not a bidder name.
+    #[error("bad name {got:?}: {source}")]
+    BadName {
+        /// The word given.
+        got: String,
+        /// Why.
+        source: BidderNameError,
+    },
+    /// A word outside a fixed set.
+    #[error("{command}: {got:?} is not one of {expected}")]
+    NotOneOf {
+        /// The command.
+        command: &'static str,
+        /// The word given.
+        got: String,
+        /// The allowed words.
+        expected: &'static str,
+    },
+    /// A malformed `--tiers` or `--soft-close` value.
+    #[error("bad {what} {got:?}: expected {expected}")]
+    BadFormat {
+        /// Which option.
+        what: &'static str,
+        /// The value given.
+        got: String,
+        /// The expected form.
+        expected: &'static str,
+    },
+    /// Both `--increment` and `--tiers`.
+    #[error("open: give either --increment or --tiers, not both")]
+    IncrementTwice,
+}
+
+impl ParseError {
+    /// The command the error is about, for a usage hint.
+    pub fn command(&self) -> Option<&'static str> {
+        match self {
+            Self::Missing { command, .. }
+            | Self::Unexpected { command, .. }
+            | Self::UnknownOption { command, .. }
+            | Self::NotOneOf { command, .. } => Some(command),
+            Self::IncrementTwice | Self::BadFormat { .. } => Some("open"),
+            _ => None,
+        }
+    }
+}
+
+/// Help for one command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CommandHelp {
+    /// The command word.
+    pub name: &'static str,
+    /// Its synopsis.
+    pub usage: &'static str,
+    /// One line on what it does.
+    pub summary: &'static str,
+    /// Details and examples.
+    pub details: &'static str,
+}
+
+/// Every command, in the order `help` lists them.
+pub const COMMANDS: &[CommandHelp] = &[
+    CommandHelp {
+        name: "help",
+        usage: "help [COMMAND]",
+        summary: "list commands, or explain one",
+        details: "",
+    },
+    CommandHelp {
+        name: "find",
+        usage: "find",
+        summary: "broadcast for servers; connect to the least-loaded live one",
+        details: "Uses --cluster, --discovery-port and --broadcast.",
+    },
+    CommandHelp {
+        name: "report",
+        usage: "report",
+        summary: "status of the connected server (role, term, commit, clients)",
+        details: "",
+    },
+    CommandHelp {
+        name: "servers",
+        usage: "servers",
+        summary: "the cluster's servers as the connected server sees them",
+        details: "",
+    },
+    CommandHelp {
+        name: "clients",
+        usage: "clients",
+        summary: "clients connected to the connected server",
+        details: "",
+    },
+    CommandHelp {
+        name: "queue",
+        usage: "queue",
+        summary: "the connected server's hold-back queue",
+        details: "",
+    },
+    CommandHelp {
+        name: "leave",
+        usage: "leave",
+        summary: "disconnect from the current server",
+        details: "The next command connects again, to the least-loaded live server.",
+    },
+    CommandHelp { name: "clear", usage: "clear", summary: "clear the screen", details: "" },
+    CommandHelp {
+        name: "exit",
+        usage: "exit",
+        summary: "leave the shell (also `quit` or Ctrl-D)",
+        details: "",
+    },
+    CommandHelp {
+        name: "register",
+        usage: "register NAME",
+        summary: "register a bidder name; prints and saves its secret token, then logs in",
+        details: "NAME: 1 to 32 letters, digits, '_', '-', '.'. The token is saved under the token directory (see --token-dir) so that `login NAME` finds it.",
+    },
+    CommandHelp {
+        name: "login",
+        usage: "login NAME [TOKEN]",
+        summary: "act as a registered bidder",
+        details: "Without TOKEN the saved token of NAME is used. The login is repeated automatically after a failover.",
+    },
+    CommandHelp {
+        name: "whoami",
+        usage: "whoami",
+        summary: "the bidder this session acts as",
+        details: "",
+    },
+    CommandHelp {
+        name: "auctions",
+        usage: "auctions [open|ended|all]",
+        summary: "list auctions (default: open)",
+        details: "",
+    },
+    CommandHelp {
+        name: "show",
+        usage: "show ID",
+        summary: "one auction in detail, with its remaining time",
+        details: "ID: an auction number, e.g. 3 or #3.",
+    },
+    CommandHelp {
+        name: "open",
+        usage: "open TITLE --start AMOUNT [--duration DUR] [--increment AMOUNT | --tiers FROM:STEP,...] [--reserve AMOUNT] [--buy-now AMOUNT] [--soft-close WINDOW/EXTENSION/CAP] [--desc TEXT]",
+        summary: "open an auction as the logged-in bidder",
+        details: "Quote a TITLE with spaces. Defaults: --duration 1h, --increment 1.00.\nExample: open \"Old bike\" --start 10 --duration 5m --reserve 25 --buy-now 60\nTiers: --tiers 0:0.25,25:1,100:2.50 (price from which each step applies).\nSoft close: --soft-close 2m/2m/10m (window/extension/cap).",
+    },
+    CommandHelp {
+        name: "bid",
+        usage: "bid ID AMOUNT",
+        summary: "bid exactly AMOUNT (e.g. 12.50)",
+        details: "",
+    },
+    CommandHelp {
+        name: "maxbid",
+        usage: "maxbid ID AMOUNT",
+        summary: "proxy bid: the system bids for you up to AMOUNT",
+        details: "",
+    },
+    CommandHelp { name: "buy", usage: "buy ID", summary: "buy at the buy-now price", details: "" },
+    CommandHelp {
+        name: "cancel",
+        usage: "cancel ID",
+        summary: "cancel your own auction (only without bids)",
+        details: "",
+    },
+    CommandHelp {
+        name: "history",
+        usage: "history ID",
+        summary: "the bids of an auction",
+        details: "",
+    },
+    CommandHelp {
+        name: "watch",
+        usage: "watch [ID|all]",
+        summary: "print live events (outbid, extended, closed) of one auction or all",
+        details: "In the shell events appear above the prompt; one-shot `watch` prints them until interrupted.",
+    },
+    CommandHelp { name: "unwatch", usage: "unwatch", summary: "stop live events", details: "" },
+    CommandHelp {
+        name: "admin",
+        usage: "admin SERVER report|queue|leave|step-down|snapshot",
+        summary: "administer one server (needs --admin-token)",
+        details: "SERVER: its client address, or its node id (a prefix is enough).",
+    },
+];
+
+/// The help entry of `name`.
+pub fn help_for(name: &str) -> Option<&'static CommandHelp> {
+    COMMANDS.iter().find(|c| c.name == name)
+}
+
+/// Splits a line into words: whitespace separates, `'...'` and `"..."` quote, `\` escapes.
+pub fn split_words(line: &str) -> Result<Vec<String>, ParseError> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut in_word = false;
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            c if c.is_whitespace() => {
+                if in_word {
+                    words.push(std::mem::take(&mut word));
+                    in_word = false;
+                }
+            }
+            '\'' | '"' => {
+                in_word = true;
+                loop {
+                    match chars.next() {
+                        None => return Err(ParseError::UnclosedQuote),
+                        Some(q) if q == c => break,
+                        Some('\\') if c == '"' => {
+                            word.push(chars.next().ok_or(ParseError::UnclosedQuote)?);
+                        }
+                        Some(other) => word.push(other),
+                    }
+                }
+            }
+            '\\' => {
+                in_word = true;
+                if let Some(next) = chars.next() {
+                    word.push(next);
+                }
+            }
+            c => {
+                in_word = true;
+                word.push(c);
+            }
+        }
+    }
+    if in_word {
+        words.push(word);
+    }
+    Ok(words)
+}
+
+/// Parses one shell line.
+pub fn parse_line(line: &str) -> Result<Command, ParseError> {
+    parse_words(&split_words(line)?)
+}
+
+/// Parses a command from its words (the first is the command name).
+pub fn parse_words<S: AsRef<str>>(words: &[S]) -> Result<Command, ParseError> {
+    let words: Vec<&str> = words.iter().map(AsRef::as_ref).collect();
+    let Some((&name, args)) = words.split_first() else {
+        return Err(ParseError::Empty);
+    };
+    let mut a = Args { command: "", args, at: 0 };
+    let simple = |a: &mut Args<'_>, command: &'static str, cmd: Command| {
+        a.command = command;
+        a.done().map(|()| cmd)
+    };
+    let cmd = match name.to_ascii_lowercase().as_str() {
+        "help" | "?" => {
+            a.command = "help";
+            let topic = a.optional().map(str::to_ascii_lowercase);
+            a.done()?;
+            Command::Help(topic)
+        }
+        "find" => simple(&mut a, "find", Command::Find)?,
+        "report" => simple(&mut a, "report", Command::Report)?,
+        "servers" => simple(&mut a, "servers", Command::Servers)?,
+        "clients" => simple(&mut a, "clients", Command::Clients)?,
+        "queue" => simple(&mut a, "queue", Command::Queue)?,
+        "leave" => simple(&mut a, "leave", Command::Leave)?,
+        "clear" => simple(&mut a, "clear", Command::Clear)?,
+        "exit" | "quit" => simple(&mut a, "exit", Command::Exit)?,
+        "whoami" => simple(&mut a, "whoami", Command::Whoami)?,
+        "unwatch" => simple(&mut a, "unwatch", Command::Unwatch)?,
+        "register" => {
+            a.command = "register";
+            let name = a.name()?;
+            a.done()?;
+            Command::Register { name }
+        }
+        "login" => {
+            a.command = "login";
+            let name = a.name()?;
+            let token = a.optional().map(str::to_string);
+            a.done()?;
+            Command::Login { name, token }
+        }
+        "auctions" | "list" => {
+            a.command = "auctions";
+            let filter = match a.optional() {
+                None | Some("open") => ListFilter::Open,
+                Some("ended") => ListFilter::Ended,
+                Some("all") => ListFilter::All,
+                Some(other) => {
+                    return Err(ParseError::NotOneOf {
+                        command: "auctions",
+                        got: other.to_string(),
+                        expected: "open, ended, all",
+                    });
+                }
+            };
+            a.done()?;
+            Command::Auctions { filter }
+        }
+        "show" => one_id(&mut a, "show", |auction| Command::Show { auction })?,
+        "history" => one_id(&mut a, "history", |auction| Command::History { auction })?,
+        "buy" => one_id(&mut a, "buy", |auction| Command::Buy { auction })?,
+        "cancel" => one_id(&mut a, "cancel", |auction| Command::Cancel { auction })?,
+        "bid" => {
+            a.command = "bid";
+            let auction = a.auction()?;
+            let amount = a.amount("amount")?;
+            a.done()?;
+            Command::Bid { auction, amount }
+        }
+        "maxbid" => {
+            a.command = "maxbid";
+            let auction = a.auction()?;
+            let max = a.amount("maximum")?;
+            a.done()?;
+            Command::MaxBid { auction, max }
+        }
+        "watch" => {
+            a.command = "watch";
+            let auction = match a.optional() {
+                None | Some("all") => None,
+                Some(word) => Some(auction_id(word)?),
+            };
+            a.done()?;
+            Command::Watch { auction }
+        }
+        "admin" => {
+            a.command = "admin";
+            let server = a.required("SERVER")?.to_string();
+            let op = match a.required("operation")? {
+                "report" => AdminOp::Report,
+                "queue" => AdminOp::Queue,
+                "leave" => AdminOp::Leave,
+                "step-down" | "stepdown" => AdminOp::StepDown,
+                "snapshot" => AdminOp::Snapshot,
+                other => {
+                    return Err(ParseError::NotOneOf {
+                        command: "admin",
+                        got: other.to_string(),
+                        expected: "report, queue, leave, step-down, snapshot",
+                    });
+                }
+            };
+            a.done()?;
+            Command::Admin { server, op }
+        }
+        "open" => Command::Open(Box::new(parse_open(args)?)),
+        _ => return Err(ParseError::UnknownCommand { name: name.to_string() }),
+    };
+    Ok(cmd)
+}
+
+fn one_id(
+    a: &mut Args<'_>,
+    command: &'static str,
+    make: impl FnOnce(AuctionId) -> Command,
+) -> Result<Command, ParseError> {
+    a.command = command;
+    let id = a.auction()?;
+    a.done()?;
+    Ok(make(id))
+}
+
+/// The words after the command name.
+struct Args<'a> {
+    command: &'static str,
+    args: &'a [&'a str],
+    at: usize,
+}
+
+impl<'a> Args<'a> {
+    fn optional(&mut self) -> Option<&'a str> {
+        let word = self.args.get(self.at).copied();
+        self.at += usize::from(word.is_some());
+        word
+    }
+
+    fn required(&mut self, what: &'static str) -> Result<&'a str, ParseError> {
+        self.optional().ok_or(ParseError::Missing { command: self.command, what })
+    }
+
+    fn auction(&mut self) -> Result<AuctionId, ParseError> {
+        auction_id(self.required("auction ID")?)
+    }
+
+    fn amount(&mut self, what: &'static str) -> Result<Amount, ParseError> {
+        positive_amount(what, self.required(what)?)
+    }
+
+    fn name(&mut self) -> Result<BidderName, ParseError> {
+        let word = self.required("NAME")?;
+        BidderName::new(word).map_err(|source| ParseError::BadName { got: word.into(), source })
+    }
+
+    fn done(&self) -> Result<(), ParseError> {
+        match self.args.get(self.at) {
+            None => Ok(()),
+            Some(arg) => {
+                Err(ParseError::Unexpected { command: self.command, arg: arg.to_string() })
+            }
+        }
+    }
+}
+
+/// Parses `3` or `#3`.
+pub fn auction_id(word: &str) -> Result<AuctionId, ParseError> {
+    let digits = word.strip_prefix('#').unwrap_or(word);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ParseError::BadAuctionId { got: word.to_string() });
+    }
+    digits.parse().map_err(|_| ParseError::BadAuctionId { got: word.to_string() })
+}
+
+fn amount(what: &'static str, word: &str) -> Result<Amount, ParseError> {
+    word.parse().map_err(|source| ParseError::BadAmount { what, got: word.to_string(), source })
+}
+
+fn positive_amount(what: &'static str, word: &str) -> Result<Amount, ParseError> {
+    let value = amount(what, word)?;
+    if value.is_zero() {
+        return Err(ParseError::ZeroAmount { what });
+    }
+    Ok(value)
+}
+
+fn duration(what: &'static str, word: &str) -> Result<Duration, ParseError> {
+    parse_duration(word).map_err(|source| ParseError::BadDuration {
+        what,
+        got: word.to_string(),
+        source,
+    })
+}
+
+fn parse_open(args: &[&str]) -> Result<AuctionSpec, ParseError> {
+    const CMD: &str = "open";
+    let mut title: Option<String> = None;
+    let mut description = String::new();
+    let mut start = None;
+    let mut duration_ = Duration::from_secs(3600);
+    let mut increment = None;
+    let mut reserve = None;
+    let mut buy_now = None;
+    let mut soft_close = None;
+    let mut it = args.iter().copied();
+    while let Some(word) = it.next() {
+        if !word.starts_with("--") {
+            if title.is_some() {
+                return Err(ParseError::Unexpected { command: CMD, arg: word.to_string() });
+            }
+            title = Some(word.to_string());
+            continue;
+        }
+        let (key, inline) = match word.split_once('=') {
+            Some((k, v)) => (k, Some(v)),
+            None => (word, None),
+        };
+        let what: &'static str = match key {
+            "--start" => "starting price",
+            "--duration" => "duration",
+            "--increment" => "increment",
+            "--tiers" => "tiers",
+            "--reserve" => "reserve",
+            "--buy-now" => "buy-now price",
+            "--soft-close" => "soft close",
+            "--desc" | "--description" => "description",
+            _ => return Err(ParseError::UnknownOption { command: CMD, option: word.to_string() }),
+        };
+        let value = match inline {
+            Some(v) => v,
+            None => it.next().ok_or(ParseError::Missing { command: CMD, what })?,
+        };
+        match key {
+            "--start" => start = Some(positive_amount(what, value)?),
+            "--duration" => duration_ = duration(what, value)?,
+            "--increment" | "--tiers" if increment.is_some() => {
+                return Err(ParseError::IncrementTwice);
+            }
+            "--increment" => increment = Some(IncrementRule::Fixed(positive_amount(what, value)?)),
+            "--tiers" => increment = Some(IncrementRule::Tiered(tiers(value)?)),
+            "--reserve" => reserve = Some(positive_amount(what, value)?),
+            "--buy-now" => buy_now = Some(positive_amount(what, value)?),
+            "--soft-close" => soft_close = Some(parse_soft_close(value)?),
+            _ => description = value.to_string(),
+        }
+    }
+    Ok(AuctionSpec {
+        title: title.ok_or(ParseError::Missing { command: CMD, what: "TITLE" })?,
+        description,
+        starting_price: start
+            .ok_or(ParseError::Missing { command: CMD, what: "--start AMOUNT" })?,
+        reserve,
+        increment: increment.unwrap_or(IncrementRule::Fixed(Amount::from_minor(100))),
+        duration: duration_,
+        soft_close,
+        buy_now,
+    })
+}
+
+/// `0:0.25,25:1,100:2.50`.
+fn tiers(value: &str) -> Result<Vec<IncrementTier>, ParseError> {
+    let bad = || ParseError::BadFormat {
+        what: "--tiers",
+        got: value.to_string(),
+        expected: "FROM:STEP,... such as 0:0.25,25:1,100:2.50",
+    };
+    value
+        .split(',')
+        .map(|tier| {
+            let (from, step) = tier.split_once(':').ok_or_else(bad)?;
+            Ok(IncrementTier {
+                from: amount("tier start", from)?,
+                increment: positive_amount("tier step", step)?,
+            })
+        })
+        .collect()
+}
+
+/// `2m/2m/10m`.
+fn parse_soft_close(value: &str) -> Result<SoftClose, ParseError> {
+    let parts: Vec<&str> = value.split('/').collect();
+    let [window, extension, max_extension] = parts.as_slice() else {
+        return Err(ParseError::BadFormat {
+            what: "--soft-close",
+            got: value.to_string(),
+            expected: "WINDOW/EXTENSION/CAP such as 2m/2m/10m",
+        });
+    };
+    Ok(SoftClose {
+        window: duration("soft-close window", window)?,
+        extension: duration("soft-close extension", extension)?,
+        max_extension: duration("soft-close cap", max_extension)?,
+    })
+}
+
+#[cfg(test)]
+#[path = "parse_tests.rs"]
+mod tests;
