@@ -122,7 +122,9 @@ fn run(cli: Cli, runtime: &tokio::runtime::Runtime) -> Exit {
     } else {
         match parse_words(&cli.command) {
             Ok(cmd) => Some(cmd),
-            Err(e) => return fail(shell::usage_message(&e)),
+            Err(e) => {
+                return fail(shell::usage_message(&e, cli.command.first().map(String::as_str)));
+            }
         }
     };
     let targets = if cli.broadcast.is_empty() {

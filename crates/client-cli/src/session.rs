@@ -205,15 +205,20 @@ impl Session {
 
     /// Sends one request until it is answered; see the module docs.
     pub async fn request(&mut self, body: RequestBody) -> Result<Answer, SessionError> {
-        let req = Request { no: self.take_no(), body };
+        // The number is taken once connected, so that it follows the Hello's on the wire.
+        let mut body = Some(body);
+        let mut pending: Option<Request> = None;
         let mut attempts = 0;
         let mut unavailable = false;
         let mut backoff = Duration::from_millis(50);
         while attempts < self.config.attempts {
             attempts += 1;
             self.ensure_connected().await?;
-            let Some(conn) = self.conn.as_mut() else { continue };
-            let resp = match conn.call(&req, self.config.request_timeout).await {
+            if let Some(body) = body.take() {
+                pending = Some(Request { no: self.take_no(), body });
+            }
+            let (Some(req), Some(conn)) = (&pending, self.conn.as_mut()) else { continue };
+            let resp = match conn.call(req, self.config.request_timeout).await {
                 Ok(resp) => resp,
                 Err(Lost::Closed | Lost::TimedOut) => {
                     self.fail_current();
@@ -363,11 +368,10 @@ impl Session {
                 tokio::time::sleep(Duration::from_millis(200 * u64::from(round))).await;
             }
             let mut candidates = self.candidates();
-            if candidates.is_empty() || (round > 0 && self.config.servers.is_empty()) {
-                if self.config.discovery.is_some() {
-                    let found = self.find().await.unwrap_or_default();
-                    candidates.extend(by_preference(&found).iter().map(|s| s.client_addr));
-                }
+            let rediscover = candidates.is_empty() || (round > 0 && self.config.servers.is_empty());
+            if rediscover && self.config.discovery.is_some() {
+                let found = self.find().await.unwrap_or_default();
+                candidates.extend(by_preference(&found).iter().map(|s| s.client_addr));
             }
             for addr in candidates {
                 tried.insert(addr);

@@ -23,9 +23,10 @@ use tokio::sync::mpsc;
 
 use crate::app::{App, FILTERS};
 
-/// A parse error with the usage of its command.
-pub(crate) fn usage_message(e: &ParseError) -> String {
-    match e.command().and_then(help_for) {
+/// A parse error with the usage of its command (named by the error or the line's first word).
+pub(crate) fn usage_message(e: &ParseError, first_word: Option<&str>) -> String {
+    let word = first_word.map(str::to_ascii_lowercase);
+    match e.command().or(word.as_deref()).and_then(help_for) {
         Some(help) => format!("{e}\nusage: {}", help.usage),
         None => e.to_string(),
     }
@@ -86,7 +87,8 @@ pub(crate) fn run(
         let cmd = match parse_line(&line) {
             Ok(cmd) => cmd,
             Err(e) => {
-                println!("{}", app.usage(&usage_message(&e)).text);
+                let first = line.split_whitespace().next();
+                println!("{}", app.usage(&usage_message(&e, first)).text);
                 last = Exit::Usage;
                 continue;
             }
