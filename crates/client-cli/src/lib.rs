@@ -4,7 +4,7 @@
 //!
 //! - [`parse`] (pure): a shell line or one-shot arguments to a typed [`parse::Command`], with
 //!   help text per command; [`units`] for durations.
-//! - [`conn`] and [`session`] (tokio): one TCP connection; a session with one `ClientId`,
+//! - `conn` and [`session`] (tokio): one TCP connection; a session with one `ClientId`,
 //!   `Hello`, request numbers, and reconnect-and-resend with the same number on failover.
 //! - [`discovery`]: `FindServers` over UDP broadcast and the least-loaded choice.
 //! - [`render`] (pure): answers and events to text or JSON; [`exit`]: exit codes.

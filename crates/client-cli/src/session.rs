@@ -192,6 +192,11 @@ impl Session {
         self.server = None;
     }
 
+    /// Connects now (if not connected) instead of at the first request.
+    pub async fn connect(&mut self) -> Result<(), SessionError> {
+        self.ensure_connected().await
+    }
+
     /// Broadcasts for servers, remembers them, and returns them.
     pub async fn find(&mut self) -> Result<Vec<ServerInfo>, SessionError> {
         let config = self.config.discovery.clone().unwrap_or_default();

@@ -67,6 +67,16 @@ pub(crate) fn run(
     let json = app.json;
     let me = Arc::clone(&app.me);
     let printing = runtime.spawn(print_events(events, printer, color, json, me));
+    if !app.json {
+        match runtime.block_on(app.session.connect()) {
+            Ok(()) => {
+                if let Some((node, addr)) = app.session.server() {
+                    println!("connected to {} at {addr}; `help` lists commands", node.short());
+                }
+            }
+            Err(e) => println!("{} (commands will try again)", app.error("connect", &e).text),
+        }
+    }
     let mut last = Exit::Success;
     loop {
         let prompt = prompt(&app);
