@@ -53,7 +53,7 @@ struct Cli {
     #[arg(long, value_name = "ADDR")]
     broadcast: Vec<IpAddr>,
     /// How long `find` collects answers.
-    #[arg(long, default_value = "1s", value_parser = parse_duration, value_name = "DUR")]
+    #[arg(long, default_value = "500ms", value_parser = parse_duration, value_name = "DUR")]
     find_window: Duration,
     /// Log in as this bidder before running commands (token from --token or the token dir).
     #[arg(long, short = 'u', env = "AUCTION_USER", value_name = "NAME")]

@@ -21,7 +21,7 @@ pub enum ParseDurationError {
         found: char,
     },
     /// A unit other than `s`, `m`, `h`, `d`.
-    #[error("unknown unit {unit:?} (use s, m, h or d)")]
+    #[error("unknown unit {unit:?} (use s, m, h, d or ms)")]
     UnknownUnit {
         /// The unit given.
         unit: String,
@@ -34,7 +34,7 @@ pub enum ParseDurationError {
     Overflow,
 }
 
-/// Parses `90s`, `5m`, `2h`, `1d` and sums like `1h30m`. Zero is refused.
+/// Parses `90s`, `5m`, `2h`, `1d` (and `500ms`) and sums like `1h30m`. Zero is refused.
 pub fn parse_duration(text: &str) -> Result<Duration, ParseDurationError> {
     let text = text.trim();
     if text.is_empty() {
@@ -59,20 +59,21 @@ pub fn parse_duration(text: &str) -> Result<Duration, ParseDurationError> {
         }
         let unit = &rest[..unit_len];
         rest = &rest[unit_len..];
-        let seconds = match unit {
-            "s" => 1,
-            "m" => 60,
-            "h" => 3600,
-            "d" => 86_400,
+        let millis: u64 = match unit {
+            "ms" => 1,
+            "s" => 1000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "d" => 86_400_000,
             other => return Err(ParseDurationError::UnknownUnit { unit: other.to_string() }),
         };
-        let part = number.checked_mul(seconds).ok_or(ParseDurationError::Overflow)?;
+        let part = number.checked_mul(millis).ok_or(ParseDurationError::Overflow)?;
         total = total.checked_add(part).ok_or(ParseDurationError::Overflow)?;
     }
     if total == 0 {
         return Err(ParseDurationError::Zero);
     }
-    Ok(Duration::from_secs(total))
+    Ok(Duration::from_millis(total))
 }
 
 /// Shows a duration with its two largest units: `2d 3h`, `1h 30m`, `4m 12s`, `12s`.
@@ -102,6 +103,7 @@ mod tests {
         assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
         assert_eq!(parse_duration("1d"), Ok(Duration::from_secs(86_400)));
         assert_eq!(parse_duration(" 2m10s "), Ok(Duration::from_secs(130)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
     }
 
     #[test]
