@@ -1,41 +1,61 @@
-//! `auction-node`: the auction server.
-//!
-//! The server is not built yet (issue 7). Until then this binary parses its command line and
-//! says honestly that it cannot serve, exiting with status 2.
+//! `auction-node`: the replicated auction server. See `auction-node --help`.
 
-use clap::{Parser, Subcommand};
+use std::process::ExitCode;
 
-/// The replicated auction server.
-#[derive(Debug, Parser)]
-#[command(version, about, long_about = None)]
-struct Cli {
-    #[command(subcommand)]
-    command: Option<Command>,
-}
+use auction_node::cli::{Cli, Command};
+use auction_node::settings::NodeSettings;
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
 
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Start a local development cluster of N nodes on loopback (default 3).
-    Dev {
-        /// Number of nodes.
-        #[arg(long, default_value_t = 3)]
-        nodes: u8,
-    },
-}
-
-fn main() -> std::process::ExitCode {
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none();
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
-    let what = match cli.command {
-        Some(Command::Dev { nodes }) => format!("a local cluster of {nodes} nodes"),
-        None => "a server".to_string(),
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => return fail(&format!("cannot start the runtime: {e}")),
     };
-    tracing::error!(
-        "auction-node cannot start {what} yet: only the wire protocol (crates/proto) exists so \
-         far; the server is tracked by issue 7. Run the tests with `cargo test --workspace`."
-    );
-    std::process::ExitCode::from(2)
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Run(args) => {
+                let settings = NodeSettings::from_args(&args)?;
+                auction_node::driver::run(settings, shutdown_signal()).await?;
+                Ok(())
+            }
+            Command::Dev(args) => auction_node::dev::run(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        // Our error messages already include their causes.
+        Err(e) => fail(&format!("{e}")),
+    }
+}
+
+#[allow(clippy::print_stderr)]
+fn fail(msg: &str) -> ExitCode {
+    eprintln!("auction-node: {msg}");
+    ExitCode::FAILURE
+}
+
+/// SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
 }

@@ -1,0 +1,302 @@
+//! The driver: one task owns the replica (all protocol state) and the client sessions. It
+//! `select!`s over the peer sockets, client connections, storage completions, the replica's
+//! next deadline and shutdown; feeds what arrives into the replica; then carries out the
+//! replica's actions strictly in order (STYLE.md point 4).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use auction_proto::msg::client::{ClientToServer, ServerInfo, ServerToClient};
+use auction_proto::msg::discovery::NodeInfo;
+use auction_proto::msg::peer::MemberState;
+use auction_proto::{ClientCodec, Keyring, PeerCodec};
+use auction_replica::{Action, Durable, Replica, ReplicaConfig, Start};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use crate::clients::{self, ClientEvent};
+use crate::metrics::MetricsHandle;
+use crate::session::{Effect, Sessions, wall_clock};
+use crate::settings::NodeSettings;
+use crate::storage::{Done, FsyncPolicy, Job, Storage, StorageError, WriterHandle, spawn_writer};
+use crate::transport::{Channel, PeerNet, PeerSockets};
+
+/// Why a node stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The data directory could not be opened or recovered.
+    #[error("storage: {0}")]
+    Storage(#[from] StorageError),
+    /// A socket could not be bound.
+    #[error("cannot bind {what} {addr}: {source}")]
+    Bind {
+        /// Which socket.
+        what: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The storage writer failed (a failed fsync cannot be retried safely): the node stops.
+    #[error("storage failed: {0}")]
+    StorageFailed(std::sync::Arc<StorageError>),
+    /// The protocol state could not be built from what was recovered.
+    #[error("cannot start the replica: {0}")]
+    Replica(#[from] auction_replica::ReplicaError),
+}
+
+/// How long a leaving node waits for its removal to commit before it stops anyway.
+const LEAVE_GRACE: Duration = Duration::from_secs(3);
+
+/// Runs one node until `shutdown` resolves, an admin `leave` completes, or storage fails.
+pub async fn run(
+    settings: NodeSettings,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), NodeError> {
+    let fsync = if settings.fsync { FsyncPolicy::Always } else { FsyncPolicy::Never };
+    let dir = settings.data_dir.clone();
+    let (storage, recovered) =
+        tokio::task::spawn_blocking(move || Storage::open(&dir, fsync)).await.map_err(|e| {
+            StorageError::Io { path: settings.data_dir.clone(), source: std::io::Error::other(e) }
+        })??;
+    let meta = recovered.meta;
+    let info = NodeInfo {
+        node: meta.node,
+        incarnation: meta.incarnation,
+        peer_addr: settings.peer_addr,
+        client_addr: settings.client_addr,
+    };
+    let label = settings.name.clone().unwrap_or_else(|| meta.node.short());
+    let span = tracing::info_span!("node", name = %label);
+    let _enter = span.enter();
+    info!(node = %meta.node, incarnation = meta.incarnation.0, entries = recovered.entries.len(),
+        snapshot = recovered.snapshot.is_some(), "recovered");
+
+    let start =
+        if settings.bootstrap && recovered.first_boot { Start::Bootstrap } else { Start::Join };
+    let durable = Durable {
+        term: meta.term,
+        accepted: meta.accepted,
+        ordering: auction_ordering::Persisted {
+            term: meta.term,
+            applied: recovered.snapshot.as_ref().map(|s| s.last_included.seq).unwrap_or_default(),
+            snapshot: recovered.snapshot,
+            entries: recovered.entries,
+        },
+    };
+    let now = Instant::now();
+    let rng = ChaCha8Rng::from_rng(&mut rand::rng());
+    let replica = Replica::new(info.clone(), start, durable, replica_config(&settings), rng, now)?;
+
+    let codec = PeerCodec::new(settings.cluster, Keyring::new(settings.key.clone()));
+    let (net, sockets) = PeerNet::bind(
+        codec,
+        meta.node,
+        meta.incarnation,
+        settings.peer_addr,
+        settings.discovery_port,
+    )
+    .await
+    .map_err(|source| NodeError::Bind {
+        what: "peer address",
+        addr: settings.peer_addr,
+        source,
+    })?;
+    let listener = TcpListener::bind(settings.client_addr).await.map_err(|source| {
+        NodeError::Bind { what: "client address", addr: settings.client_addr, source }
+    })?;
+    let (client_tx, client_rx) = mpsc::channel(4096);
+    tokio::spawn(clients::serve(listener, client_tx, settings.max_clients, settings.client_idle));
+    let (writer, done_rx) = spawn_writer(storage);
+    let metrics = MetricsHandle::start(settings.metrics_addr).await;
+    info!(peer = %settings.peer_addr, client = %settings.client_addr, "listening");
+
+    let sessions = Sessions::new(&settings.admin_token);
+    let mut driver =
+        Driver { settings, info, replica, sessions, net, writer, metrics, leaving: None };
+    let result = driver.run(sockets, client_rx, done_rx, shutdown).await;
+    info!("stopped");
+    result
+}
+
+fn replica_config(s: &NodeSettings) -> ReplicaConfig {
+    let mut c = ReplicaConfig::default();
+    c.membership.discovery_targets = s.discovery_targets.clone();
+    c.membership.probe_interval = s.probe_interval;
+    // An indirect probe must have time to happen within the interval.
+    c.membership.probe_timeout = c.membership.probe_timeout.min(s.probe_interval * 2 / 5);
+    c.membership.suspicion_timeout = s.suspect_after;
+    c.membership.confirmation_timeout = s.down_after;
+    c.election.election_timeout = s.election_timeout;
+    c
+}
+
+struct Driver {
+    settings: NodeSettings,
+    info: NodeInfo,
+    replica: Replica<ChaCha8Rng>,
+    sessions: Sessions,
+    net: PeerNet,
+    writer: WriterHandle,
+    metrics: MetricsHandle,
+    leaving: Option<Instant>,
+}
+
+impl Driver {
+    async fn run(
+        &mut self,
+        mut sockets: PeerSockets,
+        mut clients: mpsc::Receiver<ClientEvent>,
+        mut done: mpsc::UnboundedReceiver<Done>,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), NodeError> {
+        tokio::pin!(shutdown);
+        let mut udp_buf = vec![0u8; 64 * 1024];
+        let mut disc_buf = vec![0u8; 64 * 1024];
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        loop {
+            let now = Instant::now();
+            self.replica.handle_wall_clock(wall_clock(), now);
+            self.drain().await?;
+            let deadline = self.replica.poll_timeout().unwrap_or(now + Duration::from_secs(1));
+            tokio::select! {
+                biased;
+                () = &mut shutdown => {
+                    info!("shutting down");
+                    return Ok(());
+                }
+                Some(d) = done.recv() => match d {
+                    Done::Stored(id) => self.replica.handle_stored(id, Instant::now()),
+                    Done::Failed(e) => return Err(NodeError::StorageFailed(e)),
+                },
+                Ok((n, _)) = sockets.udp.recv_from(&mut udp_buf) => self.peer(&udp_buf[..n], Channel::Udp),
+                Some(frame) = sockets.tcp_in.recv() => self.peer(&frame, Channel::Tcp),
+                Ok((n, from)) = sockets.discovery.recv_from(&mut disc_buf) => {
+                    self.discovery(&sockets, &disc_buf[..n], from);
+                }
+                Some(ev) = clients.recv() => self.client(ev),
+                () = tokio::time::sleep_until(deadline.into()) => self.replica.handle_timeout(Instant::now()),
+                _ = tick.tick() => {
+                    if self.tick() {
+                        return Ok(());
+                    }
+                }
+            }
+            self.drain().await?;
+        }
+    }
+
+    fn peer(&mut self, bytes: &[u8], channel: Channel) {
+        if let Some(frame) = self.net.accept(bytes, channel) {
+            let env = frame.envelope;
+            self.replica.handle_peer(env.sender, env.incarnation, frame.body, Instant::now());
+        }
+    }
+
+    /// The discovery port carries servers' `Discover` (peer frames) and clients'
+    /// `FindServers` (client frames); anything else is ignored.
+    fn discovery(&mut self, sockets: &PeerSockets, bytes: &[u8], from: SocketAddr) {
+        if bytes.starts_with(&auction_proto::codec::PEER_MAGIC) {
+            self.peer(bytes, Channel::Udp);
+            return;
+        }
+        let codec = ClientCodec::default();
+        let Ok(ClientToServer::FindServers { cluster }) =
+            codec.decode_datagram::<ClientToServer>(bytes)
+        else {
+            return;
+        };
+        if cluster != self.settings.cluster {
+            return;
+        }
+        let here = ServerToClient::Here(ServerInfo {
+            node: self.info.node,
+            incarnation: self.info.incarnation,
+            client_addr: self.info.client_addr,
+            state: MemberState::Alive,
+            clients: u32::try_from(self.sessions.len()).unwrap_or(u32::MAX),
+        });
+        if let Ok(bytes) = codec.encode(&here) {
+            let _ = sockets.discovery.try_send_to(&bytes, from);
+        }
+    }
+
+    fn client(&mut self, ev: ClientEvent) {
+        match ev {
+            ClientEvent::Opened { conn, addr, tx, kill } => {
+                self.sessions.open(conn, addr, tx, kill)
+            }
+            ClientEvent::Closed { conn } => self.sessions.close(conn),
+            ClientEvent::Request { conn, req } => {
+                let started = Instant::now();
+                let effect = self.sessions.handle(&mut self.replica, conn, req, started);
+                if effect == Effect::Leave && self.leaving.is_none() {
+                    info!("leaving the cluster on an admin request");
+                    self.leaving = Some(started);
+                }
+            }
+        }
+    }
+
+    /// Periodic work; returns whether the node should stop.
+    fn tick(&mut self) -> bool {
+        let now = Instant::now();
+        self.sessions.expire(now, self.replica.applied());
+        self.replica.set_client_count(u32::try_from(self.sessions.len()).unwrap_or(u32::MAX));
+        self.metrics.publish(&self.replica, &self.sessions, &self.net.stats);
+        self.leaving.is_some_and(|t| now.saturating_duration_since(t) >= LEAVE_GRACE)
+    }
+
+    /// Carries out the replica's actions, in order.
+    async fn drain(&mut self) -> Result<(), NodeError> {
+        while let Some(action) = self.replica.poll_action() {
+            match action {
+                Action::Send { to, body } | Action::Broadcast { to, body } => {
+                    self.net.send(to, &body)
+                }
+                Action::PersistTerm { term, accepted } => {
+                    // Durable before anything after it is carried out.
+                    self.writer
+                        .save_term(term, accepted)
+                        .await
+                        .map_err(NodeError::StorageFailed)?;
+                }
+                Action::Store { id, from, entries } => {
+                    self.writer.submit(Job::Store { id, from, entries })?
+                }
+                Action::InstallSnapshot { id, snapshot } => {
+                    self.writer.submit(Job::Install { id, snapshot })?
+                }
+                Action::SaveSnapshot { snapshot } => {
+                    self.writer.submit(Job::SaveSnapshot(snapshot))?
+                }
+                Action::Complete { request, seq, outcome } => {
+                    self.metrics.applied_write();
+                    if let Some(waited) =
+                        self.sessions.complete(request, seq, outcome, Instant::now())
+                    {
+                        self.metrics.observe_write(waited);
+                    }
+                }
+                Action::Events { seq, at, events } => self.sessions.push(seq, at, &events),
+                // Only emitted when observation is switched on (simulations); the node is not.
+                Action::Applied { .. } => {}
+                Action::Role { role, term, leader } => {
+                    info!(?role, term = term.0, leader = ?leader, "role");
+                    self.metrics.role(role, term);
+                }
+            }
+        }
+        if self.net.stats.dropped > 0 && self.net.stats.dropped % 1000 == 1 {
+            warn!(
+                dropped = self.net.stats.dropped,
+                "peer frames dropped (slow or unreachable peers)"
+            );
+        }
+        Ok(())
+    }
+}

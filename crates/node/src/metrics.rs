@@ -1,0 +1,190 @@
+//! Prometheus text metrics on an optional HTTP address (`--metrics-addr`).
+//!
+//! The driver owns the counters and renders the text page on its periodic tick; the HTTP task
+//! only serves the last rendered page (a `watch` channel), so scraping never touches protocol
+//! state.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use auction_proto::Term;
+use auction_proto::msg::client::Role;
+use auction_proto::msg::peer::MemberState;
+use auction_replica::Replica;
+use rand::RngCore;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::session::Sessions;
+use crate::transport::TransportStats;
+
+/// Upper bounds (seconds) of the write-latency histogram buckets.
+const BUCKETS: [f64; 12] = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 5.0];
+
+/// The driver's counters and the channel to the HTTP task.
+#[derive(Debug)]
+pub struct MetricsHandle {
+    page: Option<watch::Sender<String>>,
+    writes: u64,
+    role_changes: u64,
+    term: Term,
+    role: Option<Role>,
+    latency_counts: [u64; BUCKETS.len()],
+    latency_sum: f64,
+    latency_n: u64,
+}
+
+impl MetricsHandle {
+    /// Starts the HTTP endpoint if `addr` is given (a bind failure is logged, not fatal).
+    pub async fn start(addr: Option<SocketAddr>) -> Self {
+        let mut page = None;
+        if let Some(addr) = addr {
+            match TcpListener::bind(addr).await {
+                Ok(listener) => {
+                    let (tx, rx) = watch::channel(String::new());
+                    tokio::spawn(serve(listener, rx));
+                    info!(%addr, "metrics endpoint");
+                    page = Some(tx);
+                }
+                Err(e) => warn!(%addr, error = %e, "cannot bind the metrics address; metrics off"),
+            }
+        }
+        Self {
+            page,
+            writes: 0,
+            role_changes: 0,
+            term: Term(0),
+            role: None,
+            latency_counts: [0; BUCKETS.len()],
+            latency_sum: 0.0,
+            latency_n: 0,
+        }
+    }
+
+    /// A client write was applied.
+    pub fn applied_write(&mut self) {
+        self.writes += 1;
+    }
+
+    /// A client write was answered `latency` after it arrived.
+    pub fn observe_write(&mut self, latency: Duration) {
+        let s = latency.as_secs_f64();
+        for (i, bound) in BUCKETS.iter().enumerate() {
+            if s <= *bound {
+                self.latency_counts[i] += 1;
+            }
+        }
+        self.latency_sum += s;
+        self.latency_n += 1;
+    }
+
+    /// The node's role changed.
+    pub fn role(&mut self, role: Role, term: Term) {
+        self.role_changes += 1;
+        self.role = Some(role);
+        self.term = term;
+    }
+
+    /// Renders the page for the HTTP task.
+    pub fn publish<R: RngCore>(
+        &self,
+        replica: &Replica<R>,
+        sessions: &Sessions,
+        net: &TransportStats,
+    ) {
+        let Some(page) = &self.page else { return };
+        let mut out = String::with_capacity(2048);
+        let mut gauge = |name: &str, help: &str, v: f64| {
+            let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}\n");
+        };
+        gauge(
+            "auction_commit_seq",
+            "Highest committed log position known.",
+            replica.commit().0 as f64,
+        );
+        gauge(
+            "auction_applied_seq",
+            "Highest log position applied to the state machine.",
+            replica.applied().0 as f64,
+        );
+        gauge("auction_term", "Current election term.", replica.term().0 as f64);
+        gauge(
+            "auction_is_leader",
+            "1 if this node is the sequencer.",
+            f64::from(u8::from(replica.is_leading())),
+        );
+        gauge(
+            "auction_role_changes",
+            "Role changes (elections seen) since start.",
+            self.role_changes as f64,
+        );
+        gauge("auction_client_sessions", "Connected clients.", sessions.len() as f64);
+        gauge(
+            "auction_pending_writes",
+            "Client writes waiting for their outcome.",
+            sessions.pending() as f64,
+        );
+        gauge("auction_applied_writes", "Client writes applied since start.", self.writes as f64);
+        gauge(
+            "auction_peer_frames_rejected",
+            "Peer frames refused by the codec.",
+            net.rejected as f64,
+        );
+        gauge(
+            "auction_peer_frames_replayed",
+            "Peer frames refused as replays.",
+            net.replayed as f64,
+        );
+        gauge("auction_peer_frames_dropped", "Outbound peer frames dropped.", net.dropped as f64);
+        let servers = replica.servers();
+        let _ = writeln!(out, "# HELP auction_members Members by failure-detector state.");
+        let _ = writeln!(out, "# TYPE auction_members gauge");
+        for (state, label) in [
+            (MemberState::Alive, "alive"),
+            (MemberState::Suspect, "suspect"),
+            (MemberState::Down, "down"),
+            (MemberState::Left, "left"),
+        ] {
+            let n = servers.iter().filter(|s| s.state == state).count();
+            let _ = writeln!(out, "auction_members{{state=\"{label}\"}} {n}");
+        }
+        let _ = writeln!(out, "# HELP auction_write_latency_seconds Client write latency.");
+        let _ = writeln!(out, "# TYPE auction_write_latency_seconds histogram");
+        for (i, bound) in BUCKETS.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "auction_write_latency_seconds_bucket{{le=\"{bound}\"}} {}",
+                self.latency_counts[i]
+            );
+        }
+        let _ =
+            writeln!(out, "auction_write_latency_seconds_bucket{{le=\"+Inf\"}} {}", self.latency_n);
+        let _ = writeln!(out, "auction_write_latency_seconds_sum {}", self.latency_sum);
+        let _ = writeln!(out, "auction_write_latency_seconds_count {}", self.latency_n);
+        page.send_replace(out);
+    }
+}
+
+async fn serve(listener: TcpListener, page: watch::Receiver<String>) {
+    loop {
+        let Ok((mut stream, _)) = listener.accept().await else { continue };
+        let page = page.clone();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 4096];
+            let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await;
+            if !matches!(read, Ok(Ok(n)) if n > 0) {
+                return;
+            }
+            let body = page.borrow().clone();
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(head.as_bytes()).await;
+            let _ = stream.write_all(body.as_bytes()).await;
+        });
+    }
+}

@@ -1,0 +1,467 @@
+//! Client sessions, on the driver's thread: the hello handshake, bidder login, reads served
+//! from the local state machine, writes submitted to the replica and answered once applied,
+//! and events pushed to subscribers.
+//!
+//! Invariants: every pending write belongs to a live connection or is answered `Timeout` by
+//! [`Sessions::expire`]; a connection has at most [`MAX_PENDING_PER_CONN`] pending writes; a
+//! response never carries an applied seq lower than one the connection was already given.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use auction_core::token_hash_matches;
+use auction_proto::msg::auction::{AuctionEvent, BidKind, BidderName, Outcome};
+use auction_proto::msg::client::{
+    AdminOp, ClientError, ClientInfo, PushEvent, Reply, Request, RequestBody, Response,
+    ServerToClient,
+};
+use auction_proto::msg::log::{Command, Operation, RequestId, TokenHash};
+use auction_proto::{AuctionId, ClientId, RequestNo, Seq, Timestamp};
+use auction_replica::{Replica, SubmitError};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use tokio::sync::{mpsc, oneshot};
+use tracing::debug;
+
+use crate::clients::ConnId;
+
+/// Most writes one connection may have waiting for their outcome.
+pub const MAX_PENDING_PER_CONN: usize = 64;
+/// How long a write may wait for its outcome before the client is told `Timeout` (the
+/// outcome is then unknown: the client retries with the same request number).
+pub const PENDING_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug)]
+enum Watch {
+    All,
+    One(AuctionId),
+}
+
+#[derive(Debug)]
+struct Conn {
+    addr: SocketAddr,
+    tx: mpsc::Sender<ServerToClient>,
+    kill: Option<oneshot::Sender<()>>,
+    client: Option<ClientId>,
+    bidder: Option<BidderName>,
+    seen: Seq,
+    watch: Option<Watch>,
+    pending: usize,
+}
+
+#[derive(Debug)]
+struct Pending {
+    conn: ConnId,
+    no: RequestNo,
+    since: Instant,
+    /// For `Register`: the secret token to hand back once the name is committed.
+    token: Option<String>,
+}
+
+/// What the driver must do after a request.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Effect {
+    /// Nothing more.
+    None,
+    /// An admin asked this node to leave: stop once the leave has been carried out.
+    Leave,
+}
+
+/// All client sessions of this node.
+#[derive(Debug)]
+pub struct Sessions {
+    conns: HashMap<ConnId, Conn>,
+    pending: HashMap<RequestId, Pending>,
+    admin_hash: TokenHash,
+}
+
+impl Sessions {
+    /// No sessions; admin requests must present `admin_token`.
+    pub fn new(admin_token: &str) -> Self {
+        Self { conns: HashMap::new(), pending: HashMap::new(), admin_hash: hash(admin_token) }
+    }
+
+    /// Number of connected clients.
+    pub fn len(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// Whether no client is connected.
+    pub fn is_empty(&self) -> bool {
+        self.conns.is_empty()
+    }
+
+    /// Writes waiting for their outcome.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// A new connection.
+    pub fn open(
+        &mut self,
+        conn: ConnId,
+        addr: SocketAddr,
+        tx: mpsc::Sender<ServerToClient>,
+        kill: oneshot::Sender<()>,
+    ) {
+        let c = Conn {
+            addr,
+            tx,
+            kill: Some(kill),
+            client: None,
+            bidder: None,
+            seen: Seq(0),
+            watch: None,
+            pending: 0,
+        };
+        self.conns.insert(conn, c);
+    }
+
+    /// A connection ended; its pending writes stay pending until they complete or expire, so
+    /// that a client retrying on another connection (same request id) is answered there.
+    pub fn close(&mut self, conn: ConnId) {
+        self.conns.remove(&conn);
+    }
+
+    /// Handles one request.
+    pub fn handle<R: RngCore>(
+        &mut self,
+        replica: &mut Replica<R>,
+        conn: ConnId,
+        req: Request,
+        now: Instant,
+    ) -> Effect {
+        let Some(c) = self.conns.get_mut(&conn) else { return Effect::None };
+        let applied = replica.applied();
+        let result = match (&req.body, c.client) {
+            (RequestBody::Hello { client, seen }, _) => {
+                if *seen > applied {
+                    Err(ClientError::Behind { applied, seen: *seen })
+                } else {
+                    c.client = Some(*client);
+                    c.seen = c.seen.max(*seen);
+                    Ok(Reply::Welcome {
+                        server: replica.me().node,
+                        servers: replica.servers(),
+                        now: wall_clock(),
+                    })
+                }
+            }
+            (_, None) => Err(ClientError::HelloFirst),
+            (_, Some(client)) => {
+                let id = RequestId { client, no: req.no };
+                return self.handle_in_session(replica, conn, id, req.body, now);
+            }
+        };
+        self.respond(conn, req.no, applied, result);
+        Effect::None
+    }
+
+    fn handle_in_session<R: RngCore>(
+        &mut self,
+        replica: &mut Replica<R>,
+        conn: ConnId,
+        id: RequestId,
+        body: RequestBody,
+        now: Instant,
+    ) -> Effect {
+        let applied = replica.applied();
+        let result = match body {
+            RequestBody::Admin { token, op } => {
+                return self.admin(replica, conn, id.no, &token, op, now);
+            }
+            RequestBody::Register { name } => {
+                let token = new_token();
+                let op = Operation::RegisterBidder { name, token_hash: hash(&token) };
+                return self.submit(replica, conn, id, op, Some(token), now);
+            }
+            body if is_write(&body) => {
+                let bidder = self.conns.get(&conn).and_then(|c| c.bidder.clone());
+                let Some(bidder) = bidder else {
+                    self.respond(conn, id.no, applied, Err(ClientError::NotLoggedIn));
+                    return Effect::None;
+                };
+                let Some(op) = operation(body, bidder) else { return Effect::None };
+                return self.submit(replica, conn, id, op, None, now);
+            }
+            body => self.read(replica, conn, body),
+        };
+        self.respond(conn, id.no, applied, result);
+        Effect::None
+    }
+
+    fn read<R: RngCore>(
+        &mut self,
+        replica: &Replica<R>,
+        conn: ConnId,
+        body: RequestBody,
+    ) -> Result<Reply, ClientError> {
+        let machine = replica.machine();
+        let clients = self.client_list();
+        let Some(c) = self.conns.get_mut(&conn) else { return Err(ClientError::BadRequest) };
+        match body {
+            RequestBody::Login { name, token } => {
+                let ok =
+                    machine.token_hash(&name).is_some_and(|h| token_hash_matches(h, &hash(&token)));
+                if !ok {
+                    return Err(ClientError::BadCredentials);
+                }
+                c.bidder = Some(name.clone());
+                Ok(Reply::Identity { name: Some(name) })
+            }
+            RequestBody::Whoami => Ok(Reply::Identity { name: c.bidder.clone() }),
+            RequestBody::ListAuctions { filter } => Ok(Reply::Auctions(machine.auctions(filter))),
+            RequestBody::ShowAuction { auction } => {
+                machine.auction(auction).map(Reply::Auction).ok_or(ClientError::UnknownAuction)
+            }
+            RequestBody::History { auction } => {
+                machine.history(auction).map(Reply::History).ok_or(ClientError::UnknownAuction)
+            }
+            RequestBody::Subscribe { auction } => {
+                c.watch = Some(auction.map_or(Watch::All, Watch::One));
+                Ok(Reply::Subscribed)
+            }
+            RequestBody::Unsubscribe => {
+                c.watch = None;
+                Ok(Reply::Subscribed)
+            }
+            RequestBody::Report => Ok(Reply::Report(replica.report())),
+            RequestBody::Servers => Ok(Reply::Servers(replica.servers())),
+            RequestBody::Clients => Ok(Reply::Clients(clients)),
+            RequestBody::Queue => Ok(Reply::Queue(replica.holdback())),
+            _ => Err(ClientError::BadRequest),
+        }
+    }
+
+    fn admin<R: RngCore>(
+        &mut self,
+        replica: &mut Replica<R>,
+        conn: ConnId,
+        no: RequestNo,
+        token: &str,
+        op: AdminOp,
+        now: Instant,
+    ) -> Effect {
+        let applied = replica.applied();
+        if !token_hash_matches(&self.admin_hash, &hash(token)) {
+            self.respond(conn, no, applied, Err(ClientError::NotAuthorized));
+            return Effect::None;
+        }
+        let (result, effect) = match op {
+            AdminOp::Report => (Ok(Reply::Report(replica.report())), Effect::None),
+            AdminOp::Queue => (Ok(Reply::Queue(replica.holdback())), Effect::None),
+            AdminOp::Leave => {
+                replica.leave(now);
+                (Ok(Reply::Done), Effect::Leave)
+            }
+            // PENDING(lead): wire to Replica::step_down / snapshot_now once they exist.
+            AdminOp::StepDown | AdminOp::Snapshot => (Err(ClientError::BadRequest), Effect::None),
+        };
+        self.respond(conn, no, applied, result);
+        effect
+    }
+
+    fn submit<R: RngCore>(
+        &mut self,
+        replica: &mut Replica<R>,
+        conn: ConnId,
+        id: RequestId,
+        op: Operation,
+        token: Option<String>,
+        now: Instant,
+    ) -> Effect {
+        let applied = replica.applied();
+        let busy = self.conns.get(&conn).is_some_and(|c| c.pending >= MAX_PENDING_PER_CONN);
+        if busy || (self.pending.len() >= MAX_PENDING_PER_CONN * self.conns.len().max(1)) {
+            self.respond(conn, id.no, applied, Err(ClientError::Overloaded));
+            return Effect::None;
+        }
+        // A retry of a request still pending (perhaps from a dropped connection) moves it here.
+        if let Some(old) = self.pending.remove(&id) {
+            if let Some(c) = self.conns.get_mut(&old.conn) {
+                c.pending = c.pending.saturating_sub(1);
+            }
+        }
+        let pending = Pending { conn, no: id.no, since: now, token };
+        self.pending.insert(id, pending);
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.pending += 1;
+        }
+        if let Err(e) = replica.submit(Command { origin: Some(id), op }, now) {
+            self.finish(id);
+            let err = match e {
+                SubmitError::Unavailable { leader, retry_after } => {
+                    ClientError::Unavailable { retry_after, leader }
+                }
+                SubmitError::Overloaded => ClientError::Overloaded,
+                _ => ClientError::Unavailable {
+                    retry_after: Duration::from_millis(500),
+                    leader: None,
+                },
+            };
+            self.respond(conn, id.no, applied, Err(err));
+        }
+        Effect::None
+    }
+
+    fn finish(&mut self, id: RequestId) -> Option<Pending> {
+        let p = self.pending.remove(&id)?;
+        if let Some(c) = self.conns.get_mut(&p.conn) {
+            c.pending = c.pending.saturating_sub(1);
+        }
+        Some(p)
+    }
+
+    /// A command was applied at `seq`: answer its client if it is waiting here, and return
+    /// how long it waited.
+    pub fn complete(
+        &mut self,
+        request: RequestId,
+        seq: Seq,
+        outcome: Outcome,
+        now: Instant,
+    ) -> Option<Duration> {
+        let p = self.finish(request)?;
+        let waited = now.saturating_duration_since(p.since);
+        let reply = match (outcome, p.token) {
+            (Outcome::Registered { bidder }, Some(token)) => {
+                Reply::Registered { name: bidder, token }
+            }
+            (outcome, _) => Reply::Outcome(outcome),
+        };
+        self.respond(p.conn, p.no, seq, Ok(reply));
+        Some(waited)
+    }
+
+    /// Pushes events applied at `seq` to the subscribed clients.
+    pub fn push(&mut self, seq: Seq, at: Timestamp, events: &[AuctionEvent]) {
+        let mut slow = Vec::new();
+        for (id, c) in &mut self.conns {
+            let Some(watch) = &c.watch else { continue };
+            for event in events {
+                let wanted = match watch {
+                    Watch::All => true,
+                    Watch::One(a) => event_auction(event) == *a,
+                };
+                if !wanted {
+                    continue;
+                }
+                let msg = ServerToClient::Event(PushEvent { seq, at, event: event.clone() });
+                if c.tx.try_send(msg).is_err() {
+                    slow.push(*id);
+                    break;
+                }
+                c.seen = c.seen.max(seq);
+            }
+        }
+        for id in slow {
+            self.disconnect(id, "does not read its events");
+        }
+    }
+
+    /// Answers `Timeout` to writes that waited longer than [`PENDING_TIMEOUT`].
+    pub fn expire(&mut self, now: Instant, applied: Seq) {
+        let old: Vec<RequestId> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| now.saturating_duration_since(p.since) > PENDING_TIMEOUT)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in old {
+            if let Some(p) = self.finish(id) {
+                self.respond(p.conn, p.no, applied, Err(ClientError::Timeout));
+            }
+        }
+    }
+
+    fn respond(
+        &mut self,
+        conn: ConnId,
+        no: RequestNo,
+        applied: Seq,
+        result: Result<Reply, ClientError>,
+    ) {
+        let Some(c) = self.conns.get_mut(&conn) else { return };
+        let applied = applied.max(c.seen);
+        c.seen = applied;
+        let msg = ServerToClient::Response(Response { no, applied, result });
+        if c.tx.try_send(msg).is_err() {
+            self.disconnect(conn, "does not read its responses");
+        }
+    }
+
+    fn disconnect(&mut self, conn: ConnId, why: &str) {
+        if let Some(mut c) = self.conns.remove(&conn) {
+            debug!(conn, addr = %c.addr, why, "client disconnected");
+            if let Some(kill) = c.kill.take() {
+                let _ = kill.send(());
+            }
+        }
+    }
+
+    fn client_list(&self) -> Vec<ClientInfo> {
+        let mut list: Vec<ClientInfo> = self
+            .conns
+            .values()
+            .filter_map(|c| {
+                Some(ClientInfo { client: c.client?, bidder: c.bidder.clone(), addr: c.addr })
+            })
+            .collect();
+        list.sort_by_key(|c| c.client);
+        list
+    }
+}
+
+fn is_write(body: &RequestBody) -> bool {
+    matches!(
+        body,
+        RequestBody::Open { .. }
+            | RequestBody::Bid { .. }
+            | RequestBody::MaxBid { .. }
+            | RequestBody::BuyNow { .. }
+            | RequestBody::Cancel { .. }
+    )
+}
+
+fn operation(body: RequestBody, bidder: BidderName) -> Option<Operation> {
+    Some(match body {
+        RequestBody::Open { spec } => Operation::OpenAuction { seller: bidder, spec },
+        RequestBody::Bid { auction, amount } => {
+            Operation::PlaceBid { auction, bidder, amount, kind: BidKind::Plain }
+        }
+        RequestBody::MaxBid { auction, max } => {
+            Operation::PlaceBid { auction, bidder, amount: max, kind: BidKind::Proxy }
+        }
+        RequestBody::BuyNow { auction } => Operation::BuyNow { auction, bidder },
+        RequestBody::Cancel { auction } => Operation::Cancel { auction, seller: bidder },
+        _ => return None,
+    })
+}
+
+fn event_auction(e: &AuctionEvent) -> AuctionId {
+    match e {
+        AuctionEvent::NewHighBid { auction, .. }
+        | AuctionEvent::Outbid { auction, .. }
+        | AuctionEvent::Extended { auction, .. }
+        | AuctionEvent::Closed { auction, .. } => *auction,
+    }
+}
+
+/// SHA-256 of a secret (bidder tokens and the admin token are compared by hash, in constant
+/// time).
+pub fn hash(secret: &str) -> TokenHash {
+    Sha256::digest(secret.as_bytes()).into()
+}
+
+fn new_token() -> String {
+    let mut bytes = [0u8; 24];
+    rand::rng().fill_bytes(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The local wall clock as a sequencer timestamp.
+pub fn wall_clock() -> Timestamp {
+    let ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+    Timestamp(u64::try_from(ms).unwrap_or(u64::MAX))
+}

@@ -1,0 +1,248 @@
+//! Validated node settings, built from the command line: keys loaded, addresses checked,
+//! broadcast targets resolved.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use auction_proto::{ClusterId, ClusterKey, KeyError};
+
+use crate::cli::{FsyncArg, RunArgs};
+
+/// The public key of `--dev-key`: never use it outside loopback.
+pub const DEV_KEY: &str = "auction-dev-cluster-key-do-not-use-in-production";
+
+/// Why the settings are refused. Nothing was started.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// No key given outside dev mode.
+    #[error(
+        "no cluster key: pass --cluster-key-file FILE (or AUCTION_CLUSTER_KEY), or --dev-key on loopback"
+    )]
+    NoKey,
+    /// The key file could not be read.
+    #[error("cannot read the cluster key file {path}: {source}")]
+    KeyFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The key is unusable.
+    #[error("bad cluster key: {0}")]
+    BadKey(#[from] KeyError),
+    /// The development key outside loopback.
+    #[error("--dev-key is only allowed when the peer and client addresses are loopback")]
+    DevKeyOffLoopback,
+    /// Bootstrap and join together.
+    #[error("--bootstrap starts a new cluster; do not combine it with --join")]
+    BootstrapAndJoin,
+    /// An unspecified advertised address.
+    #[error("{what} {addr} is not an address other hosts can reach (give a concrete IP)")]
+    Unspecified {
+        /// Which flag.
+        what: &'static str,
+        /// The address.
+        addr: SocketAddr,
+    },
+}
+
+/// Everything a node needs to start.
+#[derive(Clone, Debug)]
+pub struct NodeSettings {
+    /// Name for logs.
+    pub name: Option<String>,
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// Peer address (UDP + TCP), advertised as is.
+    pub peer_addr: SocketAddr,
+    /// Client address (TCP), advertised as is.
+    pub client_addr: SocketAddr,
+    /// Discovery port.
+    pub discovery_port: u16,
+    /// Where `Discover` goes: broadcast addresses on the discovery port, then `--join` peers.
+    pub discovery_targets: Vec<SocketAddr>,
+    /// Start a new cluster.
+    pub bootstrap: bool,
+    /// The cluster.
+    pub cluster: ClusterId,
+    /// The cluster's name.
+    pub cluster_name: String,
+    /// The signing key.
+    pub key: ClusterKey,
+    /// The admin token.
+    pub admin_token: String,
+    /// Failure-detector probe interval.
+    pub probe_interval: Duration,
+    /// Suspicion timeout.
+    pub suspect_after: Duration,
+    /// Confirmation timeout.
+    pub down_after: Duration,
+    /// Election round timeout.
+    pub election_timeout: Duration,
+    /// Whether to fsync.
+    pub fsync: bool,
+    /// Metrics endpoint.
+    pub metrics_addr: Option<SocketAddr>,
+    /// Most client connections.
+    pub max_clients: usize,
+    /// Client idle timeout.
+    pub client_idle: Duration,
+}
+
+impl NodeSettings {
+    /// Validates the flags of `auction-node run`.
+    pub fn from_args(args: &RunArgs) -> Result<Self, SettingsError> {
+        if args.bootstrap && !args.join.is_empty() {
+            return Err(SettingsError::BootstrapAndJoin);
+        }
+        for (what, addr) in [("--peer-addr", args.peer_addr), ("--client-addr", args.client_addr)] {
+            if addr.ip().is_unspecified() {
+                return Err(SettingsError::Unspecified { what, addr });
+            }
+        }
+        let secret = load_key(args)?;
+        let key = ClusterKey::new(secret.as_bytes())?;
+        let broadcast_ips = if args.no_broadcast {
+            Vec::new()
+        } else if args.broadcast.is_empty() {
+            default_broadcast_addresses(args.peer_addr.ip())
+        } else {
+            args.broadcast.clone()
+        };
+        let mut discovery_targets: Vec<SocketAddr> =
+            broadcast_ips.into_iter().map(|ip| SocketAddr::new(ip, args.discovery_port)).collect();
+        discovery_targets.extend(args.join.iter().copied().filter(|a| *a != args.peer_addr));
+        Ok(Self {
+            name: args.name.clone(),
+            data_dir: args.data_dir.clone(),
+            peer_addr: args.peer_addr,
+            client_addr: args.client_addr,
+            discovery_port: args.discovery_port,
+            discovery_targets,
+            bootstrap: args.bootstrap,
+            cluster: ClusterId::from_name(&args.cluster),
+            cluster_name: args.cluster.clone(),
+            admin_token: args.admin_token.clone().unwrap_or_else(|| secret.clone()),
+            key,
+            probe_interval: args.probe_interval,
+            suspect_after: args.suspect_after,
+            down_after: args.down_after,
+            election_timeout: args.election_timeout,
+            fsync: args.fsync == FsyncArg::Always,
+            metrics_addr: args.metrics_addr,
+            max_clients: args.max_clients.max(1),
+            client_idle: args.client_idle,
+        })
+    }
+}
+
+fn load_key(args: &RunArgs) -> Result<String, SettingsError> {
+    if let Some(path) = &args.cluster_key_file {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| SettingsError::KeyFile { path: path.clone(), source })?;
+        return Ok(text.trim().to_string());
+    }
+    if let Some(key) = &args.cluster_key {
+        return Ok(key.trim().to_string());
+    }
+    if args.dev_key {
+        if !(args.peer_addr.ip().is_loopback() && args.client_addr.ip().is_loopback()) {
+            return Err(SettingsError::DevKeyOffLoopback);
+        }
+        return Ok(DEV_KEY.to_string());
+    }
+    Err(SettingsError::NoKey)
+}
+
+/// The subnet broadcast address of every up IPv4 interface (inside a network namespace,
+/// 255.255.255.255 fails without a route while the subnet address works). On loopback-only
+/// setups this is `127.255.255.255`, which Linux delivers to local sockets.
+pub fn default_broadcast_addresses(peer_ip: IpAddr) -> Vec<IpAddr> {
+    let mut out = Vec::new();
+    if let Ok(addrs) = nix::ifaddrs::getifaddrs() {
+        for ifa in addrs {
+            let Some(bcast) = ifa.broadcast.as_ref().and_then(|b| b.as_sockaddr_in()) else {
+                continue;
+            };
+            let ip = IpAddr::V4(bcast.ip());
+            if !out.contains(&ip) {
+                out.push(ip);
+            }
+        }
+    }
+    if peer_ip.is_loopback() {
+        out.retain(|ip| ip.is_loopback());
+        let lo = IpAddr::V4(Ipv4Addr::new(127, 255, 255, 255));
+        if !out.contains(&lo) {
+            out.push(lo);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use clap::Parser;
+
+    fn run_args(extra: &[&str]) -> Box<RunArgs> {
+        let mut argv = vec!["auction-node", "run", "--data-dir", "/tmp/x"];
+        argv.extend_from_slice(extra);
+        match Cli::try_parse_from(argv).unwrap().command {
+            Command::Run(a) => a,
+            Command::Dev(_) => panic!("run"),
+        }
+    }
+
+    #[test]
+    fn a_key_is_required_outside_dev_mode() {
+        assert!(matches!(NodeSettings::from_args(&run_args(&[])), Err(SettingsError::NoKey)));
+        assert!(NodeSettings::from_args(&run_args(&["--dev-key"])).is_ok());
+        assert!(matches!(
+            NodeSettings::from_args(&run_args(&["--dev-key", "--peer-addr", "10.1.2.3:7000"])),
+            Err(SettingsError::DevKeyOffLoopback)
+        ));
+        assert!(matches!(
+            NodeSettings::from_args(&run_args(&["--cluster-key", "short"])),
+            Err(SettingsError::BadKey(_))
+        ));
+    }
+
+    #[test]
+    fn bootstrap_and_join_conflict() {
+        assert!(matches!(
+            NodeSettings::from_args(&run_args(&[
+                "--dev-key",
+                "--bootstrap",
+                "--join",
+                "127.0.0.1:1"
+            ])),
+            Err(SettingsError::BootstrapAndJoin)
+        ));
+    }
+
+    #[test]
+    fn discovery_targets_combine_broadcast_and_join() {
+        let s = NodeSettings::from_args(&run_args(&[
+            "--dev-key",
+            "--broadcast",
+            "127.255.255.255",
+            "--join",
+            "127.0.0.1:7001",
+        ]))
+        .unwrap();
+        assert_eq!(
+            s.discovery_targets,
+            vec!["127.255.255.255:7946".parse().unwrap(), "127.0.0.1:7001".parse().unwrap()]
+        );
+        assert_eq!(s.admin_token, DEV_KEY);
+    }
+
+    #[test]
+    fn loopback_nodes_broadcast_on_loopback() {
+        let ips = default_broadcast_addresses("127.0.0.1".parse().unwrap());
+        assert_eq!(ips, vec![IpAddr::V4(Ipv4Addr::new(127, 255, 255, 255))]);
+    }
+}

@@ -1,0 +1,303 @@
+//! Peer transport: UDP for discovery, failure detection and election; TCP for ordering.
+//!
+//! Frames are built and checked by `auction_proto::PeerCodec` (HMAC with the cluster key).
+//! Replay protection: the sender's counter space is split by channel (top bit clear for UDP,
+//! set for TCP), and the receiver keeps one `ReplayWindow` per sender and channel, so TCP
+//! frames queued behind a reconnect never fall out of the UDP window and a frame captured on
+//! one channel cannot be replayed on the other.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use auction_proto::msg::peer::PeerBody;
+use auction_proto::{DecodeError, Incarnation, NodeId, PeerCodec, PeerFrame, ReplayWindow};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::mpsc;
+use tracing::{debug, warn};
+
+/// Largest UDP payload we send; bigger frames go over TCP.
+const MAX_UDP_FRAME: usize = 60 * 1024;
+/// Frames queued per outbound TCP connection before new ones are dropped (ordering resends).
+const WRITER_QUEUE: usize = 4096;
+/// Most outbound TCP connections kept.
+const MAX_WRITERS: usize = 256;
+/// Most senders whose replay windows are kept.
+const MAX_WINDOWS: usize = 1024;
+/// The counter bit that marks TCP frames.
+const TCP_BIT: u64 = 1 << 63;
+
+/// How a frame arrived.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Channel {
+    /// A UDP datagram on the peer or discovery socket.
+    Udp,
+    /// A TCP stream.
+    Tcp,
+}
+
+/// Counters of refused input, for metrics.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TransportStats {
+    /// Frames refused by the codec (bad tag, wrong cluster, junk...).
+    pub rejected: u64,
+    /// Frames refused as replays.
+    pub replayed: u64,
+    /// Outbound frames dropped (queue full, too big, socket busy).
+    pub dropped: u64,
+}
+
+/// The peer side of one node: sockets, signing, replay windows, outbound TCP writers.
+#[derive(Debug)]
+pub struct PeerNet {
+    codec: PeerCodec,
+    me: NodeId,
+    incarnation: Incarnation,
+    udp_counter: u64,
+    tcp_counter: u64,
+    udp: Arc<UdpSocket>,
+    writers: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>,
+    windows: HashMap<(NodeId, Channel), ReplayWindow>,
+    /// Refusal counters.
+    pub stats: TransportStats,
+}
+
+/// The sockets the driver polls.
+#[derive(Debug)]
+pub struct PeerSockets {
+    /// Peer UDP socket (same port as the TCP listener).
+    pub udp: Arc<UdpSocket>,
+    /// Discovery socket: broadcast `Discover` from servers, `FindServers` from clients.
+    pub discovery: Arc<UdpSocket>,
+    /// Frames read by the TCP reader tasks.
+    pub tcp_in: mpsc::Receiver<Vec<u8>>,
+}
+
+impl PeerNet {
+    /// Binds the peer UDP socket, the peer TCP listener and the discovery socket.
+    pub async fn bind(
+        codec: PeerCodec,
+        me: NodeId,
+        incarnation: Incarnation,
+        peer_addr: SocketAddr,
+        discovery_port: u16,
+    ) -> io::Result<(Self, PeerSockets)> {
+        let udp = Arc::new(bind_udp(peer_addr, false)?);
+        let discovery =
+            Arc::new(bind_udp(SocketAddr::from((Ipv4Addr::UNSPECIFIED, discovery_port)), true)?);
+        let listener = TcpListener::bind(peer_addr).await?;
+        let (tcp_tx, tcp_in) = mpsc::channel(WRITER_QUEUE);
+        let max = codec_max(&codec);
+        tokio::spawn(accept_peers(listener, tcp_tx, max));
+        let net = Self {
+            codec,
+            me,
+            incarnation,
+            udp_counter: 0,
+            tcp_counter: TCP_BIT,
+            udp: udp.clone(),
+            writers: HashMap::new(),
+            windows: HashMap::new(),
+            stats: TransportStats::default(),
+        };
+        Ok((net, PeerSockets { udp, discovery, tcp_in }))
+    }
+
+    /// Signs and sends `body` to a peer: ordering traffic over TCP, the rest over UDP (or TCP
+    /// when too big for a datagram). Never blocks; a frame that cannot be queued is dropped
+    /// and counted (the protocols retransmit).
+    pub fn send(&mut self, to: SocketAddr, body: &PeerBody) {
+        let tcp = matches!(body, PeerBody::Ordering(_));
+        if !tcp {
+            match self.encode(body, Channel::Udp) {
+                Some(frame) if frame.len() <= MAX_UDP_FRAME => {
+                    if self.udp.try_send_to(&frame, to).is_err() {
+                        self.stats.dropped += 1;
+                    }
+                    return;
+                }
+                Some(_) => {}
+                None => return,
+            }
+        }
+        let Some(frame) = self.encode(body, Channel::Tcp) else { return };
+        self.send_tcp(to, frame);
+    }
+
+    fn encode(&mut self, body: &PeerBody, channel: Channel) -> Option<Vec<u8>> {
+        let counter = match channel {
+            Channel::Udp => &mut self.udp_counter,
+            Channel::Tcp => &mut self.tcp_counter,
+        };
+        *counter += 1;
+        match self.codec.encode(self.me, self.incarnation, *counter, body) {
+            Ok(frame) => Some(frame),
+            Err(e) => {
+                warn!(error = %e, "cannot encode a peer message; dropped");
+                self.stats.dropped += 1;
+                None
+            }
+        }
+    }
+
+    fn send_tcp(&mut self, to: SocketAddr, frame: Vec<u8>) {
+        if !self.writers.contains_key(&to) && self.writers.len() >= MAX_WRITERS {
+            self.writers.retain(|_, tx| !tx.is_closed());
+            if self.writers.len() >= MAX_WRITERS {
+                self.stats.dropped += 1;
+                return;
+            }
+        }
+        let tx = self.writers.entry(to).or_insert_with(|| {
+            let (tx, rx) = mpsc::channel(WRITER_QUEUE);
+            tokio::spawn(write_peer(to, rx));
+            tx
+        });
+        if tx.try_send(frame).is_err() {
+            self.stats.dropped += 1;
+        }
+    }
+
+    /// Decodes, authenticates and replay-checks one frame; `None` if refused (logged at
+    /// debug level and counted).
+    pub fn accept(&mut self, bytes: &[u8], channel: Channel) -> Option<PeerFrame> {
+        let frame = match self.codec.decode_datagram(bytes) {
+            Ok(frame) => frame,
+            Err(e) => {
+                self.refuse(&e);
+                return None;
+            }
+        };
+        let env = frame.envelope;
+        let on_tcp = env.counter & TCP_BIT != 0;
+        if on_tcp != (channel == Channel::Tcp) || env.sender == self.me {
+            self.stats.replayed += 1;
+            return None;
+        }
+        if !self.windows.contains_key(&(env.sender, channel)) && self.windows.len() >= MAX_WINDOWS {
+            self.windows.clear();
+        }
+        let window = self.windows.entry((env.sender, channel)).or_default();
+        if let Err(e) = window.check(env.incarnation, env.counter) {
+            debug!(sender = %env.sender, error = %e, "replayed peer frame refused");
+            self.stats.replayed += 1;
+            return None;
+        }
+        Some(frame)
+    }
+
+    fn refuse(&mut self, e: &DecodeError) {
+        self.stats.rejected += 1;
+        debug!(error = %e, "peer frame refused");
+    }
+}
+
+fn codec_max(_codec: &PeerCodec) -> usize {
+    auction_proto::codec::DEFAULT_MAX_PEER_PAYLOAD
+}
+
+fn bind_udp(addr: SocketAddr, shared: bool) -> io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if shared {
+        // Several servers on one host (dev mode) share the discovery port; Linux delivers
+        // broadcasts to every socket bound with SO_REUSEADDR.
+        socket.set_reuse_address(true)?;
+    }
+    socket.set_broadcast(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    UdpSocket::from_std(socket.into())
+}
+
+async fn accept_peers(listener: TcpListener, tx: mpsc::Sender<Vec<u8>>, max: usize) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, addr)) => {
+                let _ = stream.set_nodelay(true);
+                tokio::spawn(read_peer(stream, addr, tx.clone(), max));
+            }
+            Err(e) => {
+                warn!(error = %e, "peer accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        if tx.is_closed() {
+            return;
+        }
+    }
+}
+
+/// Splits a TCP stream into whole frames (checked for size from the header) and hands each
+/// to the driver, which authenticates it. A junk header closes the connection.
+async fn read_peer(mut stream: TcpStream, addr: SocketAddr, tx: mpsc::Sender<Vec<u8>>, max: usize) {
+    use auction_proto::codec::{PEER_HEADER_LEN, PEER_MAGIC};
+    let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        while buf.len() >= PEER_HEADER_LEN {
+            if buf[..2] != PEER_MAGIC {
+                debug!(%addr, "junk on a peer connection; closed");
+                return;
+            }
+            let len = u32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]) as usize;
+            if len > max {
+                debug!(%addr, len, "oversized peer frame; connection closed");
+                return;
+            }
+            let total = PEER_HEADER_LEN + len + auction_proto::auth::TAG_LEN;
+            if buf.len() < total {
+                break;
+            }
+            let rest = buf.split_off(total);
+            let frame = std::mem::replace(&mut buf, rest);
+            if tx.send(frame).await.is_err() {
+                return;
+            }
+        }
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+/// One outbound connection: connects lazily, writes queued frames in batches, reconnects with
+/// back-off. Frames in flight when a connection breaks are lost; ordering resends.
+async fn write_peer(to: SocketAddr, mut rx: mpsc::Receiver<Vec<u8>>) {
+    let mut backoff = Duration::from_millis(50);
+    let mut batch = Vec::with_capacity(64 * 1024);
+    while let Some(first) = rx.recv().await {
+        let connect = tokio::time::timeout(Duration::from_secs(1), TcpStream::connect(to)).await;
+        let mut stream = match connect {
+            Ok(Ok(s)) => s,
+            _ => {
+                // Drop what is queued: it is stale by the time the peer is back.
+                while rx.try_recv().is_ok() {}
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        backoff = Duration::from_millis(50);
+        let mut next = Some(first);
+        while let Some(frame) = next.take() {
+            batch.clear();
+            batch.extend_from_slice(&frame);
+            while batch.len() < 256 * 1024 {
+                match rx.try_recv() {
+                    Ok(f) => batch.extend_from_slice(&f),
+                    Err(_) => break,
+                }
+            }
+            if stream.write_all(&batch).await.is_err() {
+                break;
+            }
+            next = rx.recv().await;
+        }
+    }
+}

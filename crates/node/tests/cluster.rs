@@ -1,0 +1,241 @@
+//! Real `auction-node` processes on loopback, driven through the client protocol.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use auction_proto::msg::auction::{AuctionState, Outcome, RejectReason};
+use auction_proto::msg::client::{ClientError, ListFilter, Reply, RequestBody, ServerToClient};
+use auction_proto::{Amount, AuctionId, RequestNo};
+use common::{Client, TestCluster, outcome, spec};
+
+fn open_auction(c: &mut Client, title: &str) -> AuctionId {
+    match outcome(&c.retry(RequestBody::Open { spec: spec(title, 30) })) {
+        Outcome::Opened { auction, .. } => auction,
+        o => panic!("open: {o:?}"),
+    }
+}
+
+fn bid(c: &mut Client, auction: AuctionId, minor: u64) -> Outcome {
+    outcome(&c.retry(RequestBody::Bid { auction, amount: Amount::from_minor(minor) }))
+}
+
+/// History of `auction` as server `i` sees it once it has applied `seq`.
+fn history_at(
+    cluster: &mut TestCluster,
+    i: usize,
+    auction: AuctionId,
+    seq: auction_proto::Seq,
+) -> Vec<auction_proto::msg::auction::BidRecord> {
+    let addr = cluster.nodes[i].client;
+    let mut out = None;
+    cluster.wait_for(Duration::from_secs(20), |_| {
+        let Ok(mut c) = Client::connect(addr) else { return false };
+        let r = c.request(RequestBody::History { auction }).unwrap();
+        match r.result {
+            Ok(Reply::History(h)) if r.applied >= seq => {
+                out = Some(h);
+                true
+            }
+            _ => false,
+        }
+    });
+    out.unwrap()
+}
+
+#[test]
+fn every_node_shows_the_same_state_and_a_retry_is_applied_once() {
+    let mut cluster = TestCluster::start(3);
+    let mut seller = Client::connect(cluster.nodes[0].client).unwrap();
+    seller.register_and_login("seller");
+    let auction = open_auction(&mut seller, "lamp");
+    let mut alice = Client::connect(cluster.nodes[1].client).unwrap();
+    alice.register_and_login("alice");
+    let mut bob = Client::connect(cluster.nodes[2].client).unwrap();
+    bob.register_and_login("bob");
+
+    assert!(matches!(bid(&mut alice, auction, 1000), Outcome::Accepted { .. }));
+    assert_eq!(
+        bid(&mut bob, auction, 1000),
+        Outcome::Rejected { reason: RejectReason::TooLow { minimum: Amount::from_minor(1100) } }
+    );
+    // A retry of bob's next bid with the same request number, on a new connection to
+    // another server, returns the first outcome and is not applied twice.
+    let body = RequestBody::Bid { auction, amount: Amount::from_minor(1500) };
+    let first = bob.send(RequestNo(100), body.clone()).unwrap();
+    assert!(matches!(outcome(&first), Outcome::Accepted { .. }));
+    let mut bob_again = Client::connect_as(cluster.nodes[0].client, bob.id, bob.seen).unwrap();
+    let login = bob_again.request(RequestBody::Whoami).unwrap();
+    assert!(login.result.is_ok());
+    // Log in again on the new connection (sessions are per connection).
+    let second = bob_again.send(RequestNo(100), body).unwrap();
+    assert!(
+        matches!(second.result, Err(ClientError::NotLoggedIn))
+            || outcome(&second) == outcome(&first),
+        "{second:?}"
+    );
+
+    let seq = bob.seen.max(alice.seen);
+    let histories: Vec<_> = (0..3).map(|i| history_at(&mut cluster, i, auction, seq)).collect();
+    assert_eq!(histories[0].len(), 2, "alice's bid and bob's one accepted bid: {:?}", histories[0]);
+    assert_eq!(histories[0], histories[1]);
+    assert_eq!(histories[1], histories[2]);
+}
+
+#[test]
+fn a_retried_request_from_the_same_session_is_applied_once() {
+    let cluster = TestCluster::start(3);
+    let mut seller = Client::connect(cluster.nodes[0].client).unwrap();
+    seller.register_and_login("seller");
+    let auction = open_auction(&mut seller, "chair");
+    let mut alice = Client::connect(cluster.nodes[1].client).unwrap();
+    alice.register_and_login("alice");
+    let body = RequestBody::Bid { auction, amount: Amount::from_minor(1200) };
+    let a = alice.send(RequestNo(50), body.clone()).unwrap();
+    let b = alice.send(RequestNo(50), body).unwrap();
+    assert_eq!(outcome(&a), outcome(&b), "the retry returns the first outcome");
+    let h = alice.request(RequestBody::History { auction }).unwrap();
+    let Ok(Reply::History(h)) = h.result else { panic!("history: {h:?}") };
+    assert_eq!(h.len(), 1, "applied once: {h:?}");
+}
+
+#[test]
+fn after_the_leader_is_killed_a_new_one_is_elected_and_bidding_continues() {
+    let mut cluster = TestCluster::start(3);
+    let leader = cluster.leader().expect("a leader");
+    let other = (leader + 1) % 3;
+    let mut seller = Client::connect(cluster.nodes[other].client).unwrap();
+    seller.register_and_login("seller");
+    let auction = open_auction(&mut seller, "bike");
+    let mut alice = Client::connect(cluster.nodes[other].client).unwrap();
+    alice.register_and_login("alice");
+    assert!(matches!(bid(&mut alice, auction, 1000), Outcome::Accepted { .. }));
+
+    cluster.kill(leader);
+    // The survivors elect a new leader; the next bid (retried while unavailable) commits.
+    assert!(matches!(bid(&mut alice, auction, 2000), Outcome::Accepted { .. }));
+    cluster.wait_for(Duration::from_secs(20), |c| c.leader().is_some_and(|l| l != leader));
+    let h = history_at(&mut cluster, other, auction, alice.seen);
+    assert_eq!(h.len(), 2);
+}
+
+#[test]
+fn a_killed_follower_restarts_and_catches_up() {
+    let mut cluster = TestCluster::start(3);
+    let leader = cluster.leader().expect("a leader");
+    let follower = (leader + 1) % 3;
+    let mut seller = Client::connect(cluster.nodes[leader].client).unwrap();
+    seller.register_and_login("seller");
+    let auction = open_auction(&mut seller, "desk");
+    cluster.kill(follower);
+    let mut alice = Client::connect(cluster.nodes[leader].client).unwrap();
+    alice.register_and_login("alice");
+    for i in 0..5 {
+        assert!(matches!(bid(&mut alice, auction, 1000 + i * 100), Outcome::Accepted { .. }));
+    }
+    cluster.spawn(follower);
+    let h = history_at(&mut cluster, follower, auction, alice.seen);
+    assert_eq!(h.len(), 5);
+}
+
+#[test]
+fn a_full_cluster_restart_keeps_every_acknowledged_bid() {
+    let mut cluster = TestCluster::start(3);
+    let mut seller = Client::connect(cluster.nodes[0].client).unwrap();
+    seller.register_and_login("seller");
+    let auction = open_auction(&mut seller, "piano");
+    let mut alice = Client::connect(cluster.nodes[1].client).unwrap();
+    alice.register_and_login("alice");
+    let mut accepted = 0;
+    for i in 0..10 {
+        if matches!(bid(&mut alice, auction, 1000 + i * 100), Outcome::Accepted { .. }) {
+            accepted += 1;
+        }
+    }
+    assert_eq!(accepted, 10);
+    for i in 0..3 {
+        cluster.kill(i);
+    }
+    for i in 0..3 {
+        cluster.spawn(i);
+    }
+    cluster.wait_for(Duration::from_secs(30), |c| c.converged(3));
+    for i in 0..3 {
+        let h = history_at(&mut cluster, i, auction, alice.seen);
+        assert_eq!(h.len(), 10, "server {i} lost acknowledged bids: {h:?}");
+    }
+    let mut c = Client::connect(cluster.nodes[2].client).unwrap();
+    let r = c.request(RequestBody::ListAuctions { filter: ListFilter::All }).unwrap();
+    let Ok(Reply::Auctions(list)) = r.result else { panic!("{r:?}") };
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0].state, AuctionState::Open);
+    // One bidder raising their own maximum: the price stays at the start (proxy bidding).
+    assert_eq!(list[0].price, Amount::from_minor(1000));
+    assert_eq!(list[0].leader.as_ref().map(|b| b.as_str()), Some("alice"));
+}
+
+#[test]
+fn garbage_and_oversized_client_frames_get_an_error_and_the_node_stays_up() {
+    let mut cluster = TestCluster::start(1);
+    let addr = cluster.nodes[0].client;
+    let mut junk = Client::connect(addr).unwrap();
+    junk.write_raw(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    match junk.read() {
+        Ok(ServerToClient::Response(r)) => assert_eq!(r.result, Err(ClientError::BadRequest)),
+        other => panic!("expected an error response, got {other:?}"),
+    }
+    let mut big = Client::connect(addr).unwrap();
+    let mut frame = vec![b'A', b'C', 1, 1];
+    frame.extend_from_slice(&(10u32 << 20).to_be_bytes());
+    big.write_raw(&frame).unwrap();
+    match big.read() {
+        Ok(ServerToClient::Response(r)) => assert_eq!(r.result, Err(ClientError::BadRequest)),
+        other => panic!("expected an error response, got {other:?}"),
+    }
+    // Requests before Hello are refused, and the node still serves.
+    assert!(cluster.running(0));
+    let mut ok = Client::connect(addr).unwrap();
+    let r = ok.request(RequestBody::Whoami).unwrap();
+    assert_eq!(r.result, Ok(Reply::Identity { name: None }));
+}
+
+#[test]
+fn a_forged_peer_frame_changes_nothing() {
+    use auction_proto::msg::client::ListFilter;
+    use auction_proto::msg::log::{Command, Operation};
+    use auction_proto::msg::peer::{OrderingMsg, PeerBody};
+    use auction_proto::{ClusterId, ClusterKey, Incarnation, Keyring, NodeId, PeerCodec, Term};
+    let mut cluster = TestCluster::start(1);
+    let node = cluster.report(0).unwrap();
+    // Same cluster name, wrong key: a forged order and a forged proposal.
+    let forger = PeerCodec::new(
+        ClusterId::from_name(&cluster.cluster),
+        Keyring::new(ClusterKey::new(&[7; 32]).unwrap()),
+    );
+    let forged = PeerBody::Ordering(OrderingMsg::Propose {
+        term: node.term,
+        commands: vec![Command { origin: None, op: Operation::Close { auction: AuctionId(1) } }],
+    });
+    let frame = forger.encode(NodeId::random(), Incarnation(1), 1u64 << 63 | 1, &forged).unwrap();
+    let mut tcp = std::net::TcpStream::connect(cluster.nodes[0].peer).unwrap();
+    std::io::Write::write_all(&mut tcp, &frame).unwrap();
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let stepdown =
+        PeerBody::Ordering(OrderingMsg::NotLeader { term: Term(node.term.0 + 5), leader: None });
+    udp.send_to(
+        &forger.encode(NodeId::random(), Incarnation(1), 2, &stepdown).unwrap(),
+        cluster.nodes[0].peer,
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let after = cluster.report(0).unwrap();
+    assert_eq!(after.term, node.term, "no forged term change");
+    assert_eq!(after.commit, node.commit, "nothing forged was committed");
+    assert!(cluster.running(0));
+    let mut c = Client::connect(cluster.nodes[0].client).unwrap();
+    let r = c.request(RequestBody::ListAuctions { filter: ListFilter::All }).unwrap();
+    assert_eq!(r.result, Ok(Reply::Auctions(vec![])));
+    cluster.wait_for(Duration::from_secs(5), |c| c.report(0).is_some());
+}
