@@ -58,7 +58,7 @@ impl Exit {
             SessionError::NoServer { .. } => Self::NoServer,
             SessionError::Unavailable => Self::Unavailable,
             SessionError::Unknown { .. } => Self::Other,
-            SessionError::UnknownServer(_) => Self::Usage,
+            SessionError::UnknownServer(_) | SessionError::TooLarge { .. } => Self::Usage,
             SessionError::Server(e) => match e.0 {
                 ClientError::UnknownAuction => Self::Rejected,
                 ClientError::Unavailable { .. } => Self::Unavailable,

@@ -17,6 +17,7 @@
 mod conn;
 pub mod discovery;
 pub mod exit;
+mod help;
 pub mod parse;
 pub mod render;
 pub mod session;

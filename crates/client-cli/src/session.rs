@@ -14,9 +14,11 @@ use std::time::Duration;
 
 use auction_proto::msg::auction::BidderName;
 use auction_proto::msg::client::{
-    AdminOp, ClientError, PushEvent, Reply, Request, RequestBody, ServerInfo,
+    AdminOp, ClientError, ClientToServer, PushEvent, Reply, Request, RequestBody, ServerInfo,
 };
-use auction_proto::{AuctionId, ClientId, NodeId, RequestNo, Seq, Timestamp};
+use auction_proto::{
+    AuctionId, ClientCodec, ClientId, EncodeError, NodeId, RequestNo, Seq, Timestamp,
+};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -86,6 +88,14 @@ pub enum SessionError {
     Unknown {
         /// Attempts made.
         attempts: u32,
+    },
+    /// The request does not fit in a client frame; nothing was sent.
+    #[error("the request is too large ({len} bytes; the limit is {max})")]
+    TooLarge {
+        /// Its encoded size.
+        len: usize,
+        /// The frame limit.
+        max: usize,
     },
     /// `admin` named a server the session does not know.
     #[error("unknown server {0:?} (give its address, or a node id from `servers`)")]
@@ -210,6 +220,10 @@ impl Session {
 
     /// Sends one request until it is answered; see the module docs.
     pub async fn request(&mut self, body: RequestBody) -> Result<Answer, SessionError> {
+        let probe = ClientToServer::Request(Request { no: self.next_no, body: body.clone() });
+        if let Err(EncodeError::Oversize { len, max }) = ClientCodec::default().encode(&probe) {
+            return Err(SessionError::TooLarge { len, max });
+        }
         // The number is taken once connected, so that it follows the Hello's on the wire.
         let mut body = Some(body);
         let mut pending: Option<Request> = None;

@@ -247,3 +247,23 @@ async fn welcome_servers_prefer_the_least_loaded_after_a_failure() {
     assert_eq!(s.server().map(|(n, _)| n), Some(common::node(3)), "c holds fewer clients");
     assert!(b.requests().is_empty());
 }
+
+#[tokio::test]
+async fn an_oversized_request_is_refused_before_sending() {
+    let a = Fake::start(1, good(1, vec![])).await;
+    let (tx, _rx) = mpsc::unbounded_channel();
+    let mut s = Session::new(config(&[&a]), tx);
+    let spec = auction_proto::msg::auction::AuctionSpec {
+        title: "t".into(),
+        description: "x".repeat(70_000),
+        starting_price: Amount::from_minor(100),
+        reserve: None,
+        increment: auction_proto::msg::auction::IncrementRule::Fixed(Amount::from_minor(10)),
+        duration: Duration::from_secs(60),
+        soft_close: None,
+        buy_now: None,
+    };
+    let err = s.request(RequestBody::Open { spec }).await.unwrap_err();
+    assert!(matches!(err, SessionError::TooLarge { .. }), "{err:?}");
+    assert!(a.requests().is_empty());
+}

@@ -1,0 +1,146 @@
+//! Help text: a synopsis, a summary and details for every shell command.
+
+/// Help for one command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CommandHelp {
+    /// The command word.
+    pub name: &'static str,
+    /// Its synopsis.
+    pub usage: &'static str,
+    /// One line on what it does.
+    pub summary: &'static str,
+    /// Details and examples.
+    pub details: &'static str,
+}
+
+/// Every command, in the order `help` lists them.
+pub const COMMANDS: &[CommandHelp] = &[
+    CommandHelp {
+        name: "help",
+        usage: "help [COMMAND]",
+        summary: "list commands, or explain one",
+        details: "",
+    },
+    CommandHelp {
+        name: "find",
+        usage: "find",
+        summary: "broadcast for servers; connect to the least-loaded live one",
+        details: "Uses --cluster, --discovery-port and --broadcast.",
+    },
+    CommandHelp {
+        name: "report",
+        usage: "report",
+        summary: "status of the connected server (role, term, commit, clients)",
+        details: "",
+    },
+    CommandHelp {
+        name: "servers",
+        usage: "servers",
+        summary: "the cluster's servers as the connected server sees them",
+        details: "",
+    },
+    CommandHelp {
+        name: "clients",
+        usage: "clients",
+        summary: "clients connected to the connected server",
+        details: "",
+    },
+    CommandHelp {
+        name: "queue",
+        usage: "queue",
+        summary: "the connected server's hold-back queue",
+        details: "",
+    },
+    CommandHelp {
+        name: "leave",
+        usage: "leave",
+        summary: "disconnect from the current server",
+        details: "The next command connects again, to the least-loaded live server.",
+    },
+    CommandHelp { name: "clear", usage: "clear", summary: "clear the screen", details: "" },
+    CommandHelp {
+        name: "exit",
+        usage: "exit",
+        summary: "leave the shell (also `quit` or Ctrl-D)",
+        details: "",
+    },
+    CommandHelp {
+        name: "register",
+        usage: "register NAME",
+        summary: "register a bidder name; prints and saves its secret token, then logs in",
+        details: "NAME: 1 to 32 letters, digits, '_', '-', '.'. The token is saved under the token directory (see --token-dir) so that `login NAME` finds it.",
+    },
+    CommandHelp {
+        name: "login",
+        usage: "login NAME [TOKEN]",
+        summary: "act as a registered bidder",
+        details: "Without TOKEN the saved token of NAME is used. The login is repeated automatically after a failover.",
+    },
+    CommandHelp {
+        name: "whoami",
+        usage: "whoami",
+        summary: "the bidder this session acts as",
+        details: "",
+    },
+    CommandHelp {
+        name: "auctions",
+        usage: "auctions [open|ended|all]",
+        summary: "list auctions (default: open)",
+        details: "",
+    },
+    CommandHelp {
+        name: "show",
+        usage: "show ID",
+        summary: "one auction in detail, with its remaining time",
+        details: "ID: an auction number, e.g. 3 or #3.",
+    },
+    CommandHelp {
+        name: "open",
+        usage: "open TITLE --start AMOUNT [--duration DUR] [--increment AMOUNT | --tiers FROM:STEP,...] [--reserve AMOUNT] [--buy-now AMOUNT] [--soft-close WINDOW/EXTENSION/CAP] [--desc TEXT]",
+        summary: "open an auction as the logged-in bidder",
+        details: "Quote a TITLE with spaces. Defaults: --duration 1h, --increment 1.00.\nExample: open \"Old bike\" --start 10 --duration 5m --reserve 25 --buy-now 60\nTiers: --tiers 0:0.25,25:1,100:2.50 (price from which each step applies).\nSoft close: --soft-close 2m/2m/10m (window/extension/cap).",
+    },
+    CommandHelp {
+        name: "bid",
+        usage: "bid ID AMOUNT",
+        summary: "bid exactly AMOUNT (e.g. 12.50)",
+        details: "",
+    },
+    CommandHelp {
+        name: "maxbid",
+        usage: "maxbid ID AMOUNT",
+        summary: "proxy bid: the system bids for you up to AMOUNT",
+        details: "",
+    },
+    CommandHelp { name: "buy", usage: "buy ID", summary: "buy at the buy-now price", details: "" },
+    CommandHelp {
+        name: "cancel",
+        usage: "cancel ID",
+        summary: "cancel your own auction (only without bids)",
+        details: "",
+    },
+    CommandHelp {
+        name: "history",
+        usage: "history ID",
+        summary: "the bids of an auction",
+        details: "",
+    },
+    CommandHelp {
+        name: "watch",
+        usage: "watch [ID|all]",
+        summary: "print live events (outbid, extended, closed) of one auction or all",
+        details: "In the shell events appear above the prompt; one-shot `watch` prints them until interrupted.",
+    },
+    CommandHelp { name: "unwatch", usage: "unwatch", summary: "stop live events", details: "" },
+    CommandHelp {
+        name: "admin",
+        usage: "admin SERVER report|queue|leave|step-down|snapshot",
+        summary: "administer one server (needs --admin-token)",
+        details: "SERVER: its client address, or its node id (a prefix is enough).",
+    },
+];
+
+/// The help entry of `name`.
+pub fn help_for(name: &str) -> Option<&'static CommandHelp> {
+    COMMANDS.iter().find(|c| c.name == name)
+}
