@@ -50,7 +50,7 @@ pub enum NodeError {
 }
 
 /// How long a leaving node waits for its removal to commit before it stops anyway.
-const LEAVE_GRACE: Duration = Duration::from_secs(3);
+const LEAVE_GRACE: Duration = Duration::from_secs(10);
 
 /// Runs one node until `shutdown` resolves, an admin `leave` completes, or storage fails.
 pub async fn run(
@@ -248,7 +248,9 @@ impl Driver {
         self.sessions.expire(now, self.replica.applied());
         self.replica.set_client_count(u32::try_from(self.sessions.len()).unwrap_or(u32::MAX));
         self.metrics.publish(&self.replica, &self.sessions, &self.net.stats);
-        self.leaving.is_some_and(|t| now.saturating_duration_since(t) >= LEAVE_GRACE)
+        self.leaving.is_some_and(|t| {
+            self.replica.has_left() || now.saturating_duration_since(t) >= LEAVE_GRACE
+        })
     }
 
     /// Carries out the replica's actions, in order.
