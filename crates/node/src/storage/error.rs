@@ -23,8 +23,9 @@ pub enum StorageError {
     /// A file holds bytes that cannot be what this program wrote: a bad checksum, magic,
     /// length or encoding before the end of the log, or a gap in the sequence numbers.
     ///
-    /// State: nothing was changed or truncated; the file is left for an operator to inspect
-    /// (or to remove the data directory and let the node catch up from its peers).
+    /// State: the damaged file is left as it is, for an operator to inspect (or to remove the
+    /// data directory and let the node catch up from its peers); only the incarnation in
+    /// `meta` was already incremented.
     #[error("corrupt data in {} at byte offset {offset}: {reason}", file.display())]
     Corrupt {
         /// The damaged file.

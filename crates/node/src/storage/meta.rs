@@ -13,7 +13,7 @@ pub(crate) const META_FILE: &str = "meta";
 const META_MAGIC: &[u8; 8] = b"AUCMETA1";
 
 /// What a node keeps about itself across restarts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Meta {
     /// This node's identity, generated on first boot and never changed.
     pub node: NodeId,

@@ -151,12 +151,12 @@ impl Storage {
 
     /// Opens (creating if missing) the data directory: locks it, generates and saves a
     /// [`NodeId`] on first boot, loads the newest snapshot and replays the WAL after it
-    /// (cutting a torn tail, with a warning), then increments and durably saves the
-    /// incarnation.
+    /// (cutting a torn tail, with a warning). The incarnation is incremented and durably
+    /// saved first, so every boot attempt has its own.
     ///
     /// # Errors
-    /// `Locked` if another process has the directory; `Corrupt` for damaged files (nothing
-    /// changed); `MissingMeta` for log files without metadata; `Io` / `SyncFailed`.
+    /// `Locked` if another process has the directory (nothing read or changed); `Corrupt` for
+    /// damaged files (they are left as they are); `MissingMeta` for log files without metadata; `Io` / `SyncFailed`.
     pub fn open_with(dir: &Path, options: Options) -> Result<(Self, Recovered), StorageError> {
         fs::create_dir_all(dir).map_err(StorageError::io(dir))?;
         let lock = DirLock::acquire(dir)?;
@@ -174,13 +174,16 @@ impl Storage {
             term: Term::ZERO,
             accepted: None,
         });
+        // Saved before anything else is written: a directory with log files always has a
+        // meta (a crash during the first boot must not leave it unopenable), and every boot
+        // attempt gets its own incarnation.
+        meta.incarnation = meta.incarnation.next();
+        meta.save(dir, options.fsync)?;
         let snap = snapshot::load_latest(dir)?;
         let snapshot_seq = snap.as_ref().map_or(Seq::ZERO, |s| s.snapshot.last_included.seq);
         let from_segment = snap.as_ref().map_or(0, |s| s.wal_from_segment);
         let (wal, entries) =
             Wal::recover(dir, options.fsync, options.segment_bytes, snapshot_seq, from_segment)?;
-        meta.incarnation = meta.incarnation.next();
-        meta.save(dir, options.fsync)?;
         let snapshot_number = snap.as_ref().map_or(0, |s| s.number);
         if let Some(s) = &snap {
             snapshot::remove_older(dir, s.number)?;
@@ -197,7 +200,7 @@ impl Storage {
         let storage = Self {
             dir: dir.to_path_buf(),
             fsync: options.fsync,
-            meta,
+            meta: meta.clone(),
             wal,
             snapshot_number,
             snapshot_seq,
@@ -215,8 +218,8 @@ impl Storage {
     }
 
     /// The metadata as last saved.
-    pub fn meta(&self) -> Meta {
-        self.meta
+    pub fn meta(&self) -> &Meta {
+        &self.meta
     }
 
     /// Saves the term and the vote of that term atomically and durably (tmp file, fsync,

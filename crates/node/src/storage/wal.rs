@@ -1,7 +1,8 @@
 //! The write-ahead log: numbered segment files `wal-<n>.log`, each a header and records.
 //!
 //! ```text
-//! segment header = magic "AUCWAL01" | number: u64 LE | first_seq: u64 LE | crc32c(previous 24 bytes): u32 LE
+//! segment header = magic "AUCWAL01" | number: u64 LE | first_seq: u64 LE
+//!                  | crc32c(the previous 24 bytes): u32 LE
 //! ```
 //!
 //! The log is append-only: replacing a suffix appends a `Truncate(from)` record and then the new
@@ -118,7 +119,7 @@ impl Wal {
         let mut numbers = segment_numbers(dir)?;
         for &n in numbers.iter().filter(|&&n| n < from_segment) {
             let path = segment_path(dir, n);
-            tracing::info!(file = %path.display(), "removing WAL segment superseded by the snapshot");
+            tracing::info!(file = %path.display(), "removing a superseded WAL segment");
             fs::remove_file(&path).map_err(StorageError::io(&path))?;
         }
         numbers.retain(|&n| n >= from_segment);
