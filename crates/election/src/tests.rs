@@ -446,3 +446,20 @@ fn leader_heard_catches_up_a_skipped_node() {
     assert_eq!(drain(&mut a), vec![], "stale terms and non-members are ignored");
     assert_eq!(a.leader(), Some(id(3)));
 }
+
+/// Regression (found by the whole-cluster simulation, auction-sim seed 11): a node removed from
+/// the configuration while electing kept its past deadline, so `poll_timeout` stayed in the
+/// past and the driver spun.
+#[test]
+fn removed_while_electing_stops_its_round() {
+    let mut n = node(1, &[1, 2, 3]);
+    let t0 = Instant::now();
+    n.start(t0);
+    drain(&mut n);
+    assert_eq!(n.status(), Status::Electing);
+    n.handle_members(vec![id(2), id(3)]);
+    let late = t0 + Duration::from_secs(10);
+    n.handle_timeout(late);
+    assert_eq!(n.status(), Status::Idle);
+    assert_eq!(n.poll_timeout(), None);
+}
