@@ -196,8 +196,7 @@ impl<R: RngCore> Replica<R> {
     /// Emits the merged `(term, vote)` if it changed.
     fn persist_term(&mut self) {
         let term = self.term();
-        let accepted =
-            if self.election.term() == term { self.election.accepted() } else { None };
+        let accepted = if self.election.term() == term { self.election.accepted() } else { None };
         if (term, accepted) != self.persisted {
             self.persisted = (term, accepted);
             self.actions.push_back(Action::PersistTerm { term, accepted });
@@ -206,9 +205,10 @@ impl<R: RngCore> Replica<R> {
 
     /// Sends to a member by id: its address from membership, else from the configuration.
     fn route(&mut self, to: NodeId, body: PeerBody) {
-        let addr = self.membership.member(&to).map(|m| m.info.peer_addr).or_else(|| {
-            self.ordering.members().iter().find(|m| m.node == to).map(|m| m.peer_addr)
-        });
+        let addr =
+            self.membership.member(&to).map(|m| m.info.peer_addr).or_else(|| {
+                self.ordering.members().iter().find(|m| m.node == to).map(|m| m.peer_addr)
+            });
         match addr {
             Some(to) if to != self.me.peer_addr => {
                 self.actions.push_back(Action::Send { to, body });

@@ -173,8 +173,7 @@ fn replay(
 /// A retry answers the first outcome, or (beyond the exactly-once window) `RequestExpired`.
 fn idempotent(first: &Outcome, again: &Outcome) -> bool {
     use auction_proto::msg::auction::RejectReason;
-    first == again
-        || matches!(again, Outcome::Rejected { reason: RejectReason::RequestExpired })
+    first == again || matches!(again, Outcome::Rejected { reason: RejectReason::RequestExpired })
 }
 
 /// Integrity: every applied command with an origin was sent by a client, with that operation;
@@ -227,7 +226,11 @@ fn durability(
                     let msg = format!("{:?} acked at {seq:?}, log holds {:?}", inv.request, at);
                     out.push(v("durability", msg));
                 } else if outcomes.get(seq).is_some_and(|o| o != outcome) {
-                    let msg = format!("{:?} acked {outcome:?}, applied {:?}", inv.request, outcomes.get(seq));
+                    let msg = format!(
+                        "{:?} acked {outcome:?}, applied {:?}",
+                        inv.request,
+                        outcomes.get(seq)
+                    );
                     out.push(v("durability", msg));
                 }
             }
@@ -264,7 +267,10 @@ fn reads(h: &History, log: &BTreeMap<Seq, LogEntry>, out: &mut Vec<Violation>) {
             (v.summary.price.minor(), v.summary.leader.map(|l| l.to_string()), v.summary.bids)
         });
         if view != r.view {
-            out.push(v("reads", format!("client {} read {:?} at {:?}", r.client, r.view, r.applied)));
+            out.push(v(
+                "reads",
+                format!("client {} read {:?} at {:?}", r.client, r.view, r.applied),
+            ));
         }
     }
 }
@@ -281,7 +287,10 @@ fn liveness(h: &History, out: &mut Vec<Violation>) {
             None => true,
         };
         if late && inv.result != OpResult::Failed {
-            out.push(v("liveness", format!("{:?} invoked at {:?}: {:?}", inv.request, inv.at, inv.result)));
+            out.push(v(
+                "liveness",
+                format!("{:?} invoked at {:?}: {:?}", inv.request, inv.at, inv.result),
+            ));
         }
     }
 }

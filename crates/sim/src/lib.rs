@@ -77,15 +77,15 @@ pub struct Options {
 }
 
 impl Options {
-    /// The mixed scenario of `seed`: 3 servers mostly, 5 sometimes; faults on most seeds.
+    /// The mixed scenario of `seed`: 3 servers, 5 on one seed in eight; faults on most seeds.
     pub fn mixed(seed: u64) -> Self {
         Self {
             seed,
-            servers: if seed % 4 == 3 { 5 } else { 3 },
+            servers: if seed % 8 == 3 { 5 } else { 3 },
             clients: 3,
             faults: seed % 8 != 0,
-            fault_time: Duration::from_secs(6),
-            heal_time: Duration::from_secs(6),
+            fault_time: Duration::from_secs(3),
+            heal_time: Duration::from_secs(4),
             bug: Bug::None,
             trace: false,
         }

@@ -207,11 +207,15 @@ impl Sim {
                 }
             }
             _ => {
-                let mut c = NetConfig::default();
-                c.drop = [0.0, 0.02, 0.1][self.rng.random_range(0..3)];
-                c.duplicate = [0.0, 0.05][self.rng.random_range(0..2)];
-                c.delay_max = Duration::from_millis([5, 30, 80][self.rng.random_range(0..3)]);
-                self.net.set_config(c);
+                let drop = [0.0, 0.02, 0.1][self.rng.random_range(0..3)];
+                let duplicate = [0.0, 0.05][self.rng.random_range(0..2)];
+                let delay_max = Duration::from_millis([5, 30, 80][self.rng.random_range(0..3)]);
+                self.net.set_config(NetConfig {
+                    drop,
+                    duplicate,
+                    delay_max,
+                    ..NetConfig::default()
+                });
             }
         }
     }
@@ -277,8 +281,7 @@ impl Sim {
             }
             self.configs.insert(e.seq, members);
         }
-        let Some(members) = self.configs.range(..=e.seq).next_back().map(|(_, m)| m.clone())
-        else {
+        let Some(members) = self.configs.range(..=e.seq).next_back().map(|(_, m)| m.clone()) else {
             return;
         };
         let holders = (0..self.opts.servers)

@@ -99,6 +99,8 @@ impl SimServer {
         }
     }
 
+    // The message trace of `SEED=n` replays goes to stderr.
+    #[allow(clippy::print_stderr)]
     fn carry_out(&mut self, action: Action, now: Instant) {
         match action {
             Action::Send { to, body } => {
@@ -131,7 +133,11 @@ impl SimServer {
             Action::Events { .. } => {}
             Action::Role { role, term, leader } => {
                 if self.trace {
-                    eprintln!("{:?} {} role {role:?} {term:?} {leader:?}", now - self.start, self.name());
+                    eprintln!(
+                        "{:?} {} role {role:?} {term:?} {leader:?}",
+                        now - self.start,
+                        self.name()
+                    );
                 }
             }
         }
@@ -169,6 +175,7 @@ impl SimNode for SimServer {
     type Addr = SocketAddr;
     type Msg = Wire;
 
+    #[allow(clippy::print_stderr)] // the message trace of `SEED=n` replays
     fn handle_message(&mut self, _from: SocketAddr, msg: Wire, now: Instant) {
         self.tick_clock(now);
         if self.trace {

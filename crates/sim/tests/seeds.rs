@@ -4,7 +4,7 @@
 use std::ops::Range;
 use std::time::Instant;
 
-use auction_sim::{Bug, Options, OpResult, replay_command, run_seed};
+use auction_sim::{Bug, OpResult, Options, replay_command, run_seed};
 
 /// Runs `seeds` (or `SEEDS=a..b` from the environment) and fails naming every failing seed.
 fn run_range(default: Range<u64>) {
@@ -69,7 +69,11 @@ fn replay() {
     let out = run_seed(opts);
     let h = &out.history;
     let acked = h.invocations.iter().filter(|i| matches!(i.result, OpResult::Ok { .. })).count();
-    eprintln!("seed {seed}: {} invocations, {acked} acked, {} reads", h.invocations.len(), h.reads.len());
+    eprintln!(
+        "seed {seed}: {} invocations, {acked} acked, {} reads",
+        h.invocations.len(),
+        h.reads.len()
+    );
     assert!(out.violations.is_empty(), "{:#?}", out.violations);
 }
 
