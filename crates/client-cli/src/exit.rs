@@ -69,7 +69,8 @@ impl Exit {
                 | ClientError::Behind { .. }
                 | ClientError::HelloFirst
                 | ClientError::BadRequest
-                | ClientError::Timeout => Self::Other,
+                | ClientError::Timeout
+                | ClientError::NotLeader { .. } => Self::Other,
             },
         }
     }

@@ -119,6 +119,7 @@ impl std::fmt::Display for ClientErrorText {
             ClientError::HelloFirst => "protocol error: the server wanted Hello first",
             ClientError::BadRequest => "the server did not understand the request",
             ClientError::Timeout => "the server timed out; the outcome is unknown",
+            ClientError::NotLeader { .. } => "only the leader can do that (see `servers`)",
         };
         f.write_str(text)
     }

@@ -78,6 +78,8 @@ pub struct Election<R> {
     pub(crate) accepted: Option<NodeId>,
     pub(crate) role: Role,
     pub(crate) round: Round,
+    /// Terms up to this one are run with a demoted own candidate (after [`Election::step_down`]).
+    pub(crate) abstain_until: Option<Term>,
     actions: VecDeque<Action>,
 }
 
@@ -103,6 +105,7 @@ impl<R: RngCore> Election<R> {
             accepted: persisted.accepted,
             role: Role::Idle,
             round: Round::new(Candidate { last_log, node: me }),
+            abstain_until: None,
             actions: VecDeque::new(),
         };
         this.debug_check();
@@ -127,6 +130,25 @@ impl<R: RngCore> Election<R> {
             self.start_election(now);
         }
         self.debug_check();
+    }
+
+    /// An operator asked this leader to step down: it starts an election for `term + 1` in
+    /// which its own candidate carries an empty log position, so any other member that takes
+    /// part outranks it (LCR forwards the larger candidate). Safety does not rest on the
+    /// candidate rule (the ordering view change adopts the most up-to-date log of a majority),
+    /// so demoting the candidate is safe. In a one-member ring the node is elected again.
+    /// Ignored unless this node leads.
+    pub fn step_down(&mut self, now: Instant) {
+        if self.role != Role::Leader {
+            return;
+        }
+        self.abstain_until = self.term.checked_next();
+        self.start_election(now);
+        self.debug_check();
+    }
+
+    fn abstaining(&self) -> bool {
+        self.abstain_until.is_some_and(|t| self.term <= t)
     }
 
     /// The configuration changed (committed through the log). Majorities count the new
@@ -158,7 +180,7 @@ impl<R: RngCore> Election<R> {
     /// it has sent a token in it (then fixed for the term), and in later terms.
     pub fn handle_last_log(&mut self, last_log: LogPosition) {
         self.last_log = last_log;
-        if self.round.best_sent.is_none() {
+        if self.round.best_sent.is_none() && !self.abstaining() {
             self.round.own.last_log = last_log;
         }
         self.debug_check();
@@ -354,7 +376,8 @@ impl<R: RngCore> Election<R> {
         self.term = term;
         self.accepted = None;
         self.role = Role::Idle;
-        self.round = Round::new(Candidate { last_log: self.last_log, node: self.me });
+        let last_log = if self.abstaining() { LogPosition::default() } else { self.last_log };
+        self.round = Round::new(Candidate { last_log, node: self.me });
         self.push(Action::PersistTerm { term, accepted: None });
         if had_leader {
             self.push(Action::StepDown { term });

@@ -463,3 +463,42 @@ fn removed_while_electing_stops_its_round() {
     assert_eq!(n.status(), Status::Idle);
     assert_eq!(n.poll_timeout(), None);
 }
+
+#[test]
+fn a_leader_that_steps_down_runs_with_a_demoted_candidate() {
+    let now = Instant::now();
+    let mut b = node(2, &[1, 2, 3]);
+    b.handle_last_log(LogPosition { term: Term(1), seq: Seq(9) });
+    b.step_down(now);
+    assert_eq!(drain(&mut b), vec![], "only a leader steps down");
+
+    let mut a = node(1, &[1]);
+    a.handle_last_log(LogPosition { term: Term(1), seq: Seq(9) });
+    a.start(now);
+    drain(&mut a);
+    a.step_down(now);
+    let actions = drain(&mut a);
+    assert_eq!(actions[..2], [persist(2, None), Action::StepDown { term: Term(2) }]);
+    assert_eq!(a.candidate(), Candidate { last_log: LogPosition::default(), node: id(1) });
+    assert!(a.is_leader(), "alone in its ring, it is elected again");
+    // Later terms use the real log position again.
+    a.handle_leader_lost(now);
+    drain(&mut a);
+    assert_eq!(a.candidate().last_log, LogPosition { term: Term(1), seq: Seq(9) });
+}
+
+#[test]
+fn a_demoted_candidate_forwards_any_other_members_token() {
+    let now = Instant::now();
+    // Node 3 has the best log and the largest id but abstains: node 1's token outranks it.
+    let pos = LogPosition { term: Term(1), seq: Seq(9) };
+    let mut c = node(3, &[1, 2, 3]);
+    c.handle_last_log(pos);
+    c.abstain_until = Some(Term(1));
+    c.start(now);
+    let demoted = Candidate { last_log: LogPosition::default(), node: id(3) };
+    assert_eq!(drain(&mut c), vec![persist(1, None), send(1, token(1, demoted, &[3]))]);
+    let lower = Candidate { last_log: LogPosition { term: Term(1), seq: Seq(2) }, node: id(1) };
+    c.handle_message(id(2), token(1, lower, &[1, 2]), now).unwrap();
+    assert_eq!(drain(&mut c), vec![send(1, token(1, lower, &[1, 2, 3]))]);
+}

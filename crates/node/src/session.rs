@@ -255,8 +255,19 @@ impl Sessions {
                 replica.leave(now);
                 (Ok(Reply::Done), Effect::Leave)
             }
-            // PENDING(lead): wire to Replica::step_down / snapshot_now once they exist.
-            AdminOp::StepDown | AdminOp::Snapshot => (Err(ClientError::BadRequest), Effect::None),
+            AdminOp::StepDown => {
+                let led = replica.step_down(now);
+                let leader = replica.leader();
+                (
+                    if led { Ok(Reply::Done) } else { Err(ClientError::NotLeader { leader }) },
+                    Effect::None,
+                )
+            }
+            AdminOp::Snapshot => {
+                // `false` only means nothing new was applied since the last snapshot.
+                replica.snapshot_now(now);
+                (Ok(Reply::Done), Effect::None)
+            }
         };
         self.respond(conn, no, applied, result);
         effect

@@ -235,3 +235,28 @@ fn a_forged_peer_frame_changes_nothing() {
     assert_eq!(r.result, Ok(Reply::Auctions(vec![])));
     cluster.wait_for(Duration::from_secs(5), |c| c.report(0).is_some());
 }
+
+#[test]
+fn admin_operations_need_the_token_and_step_down_moves_the_leadership() {
+    use auction_proto::msg::client::AdminOp;
+    let mut cluster = TestCluster::start(3);
+    let leader = cluster.leader().expect("a leader");
+    let follower = (leader + 1) % 3;
+    let admin = |c: &mut Client, token: &str, op| {
+        c.request(RequestBody::Admin { token: token.into(), op }).unwrap().result
+    };
+    let mut f = Client::connect(cluster.nodes[follower].client).unwrap();
+    assert_eq!(admin(&mut f, "wrong", AdminOp::Report), Err(ClientError::NotAuthorized));
+    assert!(matches!(admin(&mut f, common::KEY, AdminOp::Report), Ok(Reply::Report(_))));
+    assert!(matches!(
+        admin(&mut f, common::KEY, AdminOp::StepDown),
+        Err(ClientError::NotLeader { leader: Some(_) })
+    ));
+    assert_eq!(admin(&mut f, common::KEY, AdminOp::Snapshot), Ok(Reply::Done));
+    let old = cluster.report(leader).unwrap().node;
+    let mut l = Client::connect(cluster.nodes[leader].client).unwrap();
+    assert_eq!(admin(&mut l, common::KEY, AdminOp::StepDown), Ok(Reply::Done));
+    cluster.wait_for(Duration::from_secs(20), |c| {
+        c.converged(3) && c.report(0).is_some_and(|r| r.leader.is_some_and(|x| x != old))
+    });
+}

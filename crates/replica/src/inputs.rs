@@ -112,6 +112,32 @@ impl<R: RngCore> Replica<R> {
         self.after_input(now);
     }
 
+    /// An operator asks this leader to step down: it starts an election for the next term in
+    /// which it runs with a demoted candidate, so another member is elected (a one-member
+    /// cluster elects itself again). Returns `false`, changing nothing, if this node does not
+    /// lead.
+    pub fn step_down(&mut self, now: Instant) -> bool {
+        if !self.election.is_leader() {
+            return false;
+        }
+        self.election.step_down(now);
+        self.after_input(now);
+        true
+    }
+
+    /// Takes a snapshot of the state machine now (as the periodic one does), so the log
+    /// before it can be dropped. Returns `false`, changing nothing, if nothing was applied
+    /// since the last snapshot.
+    pub fn snapshot_now(&mut self, now: Instant) -> bool {
+        let applied = self.machine.last_applied();
+        if applied <= self.last_snapshot {
+            return false;
+        }
+        self.take_snapshot(applied, now);
+        self.after_input(now);
+        true
+    }
+
     /// How many clients this server holds (announced for load balancing).
     pub fn set_client_count(&mut self, n: u32) {
         self.clients = n;

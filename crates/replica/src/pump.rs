@@ -165,7 +165,7 @@ impl<R: RngCore> Replica<R> {
         }
     }
 
-    fn take_snapshot(&mut self, at: Seq, now: Instant) {
+    pub(crate) fn take_snapshot(&mut self, at: Seq, now: Instant) {
         let bytes = self.machine.snapshot();
         if self.ordering.handle_snapshot_taken(at, bytes, now).is_ok() {
             self.last_snapshot = at;

@@ -253,6 +253,12 @@ pub enum ClientError {
     BadRequest,
     /// The outcome is unknown: the command may or may not commit. Retry with the same number.
     Timeout,
+    /// An operation only the leader can do (admin `step-down`) reached another server;
+    /// nothing changed.
+    NotLeader {
+        /// The leader this server knows of.
+        leader: Option<NodeId>,
+    },
 }
 
 /// An event pushed to a subscribed client.
