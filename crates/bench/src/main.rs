@@ -1,0 +1,299 @@
+//! `auction-bench`: drives a cluster as real clients do (the client protocol over TCP) and
+//! reports requests/s, accepted/s, latency percentiles (HDR histogram) and the longest gap
+//! between committed answers; optionally starts a local 3-node cluster, kills its leader
+//! mid-run, and runs the same load against a 3-member etcd cluster (feature `etcd`).
+//! Method and results: docs/performance.md.
+
+#![forbid(unsafe_code)]
+
+mod client;
+mod cluster;
+#[cfg(feature = "etcd")]
+mod etcd;
+mod load;
+mod output;
+mod stats;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Parser, ValueEnum};
+use tokio::time::Instant;
+
+use crate::cluster::{LocalCluster, LocalConfig};
+use crate::load::Shape;
+use crate::stats::{Kill, Merged, Summary, Window, loadavg};
+
+/// Load generator for the auction cluster (and etcd, for comparison).
+#[derive(Debug, Parser)]
+#[command(
+    name = "auction-bench",
+    version,
+    after_help = "Examples:\n  \
+        # one-command run: start 3 local nodes (fsync on), 64 clients, 10 s after 2 s warm-up:\n  \
+        auction-bench --local --clients 64\n\n  \
+        # the comparison table (needs --features etcd and scripts/etcd-cluster.sh start DIR):\n  \
+        auction-bench --local --backend auction,etcd --sweep 1,16,64,256\n\n  \
+        # failover: kill -9 the leader 5 s into the run:\n  \
+        auction-bench --local --clients 16 --kill-leader-after 5s"
+)]
+struct Args {
+    /// Client addresses of a running cluster.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        required_unless_present = "local",
+        conflicts_with = "local"
+    )]
+    servers: Vec<SocketAddr>,
+    /// Start a local 3-node cluster from the `auction-node` next to this binary; stop it at
+    /// the end.
+    #[arg(long)]
+    local: bool,
+    /// The `auction-node` executable for --local (default: next to this binary).
+    #[arg(long, requires = "local")]
+    node_bin: Option<PathBuf>,
+    /// Keep the local cluster's data here instead of a temporary directory.
+    #[arg(long, requires = "local")]
+    data_dir: Option<PathBuf>,
+    /// fsync policy of the local servers (`always` is the only honest headline).
+    #[arg(long, value_enum, default_value = "always")]
+    fsync: Fsync,
+    /// Extra argument for every local `auction-node run` (repeatable), e.g.
+    /// `--node-arg=--suspect-after=100ms`.
+    #[arg(long = "node-arg", allow_hyphen_values = true, requires = "local")]
+    node_args: Vec<String>,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 16)]
+    clients: usize,
+    /// Auctions (etcd: keys) the clients bid on.
+    #[arg(long, default_value_t = 64)]
+    auctions: usize,
+    /// Warm-up before measuring.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "2s")]
+    warmup: Duration,
+    /// Measured time.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
+    duration: Duration,
+    /// `kill -9` the leader this long into the measured window (--local only).
+    #[arg(long, value_parser = humantime::parse_duration, requires = "local")]
+    kill_leader_after: Option<Duration>,
+    /// After the run, kill every server, restart them on their data, and report how long each
+    /// takes to serve a read at the applied seq it had (--local only).
+    #[arg(long, requires = "local")]
+    restart: bool,
+    /// Backends to run, one after the other, with the same shape.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "auction")]
+    backend: Vec<Backend>,
+    /// Client counts to run one after the other (overrides --clients).
+    #[arg(long, value_delimiter = ',', conflicts_with = "kill_leader_after")]
+    sweep: Vec<usize>,
+    /// etcd client endpoints (the ones scripts/etcd-cluster.sh starts).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "127.0.0.1:23791,127.0.0.1:23792,127.0.0.1:23793"
+    )]
+    etcd_endpoints: Vec<String>,
+    /// One JSON object instead of the table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Fsync {
+    Always,
+    Never,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Backend {
+    /// Our cluster, over the client protocol.
+    Auction,
+    /// etcd v3: one transaction per bid (needs the `etcd` feature).
+    Etcd,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    if args.clients == 0 || args.auctions == 0 || args.sweep.contains(&0) {
+        bail!("--clients, --auctions and --sweep need positive numbers");
+    }
+    if args.backend.contains(&Backend::Etcd) && !cfg!(feature = "etcd") {
+        bail!("this auction-bench was built without the etcd backend: cargo build --features etcd");
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(async {
+        // Ending this future drops the local cluster, which kills its servers.
+        tokio::select! {
+            r = run(args) => r,
+            r = interrupted() => r,
+        }
+    })
+}
+
+async fn interrupted() -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r?,
+        _ = term.recv() => {}
+    }
+    bail!("interrupted; servers stopped")
+}
+
+/// The report: every run's summary, plus the restart measurement.
+#[derive(Debug, serde::Serialize)]
+struct Report {
+    runs: Vec<Summary>,
+    fsync: bool,
+    node_args: Vec<String>,
+    restart_ms: Option<Vec<f64>>,
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let mut local = None;
+    if args.local {
+        let exe = match &args.node_bin {
+            Some(p) => p.clone(),
+            None => std::env::current_exe()?
+                .parent()
+                .context("the bench binary has no directory")?
+                .join("auction-node"),
+        };
+        let config = LocalConfig {
+            exe,
+            data_dir: args.data_dir.clone(),
+            fsync: args.fsync == Fsync::Always,
+            node_args: args.node_args.clone(),
+        };
+        local = Some(LocalCluster::start(config).await?);
+    }
+    let servers = local.as_ref().map_or_else(|| args.servers.clone(), |c| c.client_addrs());
+    let counts = if args.sweep.is_empty() { vec![args.clients] } else { args.sweep.clone() };
+    let mut report = Report {
+        runs: Vec::new(),
+        fsync: args.fsync == Fsync::Always,
+        node_args: args.node_args.clone(),
+        restart_ms: None,
+    };
+    for &clients in &counts {
+        for &backend in &args.backend {
+            let shape = Shape {
+                clients,
+                auctions: args.auctions,
+                warmup: args.warmup,
+                duration: args.duration,
+            };
+            let s = match backend {
+                Backend::Auction => run_auction(&args, &mut local, &servers, &shape).await?,
+                Backend::Etcd => run_etcd(&args, &shape).await?,
+            };
+            if !args.json {
+                output::progress(&s);
+            }
+            report.runs.push(s);
+        }
+    }
+    if args.restart {
+        if let Some(c) = local.as_mut() {
+            let times = c.restart_all(Duration::from_secs(60)).await?;
+            report.restart_ms = Some(times.iter().map(|d| d.as_secs_f64() * 1000.0).collect());
+        }
+    }
+    if args.json {
+        output::json(&report)?;
+    } else {
+        output::table(&report);
+    }
+    Ok(())
+}
+
+async fn run_auction(
+    args: &Args,
+    local: &mut Option<LocalCluster>,
+    servers: &[SocketAddr],
+    shape: &Shape,
+) -> anyhow::Result<Summary> {
+    let load_start = loadavg();
+    let tag = run_tag();
+    let auctions = load::open_auctions(servers, &tag, shape.auctions).await?;
+    let (tx, rx) = tokio::sync::oneshot::channel::<Window>();
+    let killer = async {
+        let (Some(after), Some(cluster)) = (args.kill_leader_after, local.as_mut()) else {
+            return Ok::<_, anyhow::Error>(None);
+        };
+        let Ok(window) = rx.await else { return Ok(None) };
+        tokio::time::sleep_until(window.start + after).await;
+        let i = cluster.leader().await.context("no leader to kill")?;
+        cluster.kill(i);
+        let at = Instant::now();
+        Ok(Some((at, cluster.servers[i].name.clone())))
+    };
+    let clients = load::run(servers, &tag, &auctions, shape, |w| {
+        let _ = tx.send(w);
+    });
+    let (done, killed) = tokio::join!(clients, killer);
+    let (done, killed) = (done?, killed?);
+    let rss = local
+        .as_ref()
+        .map(|c| c.pids().into_iter().filter_map(cluster::rss_kib).collect())
+        .unwrap_or_default();
+    let merged = Merged::new(done.window, done.recorders);
+    let mut s = summarize("auction", shape, &merged, done.retries);
+    s.kill = killed.map(|(at, server)| Kill {
+        at_ms: merged.ms_into_window(at),
+        server,
+        to_first_commit_ms: merged.first_commit_after(at).map(|d| d.as_secs_f64() * 1000.0),
+    });
+    s.rss_kib = rss;
+    s.loadavg = [load_start, loadavg()];
+    Ok(s)
+}
+
+#[cfg(feature = "etcd")]
+async fn run_etcd(args: &Args, shape: &Shape) -> anyhow::Result<Summary> {
+    let load_start = loadavg();
+    let done = etcd::run(&args.etcd_endpoints, &run_tag(), shape).await?;
+    let merged = Merged::new(done.window, done.recorders);
+    let mut s = summarize("etcd", shape, &merged, done.retries);
+    s.loadavg = [load_start, loadavg()];
+    Ok(s)
+}
+
+#[cfg(not(feature = "etcd"))]
+async fn run_etcd(_: &Args, _: &Shape) -> anyhow::Result<Summary> {
+    bail!("built without the etcd feature")
+}
+
+fn summarize(backend: &str, shape: &Shape, m: &Merged, retries: u64) -> Summary {
+    let secs = shape.duration.as_secs_f64().max(1e-9);
+    Summary {
+        backend: backend.to_string(),
+        clients: shape.clients,
+        auctions: shape.auctions,
+        duration_s: shape.duration.as_secs_f64(),
+        warmup_s: shape.warmup.as_secs_f64(),
+        completed: m.completed,
+        accepted: m.accepted,
+        requests_per_s: m.completed as f64 / secs,
+        accepted_per_s: m.accepted as f64 / secs,
+        latency: m.latency.clone(),
+        max_gap_ms: m.max_gap().as_secs_f64() * 1000.0,
+        retries,
+        kill: None,
+        rss_kib: Vec::new(),
+        loadavg: [0.0, 0.0],
+    }
+}
+
+/// A short tag that keeps names unique across runs against one cluster.
+fn run_tag() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() ^ (d.as_secs() as u32))
+        .unwrap_or(0);
+    format!("{:x}", nanos ^ std::process::id())
+}

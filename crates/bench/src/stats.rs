@@ -1,0 +1,228 @@
+//! What one run measures: per-client recorders (latency histogram, counters, the times of
+//! committed answers), merged into one [`Summary`] after the run.
+
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use tokio::time::Instant;
+
+/// The measured window of a run.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Window {
+    /// When the clients started (warm-up begins).
+    pub(crate) base: Instant,
+    /// When measuring begins (after the warm-up).
+    pub(crate) start: Instant,
+    /// When measuring ends.
+    pub(crate) end: Instant,
+}
+
+impl Window {
+    /// A window of `duration` after `warmup`, from now.
+    pub(crate) fn after(warmup: Duration, duration: Duration) -> Self {
+        let base = Instant::now();
+        Self { base, start: base + warmup, end: base + warmup + duration }
+    }
+
+    fn micros(&self, t: Instant) -> u64 {
+        u64::try_from(t.saturating_duration_since(self.base).as_micros()).unwrap_or(u64::MAX)
+    }
+}
+
+/// One client's measurements.
+#[derive(Debug)]
+pub(crate) struct Recorder {
+    window: Window,
+    hist: Histogram<u64>,
+    completed: u64,
+    accepted: u64,
+    /// Microseconds since `window.base` of every committed answer inside the window.
+    commits: Vec<u64>,
+}
+
+impl Recorder {
+    /// An empty recorder for `window`.
+    pub(crate) fn new(window: Window) -> Self {
+        // 1 µs .. 60 s at 3 significant digits; `new_with_bounds` only fails on bad bounds.
+        let hist = Histogram::new_with_bounds(1, 60_000_000, 3)
+            .unwrap_or_else(|_| Histogram::new(3).unwrap_or_else(|_| unreachable!()));
+        Self { window, hist, completed: 0, accepted: 0, commits: Vec::with_capacity(1024) }
+    }
+
+    /// A request sent at `sent` completed at `done` (`accepted`: the bid won). Only requests
+    /// sent and completed inside the window count. No allocation unless `commits` grows.
+    pub(crate) fn complete(&mut self, sent: Instant, done: Instant, accepted: bool) {
+        if sent < self.window.start || done > self.window.end {
+            return;
+        }
+        let us = u64::try_from(done.duration_since(sent).as_micros()).unwrap_or(u64::MAX);
+        self.hist.saturating_record(us.max(1));
+        self.completed += 1;
+        self.accepted += u64::from(accepted);
+        self.commits.push(self.window.micros(done));
+    }
+}
+
+/// Latency percentiles in microseconds.
+#[derive(Clone, Debug, Default, Serialize)]
+pub(crate) struct Latency {
+    /// Median.
+    pub(crate) p50_us: u64,
+    /// 90th percentile.
+    pub(crate) p90_us: u64,
+    /// 99th percentile.
+    pub(crate) p99_us: u64,
+    /// Largest.
+    pub(crate) max_us: u64,
+    /// Mean.
+    pub(crate) mean_us: f64,
+}
+
+/// The leader kill of a failover run.
+#[derive(Clone, Debug, Serialize)]
+pub(crate) struct Kill {
+    /// Milliseconds after the start of the window.
+    pub(crate) at_ms: f64,
+    /// Name of the killed server.
+    pub(crate) server: String,
+    /// From the kill to the first committed answer after it.
+    pub(crate) to_first_commit_ms: Option<f64>,
+}
+
+/// The result of one run.
+#[derive(Clone, Debug, Serialize)]
+pub(crate) struct Summary {
+    /// `auction` or `etcd`.
+    pub(crate) backend: String,
+    /// Concurrent clients.
+    pub(crate) clients: usize,
+    /// Auctions (etcd: keys) bid on.
+    pub(crate) auctions: usize,
+    /// Seconds measured.
+    pub(crate) duration_s: f64,
+    /// Seconds of warm-up before.
+    pub(crate) warmup_s: f64,
+    /// Completed requests in the window (accepted or rejected bids).
+    pub(crate) completed: u64,
+    /// Accepted bids in the window.
+    pub(crate) accepted: u64,
+    /// `completed / duration`.
+    pub(crate) requests_per_s: f64,
+    /// `accepted / duration`.
+    pub(crate) accepted_per_s: f64,
+    /// Latency of completed requests (first send to answer, retries included).
+    pub(crate) latency: Latency,
+    /// Longest gap between two consecutive committed answers (any client) in the window.
+    pub(crate) max_gap_ms: f64,
+    /// Re-sent attempts (failover, timeouts, unavailable).
+    pub(crate) retries: u64,
+    /// The leader kill, if one was asked for.
+    pub(crate) kill: Option<Kill>,
+    /// Resident set size of each local server at the end, KiB.
+    pub(crate) rss_kib: Vec<u64>,
+    /// `/proc/loadavg` (1-minute) at the start and end of the run.
+    pub(crate) loadavg: [f64; 2],
+}
+
+/// Merges the clients' recorders.
+#[derive(Debug)]
+pub(crate) struct Merged {
+    /// Completed requests.
+    pub(crate) completed: u64,
+    /// Accepted bids.
+    pub(crate) accepted: u64,
+    /// Latency percentiles.
+    pub(crate) latency: Latency,
+    /// Sorted commit times (µs since the window base).
+    pub(crate) commits: Vec<u64>,
+    /// Window used.
+    pub(crate) window: Window,
+}
+
+impl Merged {
+    /// Merges `recorders` (at least one).
+    pub(crate) fn new(window: Window, recorders: Vec<Recorder>) -> Self {
+        let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)
+            .unwrap_or_else(|_| Histogram::new(3).unwrap_or_else(|_| unreachable!()));
+        let (mut completed, mut accepted) = (0, 0);
+        let mut commits = Vec::new();
+        for r in recorders {
+            // Same bounds on both sides: adding cannot fail.
+            let _ = hist.add(&r.hist);
+            completed += r.completed;
+            accepted += r.accepted;
+            commits.extend_from_slice(&r.commits);
+        }
+        commits.sort_unstable();
+        let latency = if hist.is_empty() {
+            Latency::default()
+        } else {
+            Latency {
+                p50_us: hist.value_at_quantile(0.50),
+                p90_us: hist.value_at_quantile(0.90),
+                p99_us: hist.value_at_quantile(0.99),
+                max_us: hist.max(),
+                mean_us: hist.mean(),
+            }
+        };
+        Self { completed, accepted, latency, commits, window }
+    }
+
+    /// The longest gap between consecutive committed answers, counting the window's edges
+    /// as answers (a window with no answer at all is one long gap).
+    pub(crate) fn max_gap(&self) -> Duration {
+        let start = self.window.micros(self.window.start);
+        let end = self.window.micros(self.window.end);
+        let mut prev = start;
+        let mut gap = 0;
+        for &t in self.commits.iter().chain(std::iter::once(&end)) {
+            gap = gap.max(t.saturating_sub(prev));
+            prev = t;
+        }
+        Duration::from_micros(gap)
+    }
+
+    /// The first committed answer at or after `t`, as a duration after `t`.
+    pub(crate) fn first_commit_after(&self, t: Instant) -> Option<Duration> {
+        let at = self.window.micros(t);
+        let i = self.commits.partition_point(|&c| c < at);
+        self.commits.get(i).map(|&c| Duration::from_micros(c - at))
+    }
+
+    /// Milliseconds from the window start to `t` (negative: before it).
+    pub(crate) fn ms_into_window(&self, t: Instant) -> f64 {
+        let t = self.window.micros(t) as f64;
+        let s = self.window.micros(self.window.start) as f64;
+        (t - s) / 1000.0
+    }
+}
+
+/// The 1-minute load average, or 0 where `/proc/loadavg` cannot be read.
+pub(crate) fn loadavg() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|x| x.parse().ok()))
+        .unwrap_or(0.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gaps_count_the_window_edges_and_only_answers_inside_it() {
+        let w = Window::after(Duration::from_millis(100), Duration::from_millis(1000));
+        let mut r = Recorder::new(w);
+        let ms = |m: u64| w.base + Duration::from_millis(m);
+        r.complete(ms(50), ms(60), true); // warm-up: ignored
+        r.complete(ms(150), ms(200), true);
+        r.complete(ms(200), ms(700), false);
+        r.complete(ms(1000), ms(1200), true); // ends after the window: ignored
+        let m = Merged::new(w, vec![r]);
+        assert_eq!((m.completed, m.accepted), (2, 1));
+        assert_eq!(m.max_gap(), Duration::from_millis(500));
+        assert_eq!(m.first_commit_after(ms(300)), Some(Duration::from_millis(400)));
+        assert!((m.latency.p50_us as i64 - 50_000).abs() < 100);
+    }
+}

@@ -1,0 +1,64 @@
+//! The bench end to end, as a functional test (no timing assertion: performance goals are
+//! measured by running the bench, never asserted in tests): a tiny run on a local cluster
+//! must complete requests and print one JSON object.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const BENCH: &str = env!("CARGO_BIN_EXE_auction-bench");
+
+/// The `auction-node` binary next to the bench's; built on demand when only this package's
+/// tests were asked for (`cargo test --workspace` builds it anyway).
+fn node_binary() -> PathBuf {
+    let dir = Path::new(BENCH).parent().unwrap();
+    let node = dir.join("auction-node");
+    if !node.exists() {
+        let profile =
+            if dir.file_name().is_some_and(|n| n == "release") { "release" } else { "dev" };
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "-p", "auction-node", "--bin", "auction-node", "--profile", profile])
+            .arg("--target-dir")
+            .arg(dir.parent().unwrap())
+            .status()
+            .unwrap();
+        assert!(status.success(), "building auction-node failed");
+    }
+    node
+}
+
+#[test]
+fn a_short_local_run_completes_requests_and_prints_json() {
+    let node = node_binary();
+    let out = Command::new(BENCH)
+        .args(["--local", "--node-bin"])
+        .arg(&node)
+        .args(["--clients", "2", "--auctions", "3", "--warmup", "0s", "--duration", "1s"])
+        .args(["--fsync", "never", "--json"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "bench failed: {stderr}");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(stdout.lines().count(), 1, "one JSON object: {stdout}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let run = &v["runs"][0];
+    assert_eq!(run["backend"], "auction");
+    assert_eq!(run["clients"], 2);
+    assert!(run["completed"].as_u64().unwrap() > 0, "{stdout}");
+    assert!(run["latency"]["p50_us"].as_u64().unwrap() > 0, "{stdout}");
+    assert_eq!(run["rss_kib"].as_array().unwrap().len(), 3, "{stdout}");
+}
+
+#[test]
+fn flags_are_consistent_and_an_existing_cluster_or_local_is_required() {
+    let out = Command::new(BENCH).arg("--clients").arg("2").output().unwrap();
+    assert!(!out.status.success());
+    let help = Command::new(BENCH).arg("--help").output().unwrap();
+    let text = String::from_utf8_lossy(&help.stdout);
+    for flag in ["--servers", "--local", "--kill-leader-after", "--sweep", "--backend", "--json"] {
+        assert!(text.contains(flag), "{flag} missing from --help");
+    }
+}
