@@ -3,7 +3,6 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use auction_ordering::Snapshot;
 use auction_proto::msg::log::{Command, EntryPayload, LogEntry, Operation, RequestId};
@@ -469,30 +468,4 @@ proptest! {
         let (_, r) = open_small(dir.path()).unwrap();
         prop_assert_eq!(r.entries, model);
     }
-}
-
-/// Recovery time of a 1-million-entry log (run in release with `--ignored --nocapture`).
-#[test]
-#[ignore = "benchmark; run in release"]
-#[allow(clippy::print_stderr)]
-fn recover_a_million_entries() {
-    let dir = TempDir::new().unwrap();
-    let (mut s, _) = Storage::open(dir.path(), FsyncPolicy::Never).unwrap();
-    for chunk in 0..1000u64 {
-        let first = chunk * 1000 + 1;
-        s.store(Seq(first), &entries(1, first..=first + 999)).unwrap();
-    }
-    s.sync().unwrap();
-    let stats = s.stats();
-    drop(s);
-    let t = Instant::now();
-    let (_, r) = Storage::open(dir.path(), FsyncPolicy::Always).unwrap();
-    let took = t.elapsed();
-    assert_eq!(r.entries.len(), 1_000_000);
-    eprintln!(
-        "recovered {} entries ({} bytes in {} segments) in {took:?}",
-        r.entries.len(),
-        stats.wal_bytes,
-        stats.segments
-    );
 }
