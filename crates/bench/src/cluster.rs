@@ -108,10 +108,12 @@ impl LocalCluster {
         let me = self.servers.get(i).context("no such server")?;
         let others: Vec<String> =
             self.servers.iter().filter(|s| s.peer != me.peer).map(|s| s.peer.to_string()).collect();
-        let log = std::fs::File::create(log_path(&me.dir))
+        // Appended to, so a restart keeps the first run's log.
+        let open = || std::fs::OpenOptions::new().create(true).append(true).open(log_path(&me.dir));
+        let log = open()
             .or_else(|_| {
                 std::fs::create_dir_all(me.dir.parent().unwrap_or(Path::new("/tmp")))?;
-                std::fs::File::create(log_path(&me.dir))
+                open()
             })
             .context("cannot create the server log")?;
         let mut cmd = Command::new(&self.config.exe);

@@ -150,6 +150,9 @@ struct Report {
     runs: Vec<Summary>,
     fsync: bool,
     node_args: Vec<String>,
+    /// The highest applied seq of the local servers after the runs (log entries, bids and
+    /// setup alike).
+    applied: Option<u64>,
     restart_ms: Option<Vec<f64>>,
 }
 
@@ -177,6 +180,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         runs: Vec::new(),
         fsync: args.fsync == Fsync::Always,
         node_args: args.node_args.clone(),
+        applied: None,
         restart_ms: None,
     };
     for &clients in &counts {
@@ -196,6 +200,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
             }
             report.runs.push(s);
         }
+    }
+    if let Some(c) = local.as_ref() {
+        report.applied = c.reports().await.iter().map(|(_, r)| r.applied.0).max();
     }
     if args.restart {
         if let Some(c) = local.as_mut() {

@@ -79,6 +79,9 @@ pub(crate) fn table(report: &Report) {
             s.rss_kib.iter().map(|k| format!("{:.1}", *k as f64 / 1024.0)).collect();
         println!("server RSS at the end (MiB): {}", mib.join(", "));
     }
+    if let Some(a) = report.applied {
+        println!("log entries applied by the servers: {a}");
+    }
     if let Some(r) = &report.restart_ms {
         let t: Vec<String> = r.iter().map(|m| format!("{m:.0}")).collect();
         println!("restart to serving at the old applied seq (ms, per server): {}", t.join(", "));
