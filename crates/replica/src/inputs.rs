@@ -90,6 +90,11 @@ impl<R: RngCore> Replica<R> {
         if !self.is_member() {
             return Err(SubmitError::NotMember);
         }
+        // On the minority side of a partition (as the failure detector sees it) refuse at
+        // once: nothing is queued, so nothing can commit later behind the client's back.
+        if !self.majority_reachable() {
+            return Err(SubmitError::Unavailable { leader: None, retry_after: self.retry_after() });
+        }
         let result = match self.ordering.handle_propose(cmd, now) {
             Ok(()) => Ok(()),
             Err(OrderingError::Overloaded { .. }) => Err(SubmitError::Overloaded),
@@ -142,6 +147,15 @@ impl<R: RngCore> Replica<R> {
     pub fn set_client_count(&mut self, n: u32) {
         self.clients = n;
         self.announce_status();
+    }
+
+    /// Whether this node and the members its failure detector holds live (alive or suspect)
+    /// make a majority of the configuration.
+    pub(crate) fn majority_reachable(&self) -> bool {
+        let config = self.members();
+        let live: std::collections::BTreeSet<NodeId> = self.membership.live_members().collect();
+        let reachable = config.iter().filter(|m| **m == self.me.node || live.contains(*m)).count();
+        reachable * 2 > config.len()
     }
 
     /// The hint given with `Unavailable`.

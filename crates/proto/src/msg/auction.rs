@@ -4,6 +4,7 @@
 //! The rules live in the `auction-core` crate; these are only the shapes.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -15,9 +16,18 @@ pub const MAX_BIDDER_NAME: usize = 32;
 
 /// A registered bidder's (or seller's) public name: 1 to 32 characters of letters, digits, `_`,
 /// `-` and `.`. Validated on construction and on deserialization.
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct BidderName(String);
+///
+/// Shared, not copied: the text lives in an `Arc<str>`, so the state machine's outcomes and
+/// events name bidders without allocating. It travels as a plain string.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[serde(try_from = "String")]
+pub struct BidderName(Arc<str>);
+
+impl Serialize for BidderName {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
 
 /// Why a string is not a [`BidderName`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -48,7 +58,7 @@ impl BidderName {
         {
             return Err(BidderNameError::InvalidCharacter { found });
         }
-        Ok(Self(name))
+        Ok(Self(Arc::from(name)))
     }
 
     /// The name as text.
@@ -66,7 +76,7 @@ impl TryFrom<String> for BidderName {
 
 impl From<BidderName> for String {
     fn from(n: BidderName) -> String {
-        n.0
+        n.0.to_string()
     }
 }
 
