@@ -32,15 +32,8 @@ fn history_at(
     let addr = cluster.nodes[i].client;
     let mut out = None;
     cluster.wait_for(Duration::from_secs(20), |_| {
-        let Ok(mut c) = Client::connect(addr) else { return false };
-        let r = c.request(RequestBody::History { auction }).unwrap();
-        match r.result {
-            Ok(Reply::History(h)) if r.applied >= seq => {
-                out = Some(h);
-                true
-            }
-            _ => false,
-        }
+        out = common::history_if_applied(addr, auction, seq);
+        out.is_some()
     });
     out.unwrap()
 }

@@ -100,15 +100,8 @@ fn bid(c: &mut Client, auction: AuctionId, minor: u64) -> Outcome {
 fn history_at(lan: &Lan, addr: SocketAddr, auction: AuctionId, seq: Seq) -> Vec<BidRecord> {
     let mut out = None;
     wait_until(lan, Duration::from_secs(15), &format!("{addr} applies {seq:?}"), || {
-        let Ok(mut c) = Client::connect(addr) else { return false };
-        let Ok(r) = c.request(RequestBody::History { auction }) else { return false };
-        match r.result {
-            Ok(Reply::History(h)) if r.applied >= seq => {
-                out = Some(h);
-                true
-            }
-            _ => false,
-        }
+        out = common::history_if_applied(addr, auction, seq);
+        out.is_some()
     });
     out.unwrap()
 }

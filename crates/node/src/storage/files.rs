@@ -151,3 +151,23 @@ pub(crate) fn sub<const N: usize>(bytes: &[u8], at: usize) -> [u8; N] {
     out.copy_from_slice(&bytes[at..at + N]);
     out
 }
+
+/// `dir/<prefix><number, 20 digits><suffix>`: the name of a numbered file (WAL segment,
+/// snapshot), zero-padded so names sort like numbers.
+pub(crate) fn numbered_path(dir: &Path, prefix: &str, suffix: &str, number: u64) -> PathBuf {
+    dir.join(format!("{prefix}{number:020}{suffix}"))
+}
+
+/// The numbers of the files `<prefix><number><suffix>` in `dir`, ascending.
+pub(crate) fn numbered_files(
+    dir: &Path,
+    prefix: &str,
+    suffix: &str,
+) -> Result<Vec<u64>, StorageError> {
+    let mut numbers: Vec<u64> = list(dir)?
+        .iter()
+        .filter_map(|n| n.strip_prefix(prefix)?.strip_suffix(suffix)?.parse().ok())
+        .collect();
+    numbers.sort_unstable();
+    Ok(numbers)
+}

@@ -10,7 +10,7 @@ use auction_proto::LogPosition;
 use auction_proto::msg::discovery::NodeInfo;
 use serde::{Deserialize, Serialize};
 
-use super::files::{encode_blob, list, read_blob, write_atomic};
+use super::files::{encode_blob, read_blob, write_atomic};
 use super::{CorruptReason, FsyncPolicy, StorageError};
 
 const SNAP_MAGIC: &[u8; 8] = b"AUCSNAP1";
@@ -48,17 +48,12 @@ pub(crate) struct SnapshotFile {
 
 /// The path of snapshot `number` in `dir`.
 pub(crate) fn snapshot_path(dir: &Path, number: u64) -> PathBuf {
-    dir.join(format!("{PREFIX}{number:020}{SUFFIX}"))
+    super::files::numbered_path(dir, PREFIX, SUFFIX, number)
 }
 
 /// The snapshot numbers present in `dir`, ascending.
 pub(crate) fn snapshot_numbers(dir: &Path) -> Result<Vec<u64>, StorageError> {
-    let mut numbers: Vec<u64> = list(dir)?
-        .iter()
-        .filter_map(|n| n.strip_prefix(PREFIX)?.strip_suffix(SUFFIX)?.parse().ok())
-        .collect();
-    numbers.sort_unstable();
-    Ok(numbers)
+    super::files::numbered_files(dir, PREFIX, SUFFIX)
 }
 
 /// Loads the newest snapshot in `dir`, if any. A damaged newest snapshot is an error (it was

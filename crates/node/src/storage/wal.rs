@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use auction_proto::Seq;
 use auction_proto::msg::log::LogEntry;
 
-use super::files::{list, sub, sync_dir, sync_file, tmp_path};
+use super::files::{sub, sync_dir, sync_file, tmp_path};
 use super::record::{self, MAX_RECORD_BYTES, Parsed, Record, RecordRef};
 use super::{CorruptReason, FsyncPolicy, StorageError};
 
@@ -58,17 +58,12 @@ pub(crate) struct Wal {
 
 /// The path of segment `number`.
 pub(crate) fn segment_path(dir: &Path, number: u64) -> PathBuf {
-    dir.join(format!("{PREFIX}{number:020}{SUFFIX}"))
+    super::files::numbered_path(dir, PREFIX, SUFFIX, number)
 }
 
 /// The segment numbers present in `dir`, ascending.
 pub(crate) fn segment_numbers(dir: &Path) -> Result<Vec<u64>, StorageError> {
-    let mut numbers: Vec<u64> = list(dir)?
-        .iter()
-        .filter_map(|n| n.strip_prefix(PREFIX)?.strip_suffix(SUFFIX)?.parse().ok())
-        .collect();
-    numbers.sort_unstable();
-    Ok(numbers)
+    super::files::numbered_files(dir, PREFIX, SUFFIX)
 }
 
 /// Replay state while reading segments.

@@ -305,6 +305,20 @@ impl Client {
     }
 }
 
+/// The history of `auction` at `addr` if that server answers and has applied `seq`.
+pub fn history_if_applied(
+    addr: SocketAddr,
+    auction: auction_proto::AuctionId,
+    seq: Seq,
+) -> Option<Vec<auction_proto::msg::auction::BidRecord>> {
+    let mut c = Client::connect(addr).ok()?;
+    let r = c.request(RequestBody::History { auction }).ok()?;
+    match r.result {
+        Ok(Reply::History(h)) if r.applied >= seq => Some(h),
+        _ => None,
+    }
+}
+
 /// A simple auction specification.
 pub fn spec(title: &str, minutes: u64) -> AuctionSpec {
     AuctionSpec {
