@@ -191,6 +191,7 @@ impl Driver {
     }
 
     fn peer(&mut self, bytes: &[u8], channel: Channel) {
+        let _span = tracing::trace_span!("peer_frame", ?channel, len = bytes.len()).entered();
         if let Some(frame) = self.net.accept(bytes, channel) {
             let env = frame.envelope;
             self.replica.handle_peer(env.sender, env.incarnation, frame.body, Instant::now());
@@ -200,6 +201,7 @@ impl Driver {
     /// The discovery port carries servers' `Discover` (peer frames) and clients'
     /// `FindServers` (client frames); anything else is ignored.
     fn discovery(&mut self, sockets: &PeerSockets, bytes: &[u8], from: SocketAddr) {
+        let _span = tracing::trace_span!("discovery", %from).entered();
         if bytes.starts_with(&auction_proto::codec::PEER_MAGIC) {
             self.peer(bytes, Channel::Udp);
             return;
@@ -226,6 +228,7 @@ impl Driver {
     }
 
     fn client(&mut self, ev: ClientEvent) {
+        let _span = tracing::debug_span!("client_event").entered();
         match ev {
             ClientEvent::Opened { conn, addr, tx, kill } => {
                 self.sessions.open(conn, addr, tx, kill)
@@ -244,6 +247,7 @@ impl Driver {
 
     /// Periodic work; returns whether the node should stop.
     fn tick(&mut self) -> bool {
+        let _span = tracing::trace_span!("tick").entered();
         let now = Instant::now();
         self.sessions.expire(now, self.replica.applied());
         self.replica.set_client_count(u32::try_from(self.sessions.len()).unwrap_or(u32::MAX));

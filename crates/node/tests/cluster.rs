@@ -253,3 +253,45 @@ fn admin_operations_need_the_token_and_step_down_moves_the_leadership() {
         c.converged(3) && c.report(0).is_some_and(|r| r.leader.is_some_and(|x| x != old))
     });
 }
+
+#[test]
+fn the_metrics_endpoint_serves_prometheus_text() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = std::net::SocketAddr::from(([127, 0, 0, 1], common::free_port()));
+    let peer = format!("127.0.0.1:{}", common::free_port());
+    let client = format!("127.0.0.1:{}", common::free_port());
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_auction-node"))
+        .args(["run", "--bootstrap", "--dev-key", "--no-broadcast", "--peer-addr", &peer])
+        .args(["--client-addr", &client, "--metrics-addr", &metrics.to_string()])
+        .args(["--discovery-port", &common::free_port().to_string()])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .unwrap();
+    let mut page = String::new();
+    for _ in 0..100 {
+        std::thread::sleep(Duration::from_millis(100));
+        let Ok(mut s) = std::net::TcpStream::connect(metrics) else { continue };
+        s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+        page.clear();
+        let _ = s.read_to_string(&mut page);
+        if page.contains("auction_is_leader 1") {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(page.starts_with("HTTP/1.1 200 OK"), "{page}");
+    for name in [
+        "auction_commit_seq",
+        "auction_applied_seq",
+        "auction_term",
+        "auction_members{state=\"alive\"}",
+        "auction_write_latency_seconds_count",
+    ] {
+        assert!(page.contains(name), "missing {name} in:\n{page}");
+    }
+    assert!(page.contains("auction_is_leader 1"), "a lone bootstrapped node leads:\n{page}");
+}
