@@ -41,12 +41,7 @@ use crate::stats::{Kill, Merged, Summary, Window, loadavg};
 )]
 struct Args {
     /// Client addresses of a running cluster.
-    #[arg(
-        long,
-        value_delimiter = ',',
-        required_unless_present = "local",
-        conflicts_with = "local"
-    )]
+    #[arg(long, value_delimiter = ',', conflicts_with = "local")]
     servers: Vec<SocketAddr>,
     /// Start a local 3-node cluster from the `auction-node` next to this binary; stop it at
     /// the end.
@@ -116,10 +111,22 @@ enum Backend {
     Etcd,
 }
 
-fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+fn main() -> std::process::ExitCode {
+    match bench(Args::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            output::error(&e);
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn bench(args: Args) -> anyhow::Result<()> {
     if args.clients == 0 || args.auctions == 0 || args.sweep.contains(&0) {
         bail!("--clients, --auctions and --sweep need positive numbers");
+    }
+    if args.backend.contains(&Backend::Auction) && args.servers.is_empty() && !args.local {
+        bail!("give --servers ADDR,... (a running cluster) or --local");
     }
     if args.backend.contains(&Backend::Etcd) && !cfg!(feature = "etcd") {
         bail!("this auction-bench was built without the etcd backend: cargo build --features etcd");

@@ -14,6 +14,11 @@ pub(crate) fn progress(s: &Summary) {
     );
 }
 
+/// A failed run, on stderr.
+pub(crate) fn error(e: &anyhow::Error) {
+    eprintln!("auction-bench: {e:#}");
+}
+
 /// The report as one JSON object on stdout.
 pub(crate) fn json(report: &Report) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string(report)?);
