@@ -245,7 +245,7 @@ impl<R: RngCore> Membership<R> {
     }
 
     /// The updates to piggy-back on one `Ping` or `Ack`: ourselves, pending rumours, then one
-    /// member by rotation (anti-entropy, so a member that missed a rumour still learns).
+    /// `Alive` member by rotation (anti-entropy, so a member that missed a rumour still learns).
     pub(crate) fn updates(&mut self) -> Vec<MemberUpdate> {
         let room = self.config.max_updates.get();
         let mut out = vec![MemberUpdate { info: self.me.clone(), state: MemberState::Alive }];
@@ -259,7 +259,9 @@ impl<R: RngCore> Membership<R> {
             let next = self
                 .table
                 .iter()
-                .filter(|(id, m)| after.is_none_or(|c| **id > c) && m.phase.is_live())
+                .filter(|(id, m)| {
+                    after.is_none_or(|c| **id > c) && matches!(m.phase, Phase::Alive(_))
+                })
                 .map(|(id, _)| *id)
                 .next();
             self.cursor = next;
@@ -288,11 +290,13 @@ impl<R: RngCore> Membership<R> {
 }
 
 /// What we gossip about a member: only `Alive` and `Left` (first-hand facts, see `gossip`).
+/// A member we suspect is not vouched for: a receiver that does not know it would admit it
+/// with a fresh timer, so a crashed member would outlive its detection bound there.
 fn gossip_update(m: &crate::table::Member) -> Option<MemberUpdate> {
     let state = match m.phase {
-        Phase::Alive(_) | Phase::Suspect { .. } => MemberState::Alive,
+        Phase::Alive(_) => MemberState::Alive,
         Phase::Left { .. } => MemberState::Left,
-        Phase::Down { .. } => return None,
+        Phase::Suspect { .. } | Phase::Down { .. } => return None,
     };
     Some(MemberUpdate { info: m.info.clone(), state })
 }

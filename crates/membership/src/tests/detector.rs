@@ -194,3 +194,32 @@ fn other_traffic_counts_as_a_heartbeat() {
     m.handle_timeout(t0 + config().suspicion_timeout);
     assert_eq!(events(&drain(&mut m)), vec![]);
 }
+
+#[test]
+fn a_suspected_member_is_not_gossiped() {
+    let (mut m, t0) = core_knowing(&[2, 3]);
+    let c = config();
+    // Node 3 keeps pinging us; node 2 falls silent until it is suspected.
+    let mut t = t0;
+    while state(&m, 2) != Some(MemberState::Suspect) {
+        t += c.probe_interval;
+        m.handle_membership(origin(3), ping(3, 1), t);
+        m.handle_timeout(t);
+        drain(&mut m);
+    }
+    // Several rounds, so the anti-entropy rotation would have reached node 2.
+    for k in 0..4 {
+        m.handle_membership(origin(3), ping(3, 10 + k), t);
+        for a in drain(&mut m) {
+            if let Action::Send { msg: PeerBody::Membership(msg), .. } = a {
+                let updates = match msg {
+                    MembershipMsg::Ping { updates, .. } | MembershipMsg::Ack { updates, .. } => {
+                        updates
+                    }
+                    MembershipMsg::PingReq { .. } => vec![],
+                };
+                assert!(updates.iter().all(|u| u.info.node != id(2)), "vouched for a suspect");
+            }
+        }
+    }
+}
