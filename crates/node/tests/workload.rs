@@ -135,6 +135,9 @@ struct Worker {
     invocations: Vec<Invocation>,
     observations: Vec<Observation>,
     reconnects: u32,
+    /// Attempts answered by a lost connection or no answer in time, by `Timeout`, by
+    /// `Unavailable`/`Overloaded`.
+    trouble: [u32; 3],
 }
 
 impl Worker {
@@ -220,6 +223,7 @@ impl Worker {
                 Err(_) => {
                     // Connection lost or no answer in time: the outcome is unknown.
                     uncertain += 1;
+                    self.trouble[0] += 1;
                     self.fail_over();
                     continue;
                 }
@@ -232,10 +236,12 @@ impl Worker {
                 }
                 Err(ClientError::Timeout) => {
                     uncertain += 1;
+                    self.trouble[1] += 1;
                     self.fail_over();
                 }
                 Err(e @ (ClientError::Unavailable { .. } | ClientError::Overloaded)) => {
                     self.observe(r.applied, None);
+                    self.trouble[2] += 1;
                     // Refused for certain on every attempt so far: sometimes give it up (it
                     // must then never appear); otherwise wait and retry, elsewhere at times.
                     if uncertain == 0 && self.chance.random_bool(0.2) {
@@ -301,7 +307,12 @@ impl Worker {
             let read = self.choices.random_bool(0.3);
             let read_auction = auctions[self.choices.random_range(0..auctions.len())];
             let pause = self.choices.random_range(0..30);
+            let hop = self.choices.random_bool(0.03);
             self.bid(BidOp { auction, kind, amount }, phase);
+            if hop {
+                // Move to another server now and then: its reads must not go back in time.
+                self.fail_over();
+            }
             if read {
                 self.read(read_auction, phase);
             }
@@ -393,6 +404,7 @@ fn bidding_through_kill_9_and_restarts_keeps_every_property() {
             invocations: Vec::new(),
             observations: Vec::new(),
             reconnects: 0,
+            trouble: [0; 3],
         });
     }
 
@@ -483,12 +495,19 @@ fn bidding_through_kill_9_and_restarts_keeps_every_property() {
         history.observations.extend(w.observations.iter().cloned());
     }
     let reconnects: Vec<u32> = workers.iter().map(|w| w.reconnects).collect();
+    let trouble: Vec<[u32; 3]> = workers.iter().map(|w| w.trouble).collect();
+    let slowest = history
+        .invocations
+        .iter()
+        .filter_map(|i| Some(i.done_at? - i.at))
+        .max()
+        .unwrap_or_default();
     let records: usize = history.finals[0].histories.values().map(Vec::len).sum();
     eprintln!(
         "seed {seed}: {ok} bids ({accepted} accepted, {rejected} rejected, {refused} refused, \
          {unknown} unknown), {records} in the final histories, sessions per client \
-         {reconnects:?}, kills (at, node, meant the leader) {kills:?}, heal at {:?}, \
-         workload {workload_took:?}, total {:?}",
+         {reconnects:?}, attempts lost/timed out/unavailable per client {trouble:?}, kills (at, node, meant the leader) {kills:?}, heal at {:?}, \
+         slowest bid {slowest:?}, workload {workload_took:?}, total {:?}",
         history.heal_at,
         started.elapsed()
     );
