@@ -2,9 +2,35 @@
 #![allow(clippy::unwrap_used, clippy::print_stderr)]
 
 use std::ops::Range;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use auction_sim::{Bug, OpResult, Options, replay_command, run_seed};
+
+/// `Options::mixed(seed)` with the phase lengths from the environment, if set:
+/// `SIM_FAULT_SECS` and `SIM_HEAL_SECS` (seconds of virtual time, fractions allowed).
+fn options(seed: u64) -> Options {
+    let secs = |var: &str| {
+        let v = std::env::var(var).ok()?;
+        let s: f64 = v.parse().unwrap_or_else(|_| panic!("{var}={v}: not a number of seconds"));
+        Some(Duration::from_secs_f64(s))
+    };
+    let mut opts = Options::mixed(seed);
+    if let Some(d) = secs("SIM_FAULT_SECS") {
+        opts.fault_time = d;
+    }
+    if let Some(d) = secs("SIM_HEAL_SECS") {
+        opts.heal_time = d;
+    }
+    opts
+}
+
+/// The `SIM_*_SECS` settings in force, as a prefix of a replay command.
+fn env_prefix() -> String {
+    ["SIM_FAULT_SECS", "SIM_HEAL_SECS"]
+        .iter()
+        .filter_map(|var| Some(format!("{var}={} ", std::env::var(var).ok()?)))
+        .collect()
+}
 
 /// Runs `seeds` (or `SEEDS=a..b` from the environment) and fails naming every failing seed.
 fn run_range(default: Range<u64>) {
@@ -19,10 +45,10 @@ fn run_range(default: Range<u64>) {
     let mut failed = Vec::new();
     let n = seeds.end - seeds.start;
     for seed in seeds {
-        let out = run_seed(Options::mixed(seed));
+        let out = run_seed(options(seed));
         if !out.violations.is_empty() {
-            eprintln!("seed {seed} failed: {:?}", out.violations.first());
-            eprintln!("  replay: {}", replay_command(seed));
+            eprintln!("seed {seed} failed: {:?}", out.violations);
+            eprintln!("  replay: {}{}", env_prefix(), replay_command(seed));
             failed.push(seed);
         }
     }
@@ -60,12 +86,16 @@ fn seeds_d() {
     }
 }
 
-/// `SEED=n`: one seed with a message trace.
+/// `SEED=n`: one seed with a message trace (seed 0, untraced, when `SEED` is unset), with the
+/// phase lengths of `SIM_FAULT_SECS`/`SIM_HEAL_SECS` if set.
 #[test]
 fn replay() {
-    let Some(seed) = std::env::var("SEED").ok().and_then(|s| s.parse().ok()) else { return };
-    let mut opts = Options::mixed(seed);
-    opts.trace = true;
+    let seed = std::env::var("SEED")
+        .ok()
+        .map(|s| s.parse::<u64>().unwrap_or_else(|_| panic!("SEED={s}: not a u64")));
+    let mut opts = options(seed.unwrap_or(0));
+    opts.trace = seed.is_some();
+    let seed = opts.seed;
     let out = run_seed(opts);
     let h = &out.history;
     let acked = h.invocations.iter().filter(|i| matches!(i.result, OpResult::Ok { .. })).count();
