@@ -186,19 +186,36 @@ impl<R: RngCore> Election<R> {
         self.debug_check();
     }
 
-    /// An election message from `from`.
+    /// An election message passed on by `_from` (an authenticated peer, which may be outside
+    /// this node's configuration: see `accept_message`).
     ///
     /// # Errors
-    /// The message is ignored (state unchanged, no action) if its term is older than the
-    /// node's, if `from` or this node is not a member, or if its path is oversized.
+    /// The message is ignored (no action) if its term is older than the node's, if its
+    /// candidate or leader or this node is not a member, or if its path is oversized. One
+    /// exception changes state: a node that is electing adopts the newer term of a message
+    /// whose candidate or leader is outside its configuration (and keeps electing in it).
     pub fn handle_message(
         &mut self,
-        from: NodeId,
+        _from: NodeId,
         msg: ElectionMsg,
         now: Instant,
     ) -> Result<(), ElectionError> {
-        self.accept_message(from, &msg)?;
         let term = message_term(&msg);
+        if let Err(e) = self.accept_message(&msg) {
+            // A node whose log holds an uncommitted `RemoveMember(x)` refuses x's candidacy,
+            // but the nodes without it still count x and route the ring through x, which drops
+            // every token of a term below its own. Unless the term x reached gets out, no
+            // election completes (sim seed 23 with 10 s of faults). Adopting it only while
+            // electing (no leader to depose) keeps a removed node from disrupting a leader.
+            let outsider = matches!(e, ElectionError::NotMember { node } if node != self.me);
+            if outsider && term > self.term && matches!(self.role, Role::Electing { .. }) {
+                self.enter_term(term);
+                let deadline = self.deadline(now);
+                self.role = Role::Electing { deadline };
+                self.debug_check();
+            }
+            return Err(e);
+        }
         if term > self.term {
             self.enter_term(term);
         }
@@ -334,20 +351,26 @@ impl<R: RngCore> Election<R> {
         }
     }
 
-    fn accept_message(&self, from: NodeId, msg: &ElectionMsg) -> Result<(), ElectionError> {
+    fn accept_message(&self, msg: &ElectionMsg) -> Result<(), ElectionError> {
         let term = message_term(msg);
         if term < self.term {
             return Err(ElectionError::StaleTerm { got: term, current: self.term });
         }
-        for node in [self.me, from] {
+        // The sender may be a relay outside this node's configuration: while a
+        // `RemoveMember(x)` is in some logs only, the nodes without it still route the ring
+        // through `x`. Refusing what `x` passes on cut the ring for good (sim seed 19 with 10 s
+        // of faults: the only nodes with the largest log, which had the removal, never saw a
+        // newer term). Only the message's subject (the candidate, the leader) must be a
+        // member; paths count members only (`Ring::is_majority`), so a relay adds no vote.
+        let (subject, len) = match msg {
+            ElectionMsg::Token { candidate, visited, .. } => (candidate.node, visited.len()),
+            ElectionMsg::Elected { leader, participants, .. } => (*leader, participants.len()),
+        };
+        for node in [self.me, subject] {
             if !self.ring.is_member(node) {
                 return Err(ElectionError::NotMember { node });
             }
         }
-        let len = match msg {
-            ElectionMsg::Token { visited, .. } => visited.len(),
-            ElectionMsg::Elected { participants, .. } => participants.len(),
-        };
         let limit = self.ring.len() * 2;
         if len > limit {
             return Err(ElectionError::OversizedPath { len, limit });

@@ -201,6 +201,48 @@ fn non_members_and_oversized_paths_are_rejected() {
     assert_eq!(drain(&mut outsider), vec![], "a non-member never starts an election");
 }
 
+/// Sim seed 19 with 10 s of faults: node 4's log already holds `RemoveMember(3)`, the others'
+/// do not, so their ring still runs 2 -> 3 -> 4. What 3 passes on (a member's token of a newer
+/// term, an `Elected` of a member) must reach 4, or the nodes with the largest log never
+/// learn the term and no election ever completes.
+#[test]
+fn messages_relayed_by_a_removed_member_are_taken() {
+    let now = Instant::now();
+    let mut d = node(4, &[1, 2, 4, 5]);
+    d.handle_message(id(3), token(7, cand(2), &[2, 3]), now).unwrap();
+    assert_eq!(d.term(), Term(7), "the newer term is adopted");
+    assert_eq!(drain(&mut d), vec![persist(7, None), send(5, token(7, cand(4), &[4]))]);
+    let mut e = node(5, &[1, 2, 4, 5]);
+    e.handle_message(id(3), elected(8, 2, &[1, 2, 3]), now).unwrap();
+    assert_eq!(e.term(), Term(8));
+    let follow = Action::FollowLeader { term: Term(8), leader: id(2) };
+    assert_eq!(drain(&mut e), vec![persist(8, None), follow, send(1, elected(8, 2, &[1, 2, 3]))]);
+    // The removed node's own candidacy is still refused; a follower keeps its term and leader.
+    let err = e.handle_message(id(3), token(9, cand(3), &[3]), now);
+    assert_eq!(err, Err(ElectionError::NotMember { node: id(3) }));
+    assert_eq!((e.term(), e.leader()), (Term(8), Some(id(2))));
+    assert_eq!(drain(&mut e), vec![]);
+}
+
+/// Sim seed 23 with 10 s of faults: node 1's log holds an uncommitted `RemoveMember(3)`; node 2
+/// still routes the ring 2 -> 3, and 3 sits at a higher term than 1 and 2 and drops their
+/// tokens. Node 1 refuses 3's candidacy but, while electing, adopts 3's term, so its next
+/// round is newer than 3's and can pass through 3.
+#[test]
+fn an_electing_node_adopts_the_term_of_a_removed_members_candidacy() {
+    let now = Instant::now();
+    let mut a = node(1, &[1, 2]);
+    a.start(now);
+    drain(&mut a);
+    let err = a.handle_message(id(3), token(36, cand(3), &[3]), now);
+    assert_eq!(err, Err(ElectionError::NotMember { node: id(3) }));
+    assert_eq!(a.term(), Term(36));
+    assert_eq!(drain(&mut a), vec![persist(36, None)], "refused: not passed on");
+    let deadline = a.poll_timeout().unwrap();
+    a.handle_timeout(deadline);
+    assert_eq!(drain(&mut a), vec![persist(37, None), send(2, token(37, cand(1), &[1]))]);
+}
+
 #[test]
 fn higher_term_makes_a_follower_step_down_and_join() {
     let now = Instant::now();

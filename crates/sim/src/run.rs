@@ -440,10 +440,24 @@ impl Sim {
         }
     }
 
+    // The end-of-run state dump of `SEED=n` replays goes to stderr.
+    #[allow(clippy::print_stderr)]
     fn finish(&mut self) {
         self.collect();
         for i in 0..self.opts.servers {
             if let Some(s) = self.net.node(&addr(i)) {
+                let r = &s.replica;
+                if self.opts.trace {
+                    eprintln!(
+                        "end: server {i} {:?} {:?} leader {:?} applied {:?} commit {:?} members {:?}",
+                        r.role(),
+                        r.term(),
+                        r.leader(),
+                        r.applied(),
+                        r.commit(),
+                        r.members()
+                    );
+                }
                 let m = s.replica.machine();
                 self.history.final_states.push((i, m.last_applied(), m.snapshot()));
             }
