@@ -190,32 +190,17 @@ impl<R: RngCore> Election<R> {
     /// this node's configuration: see `accept_message`).
     ///
     /// # Errors
-    /// The message is ignored (no action) if its term is older than the node's, if its
-    /// candidate or leader or this node is not a member, or if its path is oversized. One
-    /// exception changes state: a node that is electing adopts the newer term of a message
-    /// whose candidate or leader is outside its configuration (and keeps electing in it).
+    /// The message is ignored (state unchanged, no action) if its term is older than the
+    /// node's, if this node is not a member, if the node knows a leader in its term and the
+    /// message's candidate or leader is not a member, or if its path is oversized.
     pub fn handle_message(
         &mut self,
         _from: NodeId,
         msg: ElectionMsg,
         now: Instant,
     ) -> Result<(), ElectionError> {
+        self.accept_message(&msg)?;
         let term = message_term(&msg);
-        if let Err(e) = self.accept_message(&msg) {
-            // A node whose log holds an uncommitted `RemoveMember(x)` refuses x's candidacy,
-            // but the nodes without it still count x and route the ring through x, which drops
-            // every token of a term below its own. Unless the term x reached gets out, no
-            // election completes (sim seed 23 with 10 s of faults). Adopting it only while
-            // electing (no leader to depose) keeps a removed node from disrupting a leader.
-            let outsider = matches!(e, ElectionError::NotMember { node } if node != self.me);
-            if outsider && term > self.term && matches!(self.role, Role::Electing { .. }) {
-                self.enter_term(term);
-                let deadline = self.deadline(now);
-                self.role = Role::Electing { deadline };
-                self.debug_check();
-            }
-            return Err(e);
-        }
         if term > self.term {
             self.enter_term(term);
         }
@@ -356,20 +341,27 @@ impl<R: RngCore> Election<R> {
         if term < self.term {
             return Err(ElectionError::StaleTerm { got: term, current: self.term });
         }
-        // The sender may be a relay outside this node's configuration: while a
-        // `RemoveMember(x)` is in some logs only, the nodes without it still route the ring
-        // through `x`. Refusing what `x` passes on cut the ring for good (sim seed 19 with 10 s
-        // of faults: the only nodes with the largest log, which had the removal, never saw a
-        // newer term). Only the message's subject (the candidate, the leader) must be a
-        // member; paths count members only (`Ring::is_majority`), so a relay adds no vote.
+        // Configurations differ between nodes while a change is in some logs only (they are
+        // in force on append), and a node that was behind may hold one from before a removal
+        // and re-add. The nodes without a `RemoveMember(x)` still route the ring through x and
+        // count x's candidacy; those with it must pass such messages on, or the ring is cut
+        // for good: sim seeds 19 (the only nodes with the largest log, which had the removal,
+        // never saw a newer term), 23 (x sat at a higher term and dropped every token) and 107
+        // (a node behind, without the re-add, dropped the largest candidate's token), all with
+        // 10 s of faults. So the sender is never checked (paths count members only, see
+        // `Ring::is_majority`, so a relay adds no vote), and the subject (candidate, leader)
+        // only while this node knows a leader in its term: a node removed without knowing it
+        // cannot depose a working leader, and a node without one has nothing to protect.
         let (subject, len) = match msg {
             ElectionMsg::Token { candidate, visited, .. } => (candidate.node, visited.len()),
             ElectionMsg::Elected { leader, participants, .. } => (*leader, participants.len()),
         };
-        for node in [self.me, subject] {
-            if !self.ring.is_member(node) {
-                return Err(ElectionError::NotMember { node });
-            }
+        if !self.ring.is_member(self.me) {
+            return Err(ElectionError::NotMember { node: self.me });
+        }
+        let open = matches!(self.role, Role::Idle | Role::Electing { .. });
+        if !open && !self.ring.is_member(subject) {
+            return Err(ElectionError::NotMember { node: subject });
         }
         let limit = self.ring.len() * 2;
         if len > limit {

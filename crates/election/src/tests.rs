@@ -190,6 +190,8 @@ fn stale_terms_are_rejected_without_effect() {
 fn non_members_and_oversized_paths_are_rejected() {
     let now = Instant::now();
     let mut b = node(2, &[1, 2, 3]);
+    b.handle_leader_heard(id(1), Term(1));
+    drain(&mut b);
     let err = b.handle_message(id(9), token(1, cand(9), &[9]), now);
     assert_eq!(err, Err(ElectionError::NotMember { node: id(9) }));
     let long = [1; 7];
@@ -217,30 +219,37 @@ fn messages_relayed_by_a_removed_member_are_taken() {
     assert_eq!(e.term(), Term(8));
     let follow = Action::FollowLeader { term: Term(8), leader: id(2) };
     assert_eq!(drain(&mut e), vec![persist(8, None), follow, send(1, elected(8, 2, &[1, 2, 3]))]);
-    // The removed node's own candidacy is still refused; a follower keeps its term and leader.
-    let err = e.handle_message(id(3), token(9, cand(3), &[3]), now);
-    assert_eq!(err, Err(ElectionError::NotMember { node: id(3) }));
-    assert_eq!((e.term(), e.leader()), (Term(8), Some(id(2))));
-    assert_eq!(drain(&mut e), vec![]);
 }
 
-/// Sim seed 23 with 10 s of faults: node 1's log holds an uncommitted `RemoveMember(3)`; node 2
-/// still routes the ring 2 -> 3, and 3 sits at a higher term than 1 and 2 and drops their
-/// tokens. Node 1 refuses 3's candidacy but, while electing, adopts 3's term, so its next
-/// round is newer than 3's and can pass through 3.
+/// Sim seeds 23 and 107 with 10 s of faults: a node without a leader takes part in the
+/// candidacy of a node outside its configuration (23: node 1's log holds an uncommitted
+/// `RemoveMember(3)` while 3, at a higher term, drops every older token; 107: a node behind
+/// lacks the re-add of the node with the largest log). A node that follows a leader refuses it,
+/// so a node removed without knowing it cannot depose the leader.
 #[test]
-fn an_electing_node_adopts_the_term_of_a_removed_members_candidacy() {
+fn an_outsiders_candidacy_is_taken_only_without_a_leader() {
     let now = Instant::now();
     let mut a = node(1, &[1, 2]);
+    a.handle_last_log(LogPosition { term: Term(1), seq: Seq(246) });
     a.start(now);
     drain(&mut a);
-    let err = a.handle_message(id(3), token(36, cand(3), &[3]), now);
-    assert_eq!(err, Err(ElectionError::NotMember { node: id(3) }));
+    let outsider = Candidate { last_log: LogPosition { term: Term(1), seq: Seq(99) }, node: id(3) };
+    a.handle_message(id(3), token(36, outsider, &[3]), now).unwrap();
     assert_eq!(a.term(), Term(36));
-    assert_eq!(drain(&mut a), vec![persist(36, None)], "refused: not passed on");
-    let deadline = a.poll_timeout().unwrap();
-    a.handle_timeout(deadline);
-    assert_eq!(drain(&mut a), vec![persist(37, None), send(2, token(37, cand(1), &[1]))]);
+    let mine = Candidate { last_log: LogPosition { term: Term(1), seq: Seq(246) }, node: id(1) };
+    assert_eq!(drain(&mut a), vec![persist(36, None), send(2, token(36, mine, &[1]))]);
+    // A larger outsider is passed on.
+    let mut b = node(2, &[1, 2]);
+    b.handle_message(id(3), token(5, cand(3), &[3]), now).unwrap();
+    assert_eq!(drain(&mut b), vec![persist(5, None), send(1, token(5, cand(3), &[3, 2]))]);
+    // A follower refuses it, whatever its term.
+    let mut f = node(2, &[1, 2, 3]);
+    f.handle_leader_heard(id(1), Term(8));
+    drain(&mut f);
+    let err = f.handle_message(id(9), token(9, cand(9), &[9]), now);
+    assert_eq!(err, Err(ElectionError::NotMember { node: id(9) }));
+    assert_eq!((f.term(), f.leader()), (Term(8), Some(id(1))));
+    assert_eq!(drain(&mut f), vec![]);
 }
 
 #[test]
