@@ -4,6 +4,7 @@
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
+use auction_proto::msg::log::{ConfigChange, EntryPayload};
 use auction_sim::{Bug, OpResult, Options, replay_command, run_seed};
 
 /// `Options::mixed(seed)` with the phase lengths from the environment, if set:
@@ -105,6 +106,65 @@ fn replay() {
         h.reads.len()
     );
     assert!(out.violations.is_empty(), "{:#?}", out.violations);
+}
+
+/// `Options::mixed(seed)` with longer phases, as the sweeps that found the bugs below ran.
+fn long(seed: u64, fault_secs: u64, heal_secs: u64) -> Options {
+    let mut opts = Options::mixed(seed);
+    opts.fault_time = Duration::from_secs(fault_secs);
+    opts.heal_time = Duration::from_secs(heal_secs);
+    opts
+}
+
+fn assert_passes(opts: Options) -> auction_sim::Outcome {
+    let seed = opts.seed;
+    let out = run_seed(opts);
+    assert!(out.violations.is_empty(), "seed {seed}: {:#?}", out.violations);
+    out
+}
+
+/// Seed 19, 10 s of faults: node 4's log held an uncommitted `RemoveMember(3)`, the others'
+/// did not and routed the ring 2 -> 3 -> 4; 4 refused everything 3 passed on, never learned
+/// the newer term, and no election completed (every request pending at the end).
+#[test]
+fn election_takes_messages_relayed_by_a_removed_member() {
+    assert_passes(long(19, 10, 5));
+}
+
+/// Seed 23, 10 s of faults: node 1's log held an uncommitted `RemoveMember(3)`; 3, at a higher
+/// term, dropped every token of 1 and 2, and 1 refused 3's candidacy without learning its term.
+#[test]
+fn election_without_a_leader_takes_an_outsiders_candidacy() {
+    assert_passes(long(23, 10, 5));
+}
+
+/// Seed 107, 10 s of faults: a node behind lacked the re-add of the node with the largest log
+/// and dropped its token on every lap.
+#[test]
+fn election_passes_on_a_re_added_members_token() {
+    assert_passes(long(107, 10, 5));
+}
+
+/// Seeds 39 (10 s of faults) and 211 (8 s): correct commits counted in a configuration
+/// appended after the entry (in force on append) were reported as `commit-majority`.
+#[test]
+fn commit_majority_counts_the_leaders_latest_configuration() {
+    assert_passes(long(39, 10, 5));
+    assert_passes(long(211, 8, 4));
+}
+
+/// Seed 11 at 12 s per seed (as it ran when found): a node removed from the configuration
+/// while electing kept a past deadline and the driver spun on it (the fix is in
+/// `auction_election`'s `start_election`; its unit test is `tests.rs` there). The run must
+/// still end, with a removal applied, and pass.
+#[test]
+fn election_spin_during_removal() {
+    let out = assert_passes(long(11, 8, 4));
+    let removed = out.history.applied.values().flatten().any(|a| {
+        matches!(a, auction_sim::Applied::Entry(e)
+            if matches!(&e.payload, EntryPayload::Config(ConfigChange::RemoveMember(_))))
+    });
+    assert!(removed, "seed 11 no longer covers a removal");
 }
 
 /// A fault-free run makes progress: clients get answers and auctions close.
