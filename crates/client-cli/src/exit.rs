@@ -70,7 +70,8 @@ impl Exit {
                 | ClientError::HelloFirst
                 | ClientError::BadRequest
                 | ClientError::Timeout
-                | ClientError::NotLeader { .. } => Self::Other,
+                | ClientError::NotLeader { .. }
+                | ClientError::TooLarge => Self::Other,
             },
         }
     }

@@ -120,6 +120,7 @@ impl std::fmt::Display for ClientErrorText {
             ClientError::BadRequest => "the server did not understand the request",
             ClientError::Timeout => "the server timed out; the outcome is unknown",
             ClientError::NotLeader { .. } => "only the leader can do that (see `servers`)",
+            ClientError::TooLarge => "the answer is too large for one frame; ask for less",
         };
         f.write_str(text)
     }

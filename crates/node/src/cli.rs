@@ -132,7 +132,7 @@ pub struct DevArgs {
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=9))]
     pub nodes: u16,
     /// First peer port; server i uses base+i for peers and base+100+i for clients.
-    #[arg(long, default_value_t = 7000)]
+    #[arg(long, default_value_t = 7000, value_parser = clap::value_parser!(u16).range(1024..=65000))]
     pub base_port: u16,
     /// Discovery port.
     #[arg(long, default_value_t = 7946)]

@@ -108,12 +108,10 @@ async fn connection(
         let mut buf = Vec::with_capacity(16 * 1024);
         while let Some(msg) = rx.recv().await {
             buf.clear();
-            let _ = codec.encode_into(&msg, &mut buf);
+            encode_or_refuse(&codec, &msg, &mut buf);
             while buf.len() < 64 * 1024 {
                 match rx.try_recv() {
-                    Ok(m) => {
-                        let _ = codec.encode_into(&m, &mut buf);
-                    }
+                    Ok(m) => encode_or_refuse(&codec, &m, &mut buf),
                     Err(_) => break,
                 }
             }
@@ -174,6 +172,22 @@ async fn read_requests(
                 return;
             }
         }
+    }
+}
+
+/// Appends `msg`; an answer too large for one frame becomes a `TooLarge` error with the same
+/// number, so the client is never left waiting.
+fn encode_or_refuse(codec: &ClientCodec, msg: &ServerToClient, buf: &mut Vec<u8>) {
+    if codec.encode_into(msg, buf).is_ok() {
+        return;
+    }
+    if let ServerToClient::Response(r) = msg {
+        let refusal = ServerToClient::Response(Response {
+            no: r.no,
+            applied: r.applied,
+            result: Err(ClientError::TooLarge),
+        });
+        let _ = codec.encode_into(&refusal, buf);
     }
 }
 

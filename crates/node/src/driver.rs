@@ -115,10 +115,13 @@ pub async fn run(
     let metrics = MetricsHandle::start(settings.metrics_addr).await;
     info!(peer = %settings.peer_addr, client = %settings.client_addr, "listening");
 
-    let sessions = Sessions::new(&settings.admin_token);
+    let sessions = Sessions::new(&settings.admin_token, settings.key.clone());
     let mut driver =
         Driver { settings, info, replica, sessions, net, writer, metrics, leaving: None };
     let result = driver.run(sockets, client_rx, done_rx, shutdown).await;
+    // Let the writer finish and sync what is queued before the process exits.
+    let Driver { writer, .. } = driver;
+    let _ = tokio::task::spawn_blocking(move || writer.shutdown()).await;
     info!("stopped");
     result
 }
@@ -128,7 +131,7 @@ fn replica_config(s: &NodeSettings) -> ReplicaConfig {
     c.membership.discovery_targets = s.discovery_targets.clone();
     c.membership.probe_interval = s.probe_interval;
     // An indirect probe must have time to happen within the interval.
-    c.membership.probe_timeout = c.membership.probe_timeout.min(s.probe_interval * 2 / 5);
+    c.membership.probe_timeout = c.membership.probe_timeout.min(s.probe_interval / 5 * 2);
     c.membership.suspicion_timeout = s.suspect_after;
     c.membership.confirmation_timeout = s.down_after;
     c.election.election_timeout = s.election_timeout;
@@ -164,6 +167,8 @@ impl Driver {
             self.drain().await?;
             let deadline = self.replica.poll_timeout().unwrap_or(now + Duration::from_secs(1));
             tokio::select! {
+                // Timers and completions first, so a flood of peer or client input cannot
+                // starve heartbeats, elections, expiry or shutdown.
                 biased;
                 () = &mut shutdown => {
                     info!("shutting down");
@@ -173,17 +178,17 @@ impl Driver {
                     Done::Stored(id) => self.replica.handle_stored(id, Instant::now()),
                     Done::Failed(e) => return Err(NodeError::StorageFailed(e)),
                 },
-                Ok((n, _)) = sockets.udp.recv_from(&mut udp_buf) => self.peer(&udp_buf[..n], Channel::Udp),
-                Some(frame) = sockets.tcp_in.recv() => self.peer(&frame, Channel::Tcp),
-                Ok((n, from)) = sockets.discovery.recv_from(&mut disc_buf) => {
-                    self.discovery(&sockets, &disc_buf[..n], from);
-                }
-                Some(ev) = clients.recv() => self.client(ev),
                 () = tokio::time::sleep_until(deadline.into()) => self.replica.handle_timeout(Instant::now()),
                 _ = tick.tick() => {
                     if self.tick() {
                         return Ok(());
                     }
+                }
+                Ok((n, _)) = sockets.udp.recv_from(&mut udp_buf) => self.peer(&udp_buf[..n], Channel::Udp),
+                Some(frame) = sockets.tcp_in.recv() => self.peer(&frame, Channel::Tcp),
+                Some(ev) = clients.recv() => self.client(ev),
+                Ok((n, from)) = sockets.discovery.recv_from(&mut disc_buf) => {
+                    self.discovery(&sockets, &disc_buf[..n], from);
                 }
             }
             self.drain().await?;

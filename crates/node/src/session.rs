@@ -17,7 +17,7 @@ use auction_proto::msg::client::{
     ServerToClient,
 };
 use auction_proto::msg::log::{Command, Operation, RequestId, TokenHash};
-use auction_proto::{AuctionId, ClientId, RequestNo, Seq, Timestamp};
+use auction_proto::{AuctionId, ClientId, ClusterKey, RequestNo, Seq, Timestamp};
 use auction_replica::{Replica, SubmitError};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
@@ -74,12 +74,29 @@ pub struct Sessions {
     conns: HashMap<ConnId, Conn>,
     pending: HashMap<RequestId, Pending>,
     admin_hash: TokenHash,
+    /// Makes bidder tokens: a keyed hash of the request id (the cluster key, so every server
+    /// derives the same token for the same request and nobody without the key can).
+    token_key: ClusterKey,
 }
 
 impl Sessions {
-    /// No sessions; admin requests must present `admin_token`.
-    pub fn new(admin_token: &str) -> Self {
-        Self { conns: HashMap::new(), pending: HashMap::new(), admin_hash: hash(admin_token) }
+    /// No sessions; admin requests must present `admin_token`; bidder tokens are derived
+    /// with `key`.
+    pub fn new(admin_token: &str, key: ClusterKey) -> Self {
+        Self {
+            conns: HashMap::new(),
+            pending: HashMap::new(),
+            admin_hash: hash(admin_token),
+            token_key: key,
+        }
+    }
+
+    fn register_token(&self, id: RequestId) -> String {
+        let mut input = b"auction bidder token".to_vec();
+        input.extend_from_slice(id.client.as_bytes());
+        input.extend_from_slice(&id.no.0.to_be_bytes());
+        let tag = self.token_key.tag(&input);
+        tag[..24].iter().map(|b| format!("{b:02x}")).collect()
     }
 
     /// Number of connected clients.
@@ -139,7 +156,9 @@ impl Sessions {
                 if *seen > applied {
                     Err(ClientError::Behind { applied, seen: *seen })
                 } else {
-                    c.client = Some(*client);
+                    // The id a client sends is its secret: requests are keyed by its hash, so
+                    // no one who sees a session's id (e.g. in `clients`) can act as it.
+                    c.client = Some(session_id(*client));
                     c.seen = c.seen.max(*seen);
                     Ok(Reply::Welcome {
                         server: replica.me().node,
@@ -172,7 +191,9 @@ impl Sessions {
                 return self.admin(replica, conn, id.no, &token, op, now);
             }
             RequestBody::Register { name } => {
-                let token = new_token();
+                // The same request (a retry, on any server) gets the same token, so the one
+                // whose hash was committed is the one the client is given.
+                let token = self.register_token(id);
                 let op = Operation::RegisterBidder { name, token_hash: hash(&token) };
                 return self.submit(replica, conn, id, op, Some(token), now);
             }
@@ -288,11 +309,19 @@ impl Sessions {
             self.respond(conn, id.no, applied, Err(ClientError::Overloaded));
             return Effect::None;
         }
-        // A retry of a request still pending (perhaps from a dropped connection) moves it here.
+        // A retry of a request still pending (perhaps from a dropped connection) moves it here
+        // and is not submitted again: the first submission is still on its way (it is resent
+        // to a new leader), so answering `Unavailable` now could be false.
         if let Some(old) = self.pending.remove(&id) {
             if let Some(c) = self.conns.get_mut(&old.conn) {
                 c.pending = c.pending.saturating_sub(1);
             }
+            let moved = Pending { conn, no: id.no, since: old.since, token: old.token };
+            self.pending.insert(id, moved);
+            if let Some(c) = self.conns.get_mut(&conn) {
+                c.pending += 1;
+            }
+            return Effect::None;
         }
         let pending = Pending { conn, no: id.no, since: now, token };
         self.pending.insert(id, pending);
@@ -459,16 +488,19 @@ fn event_auction(e: &AuctionEvent) -> AuctionId {
     }
 }
 
+/// The session id the server keys a client's requests by: the hash of the id the client
+/// sent in `Hello`, which the client keeps secret and re-sends after a failover.
+fn session_id(secret: ClientId) -> ClientId {
+    let digest = Sha256::digest(secret.as_bytes());
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    ClientId::from_bytes(bytes)
+}
+
 /// SHA-256 of a secret (bidder tokens and the admin token are compared by hash, in constant
 /// time).
 pub fn hash(secret: &str) -> TokenHash {
     Sha256::digest(secret.as_bytes()).into()
-}
-
-fn new_token() -> String {
-    let mut bytes = [0u8; 24];
-    rand::rng().fill_bytes(&mut bytes);
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The local wall clock as a sequencer timestamp.

@@ -27,6 +27,11 @@ const WRITER_QUEUE: usize = 4096;
 const MAX_WRITERS: usize = 256;
 /// Most senders whose replay windows are kept.
 const MAX_WINDOWS: usize = 1024;
+/// Most inbound peer TCP connections at once (more are closed at once).
+const MAX_INBOUND: usize = 256;
+/// An inbound peer connection silent this long is closed; an outbound writer with nothing to
+/// send this long ends (and is removed from the table).
+const PEER_IDLE: Duration = Duration::from_secs(60);
 /// The counter bit that marks TCP frames.
 const TCP_BIT: u64 = 1 << 63;
 
@@ -144,6 +149,10 @@ impl PeerNet {
     }
 
     fn send_tcp(&mut self, to: SocketAddr, frame: Vec<u8>) {
+        // A writer that ended (idle) is replaced.
+        if self.writers.get(&to).is_some_and(mpsc::Sender::is_closed) {
+            self.writers.remove(&to);
+        }
         if !self.writers.contains_key(&to) && self.writers.len() >= MAX_WRITERS {
             self.writers.retain(|_, tx| !tx.is_closed());
             if self.writers.len() >= MAX_WRITERS {
@@ -214,11 +223,21 @@ fn bind_udp(addr: SocketAddr, shared: bool) -> io::Result<UdpSocket> {
 }
 
 async fn accept_peers(listener: TcpListener, tx: mpsc::Sender<Vec<u8>>, max: usize) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_INBOUND));
     loop {
         match listener.accept().await {
             Ok((stream, addr)) => {
+                // Unauthenticated hosts can connect: bound how many at once.
+                let Ok(permit) = slots.clone().try_acquire_owned() else {
+                    debug!(%addr, "too many inbound peer connections; closed");
+                    continue;
+                };
                 let _ = stream.set_nodelay(true);
-                tokio::spawn(read_peer(stream, addr, tx.clone(), max));
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    read_peer(stream, addr, tx, max).await;
+                    drop(permit);
+                });
             }
             Err(e) => {
                 warn!(error = %e, "peer accept failed");
@@ -235,8 +254,8 @@ async fn accept_peers(listener: TcpListener, tx: mpsc::Sender<Vec<u8>>, max: usi
 /// to the driver, which authenticates it. A junk header closes the connection.
 async fn read_peer(mut stream: TcpStream, addr: SocketAddr, tx: mpsc::Sender<Vec<u8>>, max: usize) {
     use auction_proto::codec::{PEER_HEADER_LEN, PEER_MAGIC};
-    let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
-    let mut chunk = vec![0u8; 64 * 1024];
+    let mut buf: Vec<u8> = Vec::new();
+    let mut chunk = vec![0u8; 16 * 1024];
     loop {
         while buf.len() >= PEER_HEADER_LEN {
             if buf[..2] != PEER_MAGIC {
@@ -258,9 +277,9 @@ async fn read_peer(mut stream: TcpStream, addr: SocketAddr, tx: mpsc::Sender<Vec
                 return;
             }
         }
-        match stream.read(&mut chunk).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        match tokio::time::timeout(PEER_IDLE, stream.read(&mut chunk)).await {
+            Ok(Ok(0) | Err(_)) | Err(_) => return,
+            Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
         }
     }
 }
@@ -270,7 +289,8 @@ async fn read_peer(mut stream: TcpStream, addr: SocketAddr, tx: mpsc::Sender<Vec
 async fn write_peer(to: SocketAddr, mut rx: mpsc::Receiver<Vec<u8>>) {
     let mut backoff = Duration::from_millis(50);
     let mut batch = Vec::with_capacity(64 * 1024);
-    while let Some(first) = rx.recv().await {
+    // Ends after `PEER_IDLE` with nothing to send, so the table can drop it.
+    while let Ok(Some(first)) = tokio::time::timeout(PEER_IDLE, rx.recv()).await {
         let connect = tokio::time::timeout(Duration::from_secs(1), TcpStream::connect(to)).await;
         let mut stream = match connect {
             Ok(Ok(s)) => s,
@@ -294,10 +314,14 @@ async fn write_peer(to: SocketAddr, mut rx: mpsc::Receiver<Vec<u8>>) {
                     Err(_) => break,
                 }
             }
-            if stream.write_all(&batch).await.is_err() {
+            let write = tokio::time::timeout(PEER_IDLE, stream.write_all(&batch)).await;
+            if !matches!(write, Ok(Ok(()))) {
                 break;
             }
-            next = rx.recv().await;
+            next = match tokio::time::timeout(PEER_IDLE, rx.recv()).await {
+                Ok(next) => next,
+                Err(_) => return,
+            };
         }
     }
 }

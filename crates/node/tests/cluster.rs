@@ -295,3 +295,64 @@ fn the_metrics_endpoint_serves_prometheus_text() {
     }
     assert!(page.contains("auction_is_leader 1"), "a lone bootstrapped node leads:\n{page}");
 }
+
+#[test]
+fn another_session_cannot_use_a_client_id_it_has_seen() {
+    let cluster = TestCluster::start(1);
+    let addr = cluster.nodes[0].client;
+    let mut seller = Client::connect(addr).unwrap();
+    seller.register_and_login("seller");
+    let auction = open_auction(&mut seller, "vase");
+    let mut victim = Client::connect(addr).unwrap();
+    victim.register_and_login("victim");
+    // The attacker learns the victim's session id from `clients` and says hello with it.
+    let mut attacker = Client::connect(addr).unwrap();
+    attacker.register_and_login("attacker");
+    let r = attacker.request(RequestBody::Clients).unwrap();
+    let Ok(Reply::Clients(list)) = r.result else { panic!("{r:?}") };
+    let shown: Vec<_> = list.iter().map(|c| c.client).collect();
+    assert!(!shown.contains(&victim.id), "the secret id is never shown");
+    let attacker_token = attacker_token_of(&mut attacker);
+    for id in shown {
+        // Under each shown id, the attacker writes with request number 7...
+        let mut forger = Client::connect_as(addr, id, attacker.seen).unwrap();
+        let name = auction_proto::msg::auction::BidderName::new("attacker").unwrap();
+        let login = forger.request(RequestBody::Login { name, token: attacker_token.clone() });
+        assert!(login.unwrap().result.is_ok());
+        let body = RequestBody::Bid { auction, amount: Amount::from_minor(5000) };
+        let _ = forger.send(RequestNo(7), body).unwrap();
+    }
+    // ...and the victim's own request 7 is still applied as itself: too low now, not the
+    // attacker's "accepted" handed back as if it were the victim's.
+    let body = RequestBody::Bid { auction, amount: Amount::from_minor(1000) };
+    let mine = victim.send(RequestNo(7), body).unwrap();
+    assert!(
+        matches!(outcome(&mine), Outcome::Rejected { reason: RejectReason::TooLow { .. } }),
+        "{mine:?}"
+    );
+}
+
+/// The attacker's token (registered by `register_and_login`), read back from a new login.
+fn attacker_token_of(c: &mut Client) -> String {
+    c.last_token.clone().expect("registered")
+}
+
+#[test]
+fn a_retried_register_gives_the_token_that_was_committed() {
+    let cluster = TestCluster::start(1);
+    let addr = cluster.nodes[0].client;
+    let mut a = Client::connect(addr).unwrap();
+    let name = auction_proto::msg::auction::BidderName::new("dora").unwrap();
+    let first = a.send(RequestNo(3), RequestBody::Register { name: name.clone() }).unwrap();
+    // The same request again, on a new connection (as after a lost answer).
+    let mut b = Client::connect_as(addr, a.id, a.seen).unwrap();
+    let again = b.send(RequestNo(3), RequestBody::Register { name: name.clone() }).unwrap();
+    let (Ok(Reply::Registered { token: t1, .. }), Ok(Reply::Registered { token: t2, .. })) =
+        (&first.result, &again.result)
+    else {
+        panic!("{first:?} / {again:?}")
+    };
+    assert_eq!(t1, t2);
+    let login = b.request(RequestBody::Login { name, token: t2.clone() }).unwrap();
+    assert!(login.result.is_ok(), "{login:?}");
+}

@@ -201,6 +201,8 @@ pub struct Client {
     next: u64,
     pub seen: Seq,
     pub events: Vec<PushEvent>,
+    /// The token of the last bidder registered through this client.
+    pub last_token: Option<String>,
 }
 
 impl Client {
@@ -214,7 +216,15 @@ impl Client {
         let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
         stream.set_read_timeout(Some(Duration::from_secs(15)))?;
         stream.set_nodelay(true)?;
-        let mut c = Self { stream, buf: Vec::new(), id, next: 1, seen, events: Vec::new() };
+        let mut c = Self {
+            stream,
+            buf: Vec::new(),
+            id,
+            next: 1,
+            seen,
+            events: Vec::new(),
+            last_token: None,
+        };
         let r = c.request(RequestBody::Hello { client: id, seen })?;
         if r.result.is_err() {
             return Err(std::io::Error::other(format!("hello refused: {:?}", r.result)));
@@ -281,6 +291,7 @@ impl Client {
         };
         let r = self.request(RequestBody::Login { name, token: token.clone() }).unwrap();
         assert!(r.result.is_ok(), "login: {:?}", r.result);
+        self.last_token = Some(token.clone());
         token
     }
 

@@ -259,6 +259,9 @@ pub enum ClientError {
         /// The leader this server knows of.
         leader: Option<NodeId>,
     },
+    /// The answer would exceed the client frame limit; nothing changed. Ask for less (e.g.
+    /// open auctions only).
+    TooLarge,
 }
 
 /// An event pushed to a subscribed client.
