@@ -44,6 +44,9 @@ pub enum NodeError {
     /// The storage writer failed (a failed fsync cannot be retried safely): the node stops.
     #[error("storage failed: {0}")]
     StorageFailed(std::sync::Arc<StorageError>),
+    /// The replica cannot go on without diverging; the node stops.
+    #[error("halted: {0}")]
+    Halted(&'static str),
     /// The protocol state could not be built from what was recovered.
     #[error("cannot start the replica: {0}")]
     Replica(#[from] auction_replica::ReplicaError),
@@ -294,6 +297,7 @@ impl Driver {
                     }
                 }
                 Action::Events { seq, at, events } => self.sessions.push(seq, at, &events),
+                Action::Halt { reason } => return Err(NodeError::Halted(reason)),
                 // Only emitted when observation is switched on (simulations); the node is not.
                 Action::Applied { .. } => {}
                 Action::Role { role, term, leader } => {

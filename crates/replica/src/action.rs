@@ -95,6 +95,12 @@ pub enum Action {
         /// The leader known now.
         leader: Option<NodeId>,
     },
+    /// The replica cannot go on without diverging (a snapshot from a member does not decode
+    /// into a state machine): the driver must stop the node. Nothing after it is valid.
+    Halt {
+        /// What happened.
+        reason: &'static str,
+    },
 }
 
 /// Why [`crate::Replica::submit`] refused a command. Nothing changed in any variant.

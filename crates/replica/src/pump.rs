@@ -129,7 +129,13 @@ impl<R: RngCore> Replica<R> {
             O::InstallSnapshot { id, snapshot } => {
                 match AuctionMachine::restore(&snapshot.bytes) {
                     Ok(m) => self.machine = m,
-                    Err(_) => self.stats.restore_failures += 1,
+                    Err(_) => {
+                        // Installing the log without the state would diverge silently.
+                        self.stats.restore_failures += 1;
+                        let reason = "a snapshot from a member does not decode";
+                        self.actions.push_back(Action::Halt { reason });
+                        return;
+                    }
                 }
                 self.last_snapshot = snapshot.last_included.seq;
                 self.actions.push_back(Action::InstallSnapshot { id, snapshot });

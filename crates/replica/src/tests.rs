@@ -60,3 +60,29 @@ fn join_waits_to_be_added() {
     assert!(!r.is_member());
     assert_eq!(r.leader(), None);
 }
+
+#[test]
+fn a_snapshot_that_does_not_decode_halts_the_replica() {
+    use auction_proto::msg::peer::{OrderingMsg, PeerBody};
+    use auction_proto::{LogPosition, Term};
+    let now = Instant::now();
+    let rng = ChaCha8Rng::seed_from_u64(1);
+    let cfg = ReplicaConfig::default();
+    let mut r = Replica::new(info(2), Start::Join, Durable::default(), cfg, rng, now).unwrap();
+    drain(&mut r, now);
+    let snapshot = OrderingMsg::Snapshot {
+        term: Term(1),
+        last_included: LogPosition { term: Term(1), seq: Seq(10) },
+        members: vec![info(1), info(2)],
+        offset: 0,
+        chunk: vec![0xff; 64],
+        done: true,
+    };
+    r.handle_peer(info(1).node, Incarnation(1), PeerBody::Ordering(snapshot), now);
+    let actions = drain(&mut r, now);
+    assert!(
+        actions.iter().any(|a| matches!(a, Action::Halt { .. })),
+        "garbage state must stop the node, not be installed: {actions:?}"
+    );
+    assert!(!actions.iter().any(|a| matches!(a, Action::InstallSnapshot { .. })));
+}

@@ -130,6 +130,8 @@ impl SimServer {
                 }
             }
             Action::Applied { entry } => self.applied.push(Applied::Entry(entry)),
+            // Snapshots in the simulation come from real replicas and always decode.
+            Action::Halt { reason } => panic!("{} halted: {reason}", self.name()),
             Action::Events { .. } => {}
             Action::Role { role, term, leader } => {
                 if self.trace {
