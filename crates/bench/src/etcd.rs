@@ -49,13 +49,7 @@ pub(crate) async fn run(
     for (i, c) in clients.into_iter().enumerate() {
         running.spawn(bidder(c, keys.clone(), window, i as u64));
     }
-    let mut done = ClientsDone { recorders: Vec::new(), retries: 0, window };
-    while let Some(r) = running.join_next().await {
-        let (rec, retries) = r.context("client task")??;
-        done.recorders.push(rec);
-        done.retries += retries;
-    }
-    Ok(done)
+    ClientsDone::collect(running, window).await
 }
 
 async fn bidder(

@@ -43,6 +43,22 @@ pub(crate) struct ClientsDone {
     pub(crate) window: Window,
 }
 
+impl ClientsDone {
+    /// Waits for every client task of the measured window and gathers what they recorded.
+    pub(crate) async fn collect(
+        mut running: JoinSet<anyhow::Result<(Recorder, u64)>>,
+        window: Window,
+    ) -> anyhow::Result<Self> {
+        let mut done = Self { recorders: Vec::new(), retries: 0, window };
+        while let Some(r) = running.join_next().await {
+            let (rec, retries) = r.context("client task")??;
+            done.recorders.push(rec);
+            done.retries += retries;
+        }
+        Ok(done)
+    }
+}
+
 /// A client config for the `i`-th client.
 pub(crate) fn client_config(servers: &[SocketAddr], i: usize) -> ClientConfig {
     ClientConfig {
@@ -110,13 +126,7 @@ pub(crate) async fn run(
         let auctions = auctions.to_vec();
         running.spawn(bidder(c, auctions, window, i as u64));
     }
-    let mut done = ClientsDone { recorders: Vec::new(), retries: 0, window };
-    while let Some(r) = running.join_next().await {
-        let (rec, retries) = r.context("client task")??;
-        done.recorders.push(rec);
-        done.retries += retries;
-    }
-    Ok(done)
+    ClientsDone::collect(running, window).await
 }
 
 /// One bidder's loop: a random auction, an amount just above the last price it saw there.

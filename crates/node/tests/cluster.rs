@@ -9,18 +9,7 @@ use std::time::Duration;
 use auction_proto::msg::auction::{AuctionState, Outcome, RejectReason};
 use auction_proto::msg::client::{ClientError, ListFilter, Reply, RequestBody, ServerToClient};
 use auction_proto::{Amount, AuctionId, RequestNo};
-use common::{Client, TestCluster, outcome, spec};
-
-fn open_auction(c: &mut Client, title: &str) -> AuctionId {
-    match outcome(&c.retry(RequestBody::Open { spec: spec(title, 30) })) {
-        Outcome::Opened { auction, .. } => auction,
-        o => panic!("open: {o:?}"),
-    }
-}
-
-fn bid(c: &mut Client, auction: AuctionId, minor: u64) -> Outcome {
-    outcome(&c.retry(RequestBody::Bid { auction, amount: Amount::from_minor(minor) }))
-}
+use common::{Client, TestCluster, bid, open_auction, outcome};
 
 /// History of `auction` as server `i` sees it once it has applied `seq`.
 fn history_at(

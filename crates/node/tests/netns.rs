@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use auction_proto::msg::auction::{BidRecord, Outcome};
 use auction_proto::msg::client::{ClientError, NodeReport, Reply, RequestBody};
 use auction_proto::{Amount, AuctionId, Seq};
-use common::{Client, outcome, spec};
+use common::{Client, bid, open_auction};
 use netns_util::{Lan, can_run};
 
 /// One LAN at a time: the tests' failure detectors run on 200 ms probes, and three clusters
@@ -83,17 +83,6 @@ fn logged_in(addr: SocketAddr, name: &str) -> Client {
     let mut c = Client::connect(addr).unwrap();
     c.register_and_login(name);
     c
-}
-
-fn open_auction(c: &mut Client, title: &str) -> AuctionId {
-    match outcome(&c.retry(RequestBody::Open { spec: spec(title, 30) })) {
-        Outcome::Opened { auction, .. } => auction,
-        o => panic!("open: {o:?}"),
-    }
-}
-
-fn bid(c: &mut Client, auction: AuctionId, minor: u64) -> Outcome {
-    outcome(&c.retry(RequestBody::Bid { auction, amount: Amount::from_minor(minor) }))
 }
 
 /// The history of `auction` at `addr` once that server has applied `seq`.

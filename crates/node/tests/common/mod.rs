@@ -330,6 +330,19 @@ pub fn history_if_applied(
     }
 }
 
+/// Opens a 30-minute auction (retrying while unavailable) and returns its id.
+pub fn open_auction(c: &mut Client, title: &str) -> auction_proto::AuctionId {
+    match outcome(&c.retry(RequestBody::Open { spec: spec(title, 30) })) {
+        Outcome::Opened { auction, .. } => auction,
+        o => panic!("open: {o:?}"),
+    }
+}
+
+/// A plain bid of `minor` cents (retrying while unavailable); its outcome.
+pub fn bid(c: &mut Client, auction: auction_proto::AuctionId, minor: u64) -> Outcome {
+    outcome(&c.retry(RequestBody::Bid { auction, amount: Amount::from_minor(minor) }))
+}
+
 /// A simple auction specification.
 pub fn spec(title: &str, minutes: u64) -> AuctionSpec {
     AuctionSpec {
