@@ -20,6 +20,9 @@ use tracing::debug;
 
 /// Messages queued to one client before it counts as too slow.
 pub const OUT_QUEUE: usize = 1024;
+/// Requests one connection may have unanswered; at the limit its socket is not read (TCP
+/// back-pressure on that client alone), so one client cannot fill the driver's queue.
+pub const MAX_IN_FLIGHT: usize = 128;
 
 /// Identifies one connection for the node's lifetime.
 pub type ConnId = u64;
@@ -103,26 +106,31 @@ async fn connection(
     if events.send(ClientEvent::Opened { conn, addr, tx: tx.clone(), kill }).await.is_err() {
         return;
     }
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT));
+    let answered = slots.clone();
     let writer = tokio::spawn(async move {
         let codec = ClientCodec::default();
         let mut buf = Vec::with_capacity(16 * 1024);
         while let Some(msg) = rx.recv().await {
             buf.clear();
-            encode_or_refuse(&codec, &msg, &mut buf);
-            while buf.len() < 64 * 1024 {
-                match rx.try_recv() {
-                    Ok(m) => encode_or_refuse(&codec, &m, &mut buf),
-                    Err(_) => break,
+            let mut responses = 0;
+            let mut next = Some(msg);
+            while let Some(m) = next.take() {
+                responses += usize::from(matches!(m, ServerToClient::Response(_)));
+                encode_or_refuse(&codec, &m, &mut buf);
+                if buf.len() < 64 * 1024 {
+                    next = rx.try_recv().ok();
                 }
             }
             if wr.write_all(&buf).await.is_err() {
                 return;
             }
+            answered.add_permits(responses);
         }
         let _ = wr.shutdown().await;
     });
     tokio::select! {
-        () = read_requests(conn, &mut rd, &events, &tx, idle) => {}
+        () = read_requests(conn, &mut rd, &events, &tx, &slots, idle) => {}
         _ = &mut killed => {}
     }
     drop(tx);
@@ -139,6 +147,7 @@ async fn read_requests(
     rd: &mut tokio::net::tcp::OwnedReadHalf,
     events: &mpsc::Sender<ClientEvent>,
     tx: &mpsc::Sender<ServerToClient>,
+    slots: &tokio::sync::Semaphore,
     idle: Duration,
 ) {
     let codec = ClientCodec::default();
@@ -151,6 +160,11 @@ async fn read_requests(
                     buf.drain(..used);
                     let ClientToServer::Request(req) = msg else { continue };
                     let no = req.no;
+                    // Every request gets exactly one response; the writer returns the slot.
+                    match slots.acquire().await {
+                        Ok(permit) => permit.forget(),
+                        Err(_) => return,
+                    }
                     if events.try_send(ClientEvent::Request { conn, req }).is_err() {
                         // The driver is saturated: refuse instead of queueing without bound.
                         let _ = tx.try_send(error(no, ClientError::Overloaded));

@@ -345,3 +345,30 @@ fn a_retried_register_gives_the_token_that_was_committed() {
     let login = b.request(RequestBody::Login { name, token: t2.clone() }).unwrap();
     assert!(login.result.is_ok(), "{login:?}");
 }
+
+#[test]
+fn a_client_pipelining_many_requests_gets_every_answer() {
+    use auction_proto::msg::client::{ClientToServer, Request};
+    let cluster = TestCluster::start(1);
+    let mut c = Client::connect(cluster.nodes[0].client).unwrap();
+    // More than one connection may have in flight: the server reads the rest as it answers.
+    let n = 3 * auction_node::clients::MAX_IN_FLIGHT as u64;
+    let codec = auction_proto::ClientCodec::default();
+    let mut bytes = Vec::new();
+    for no in 1000..1000 + n {
+        let req = ClientToServer::Request(Request { no: RequestNo(no), body: RequestBody::Whoami });
+        codec.encode_into(&req, &mut bytes).unwrap();
+    }
+    c.write_raw(&bytes).unwrap();
+    let mut answered = Vec::new();
+    while (answered.len() as u64) < n {
+        match c.read().unwrap() {
+            ServerToClient::Response(r) => {
+                assert_eq!(r.result, Ok(Reply::Identity { name: None }));
+                answered.push(r.no.0);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(answered, (1000..1000 + n).collect::<Vec<_>>(), "every request, in order");
+}
