@@ -50,11 +50,15 @@ pub(crate) struct Round {
     pub(crate) elected_forwarded: bool,
     /// The last message sent and to whom, resent if that successor is declared down.
     pub(crate) last_sent: Option<(NodeId, ElectionMsg)>,
+    /// The largest candidate passed on while this node was outside its own configuration
+    /// (see `Election::relay_token`). Kept apart from `best_sent`: a relay has no candidate of
+    /// its own to compare with.
+    pub(crate) relayed: Option<Candidate>,
 }
 
 impl Round {
     fn new(own: Candidate) -> Self {
-        Self { own, best_sent: None, elected_forwarded: false, last_sent: None }
+        Self { own, best_sent: None, elected_forwarded: false, last_sent: None, relayed: None }
     }
 }
 
@@ -191,8 +195,10 @@ impl<R: RngCore> Election<R> {
     ///
     /// # Errors
     /// The message is ignored (state unchanged, no action) if its term is older than the
-    /// node's, if this node is not a member, if the node knows a leader in its term and the
-    /// message's candidate or leader is not a member, or if its path is oversized.
+    /// node's, if the node knows a leader in its term and the message's candidate or leader
+    /// is not a member, or if its path is oversized. A node outside its own configuration
+    /// takes part as a relay: it passes tokens on without a candidacy of its own and may
+    /// accept a leader, but never starts an election or leads.
     pub fn handle_message(
         &mut self,
         _from: NodeId,
@@ -352,13 +358,13 @@ impl<R: RngCore> Election<R> {
         // `Ring::is_majority`, so a relay adds no vote), and the subject (candidate, leader)
         // only while this node knows a leader in its term: a node removed without knowing it
         // cannot depose a working leader, and a node without one has nothing to protect.
+        // Nor is this node's own membership checked: a node re-added while its log still holds
+        // its removal is routed through by the others and must relay (seed 163, 8 s of
+        // faults); outside its configuration it only relays and accepts (`relay_token`).
         let (subject, len) = match msg {
             ElectionMsg::Token { candidate, visited, .. } => (candidate.node, visited.len()),
             ElectionMsg::Elected { leader, participants, .. } => (*leader, participants.len()),
         };
-        if !self.ring.is_member(self.me) {
-            return Err(ElectionError::NotMember { node: self.me });
-        }
         let open = matches!(self.role, Role::Idle | Role::Electing { .. });
         if !open && !self.ring.is_member(subject) {
             return Err(ElectionError::NotMember { node: subject });

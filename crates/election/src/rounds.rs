@@ -45,6 +45,10 @@ impl<R: RngCore> Election<R> {
             let deadline = self.deadline(now);
             self.role = Role::Electing { deadline };
         }
+        if !self.ring.is_member(self.me) {
+            self.relay_token(candidate, visited);
+            return;
+        }
         let own = self.round.own;
         if candidate.node == self.me {
             if candidate == own && self.round.best_sent == Some(own) {
@@ -65,6 +69,27 @@ impl<R: RngCore> Election<R> {
         } else {
             self.pass_token(own, vec![self.me]);
         }
+    }
+
+    /// A node outside its own configuration (removed, or re-added while its log does not show
+    /// it yet) passes the largest candidate it has seen in the term on, adding itself to the
+    /// path, without comparing it with a candidacy of its own: it has none, since it never
+    /// starts an election. The others may route their ring through it; without this they
+    /// never elect (sim seed 163). Its place on the path counts as a vote only in the
+    /// configurations that hold it (`Ring::is_majority`), exactly as a member's does: the
+    /// acceptance it may give later is durable and unique per term like anyone's, and safety
+    /// rests on nothing else (docs/election.md).
+    fn relay_token(&mut self, candidate: Candidate, mut visited: Vec<NodeId>) {
+        if candidate.node == self.me || self.round.relayed.is_some_and(|r| r >= candidate) {
+            // Our own token from before the removal, or (LCR) smaller than what we already
+            // passed on, or a duplicate.
+            return;
+        }
+        self.round.relayed = Some(candidate);
+        if !visited.contains(&self.me) {
+            visited.push(self.me);
+        }
+        self.pass_token(candidate, visited);
     }
 
     /// Our own token came back having passed through `visited`.
@@ -103,12 +128,15 @@ impl<R: RngCore> Election<R> {
     }
 
     /// Accepts `leader` for the term if this node has not accepted another and sent on
-    /// `leader`'s token as its best candidate (so `leader` is at least its own candidate).
+    /// `leader`'s token as its best candidate (so `leader` is at least its own candidate), or
+    /// relayed it as the largest while outside its configuration.
     /// Returns whether `leader` is the accepted one.
     fn try_accept(&mut self, leader: NodeId) -> bool {
         match self.accepted {
             Some(accepted) => accepted == leader,
-            None if self.round.best_sent.is_some_and(|best| best.node == leader) => {
+            None if self.round.best_sent.is_some_and(|best| best.node == leader)
+                || self.round.relayed.is_some_and(|r| r.node == leader) =>
+            {
                 self.accepted = Some(leader);
                 self.push(Action::PersistTerm { term: self.term, accepted: Some(leader) });
                 true

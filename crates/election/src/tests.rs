@@ -252,6 +252,37 @@ fn an_outsiders_candidacy_is_taken_only_without_a_leader() {
     assert_eq!(drain(&mut f), vec![]);
 }
 
+/// Sim seed 163 with 8 s of faults: node 3 was removed and re-added, but its own log still
+/// ends with the removal, while the others route their ring 2 -> 3 -> 1 through it. It must
+/// relay (adding itself to the path) and may accept, or no leader is ever elected; it never
+/// puts itself forward, even with a larger candidate than the one it relays, and never starts
+/// an election of its own.
+#[test]
+fn a_node_outside_its_own_configuration_relays_and_accepts() {
+    let now = Instant::now();
+    let mut c = node(3, &[1, 2]);
+    c.handle_last_log(LogPosition { term: Term(5), seq: Seq(900) });
+    c.handle_message(id(2), token(7, cand(2), &[2]), now).unwrap();
+    assert_eq!(drain(&mut c), vec![persist(7, None), send(1, token(7, cand(2), &[2, 3]))]);
+    // A smaller candidate (and a duplicate) of the term is swallowed, as in LCR.
+    c.handle_message(id(2), token(7, cand(1), &[1, 2]), now).unwrap();
+    c.handle_message(id(2), token(7, cand(2), &[2]), now).unwrap();
+    assert_eq!(drain(&mut c), vec![]);
+    // It accepts the leader whose token it relayed, and follows it.
+    c.handle_message(id(2), elected(7, 2, &[2]), now).unwrap();
+    let follow = Action::FollowLeader { term: Term(7), leader: id(2) };
+    assert_eq!(drain(&mut c), vec![persist(7, Some(2)), follow, send(1, elected(7, 2, &[2, 3]))]);
+    assert_eq!(c.leader(), Some(id(2)));
+    // Its deadline passing, or a lost leader, starts nothing: it has no candidacy.
+    let mut d = node(3, &[1, 2]);
+    d.handle_message(id(2), token(4, cand(2), &[2]), now).unwrap();
+    drain(&mut d);
+    d.handle_timeout(now + TIMEOUT * 2);
+    d.handle_leader_lost(now + TIMEOUT * 2);
+    assert_eq!(drain(&mut d), vec![]);
+    assert_eq!((d.term(), d.status()), (Term(4), Status::Idle));
+}
+
 #[test]
 fn higher_term_makes_a_follower_step_down_and_join() {
     let now = Instant::now();
