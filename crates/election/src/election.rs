@@ -241,6 +241,19 @@ impl<R: RngCore> Election<R> {
         self.debug_check();
     }
 
+    /// A newer `term` was seen outside the election, with no leader known for it (the
+    /// ordering layer heard it from a peer that has no leader either). The node adopts it:
+    /// its vote is reset, it steps down if it led or followed, and it is `Idle`, so its next
+    /// election (or the next token it sees) runs in `term + 1` or later. Without this, a
+    /// leader deposed by a newer term kept electing from its own stale term, and every token it
+    /// sent was refused by the nodes at the newer term (sim seed 403 with 8 s of faults).
+    pub fn handle_term(&mut self, term: Term) {
+        if term > self.term {
+            self.enter_term(term);
+        }
+        self.debug_check();
+    }
+
     /// The clock reached [`Election::poll_timeout`]: the running round failed, retry with
     /// `term + 1`. Early and repeated calls do nothing.
     pub fn handle_timeout(&mut self, now: Instant) {

@@ -283,6 +283,29 @@ fn a_node_outside_its_own_configuration_relays_and_accepts() {
     assert_eq!((d.term(), d.status()), (Term(4), Status::Idle));
 }
 
+/// Sim seed 403 with 8 s of faults: a leader of term 1 heard of term 23 only through the
+/// ordering layer (a peer without a leader answered `NotLeader` in term 23). It must adopt the
+/// term before electing, or its tokens of terms 2, 3, ... are refused by every node at 23.
+#[test]
+fn a_term_seen_elsewhere_is_adopted_before_electing() {
+    let now = Instant::now();
+    let mut a = node(1, &[1, 2, 3]);
+    a.start(now);
+    a.handle_message(id(3), token(1, cand(1), &[1, 2, 3]), now).unwrap();
+    a.handle_message(id(3), elected(1, 1, &[1, 2, 3]), now).unwrap();
+    assert!(a.is_leader());
+    drain(&mut a);
+    a.handle_term(Term(23));
+    assert_eq!(drain(&mut a), vec![persist(23, None), Action::StepDown { term: Term(23) }]);
+    assert_eq!((a.term(), a.status()), (Term(23), Status::Idle));
+    a.handle_leader_lost(now);
+    assert_eq!(drain(&mut a), vec![persist(24, None), send(2, token(24, cand(1), &[1]))]);
+    // An older or equal term changes nothing.
+    a.handle_term(Term(23));
+    a.handle_term(Term(24));
+    assert_eq!(drain(&mut a), vec![]);
+}
+
 #[test]
 fn higher_term_makes_a_follower_step_down_and_join() {
     let now = Instant::now();

@@ -235,11 +235,19 @@ impl<R: RngCore> Replica<R> {
             self.last_log = last;
             self.election.handle_last_log(last);
         }
-        if self.ordering.term() > self.election.term() {
+        let term = self.ordering.term();
+        if term > self.election.term() {
             match self.ordering.leader().filter(|l| *l != self.me.node) {
-                Some(l) => self.election.handle_leader_heard(l, self.ordering.term()),
-                None if self.election.is_leader() => self.election.handle_leader_lost(now),
-                None => {}
+                Some(l) => self.election.handle_leader_heard(l, term),
+                None => {
+                    // Adopt the term first: an election from the stale term would only send
+                    // tokens the nodes at `term` refuse (sim seed 403).
+                    let was_leader = self.election.is_leader();
+                    self.election.handle_term(term);
+                    if was_leader {
+                        self.election.handle_leader_lost(now);
+                    }
+                }
             }
         }
         let idle = self.election.status() == auction_election::Status::Idle;

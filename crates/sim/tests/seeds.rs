@@ -145,6 +145,30 @@ fn election_passes_on_a_re_added_members_token() {
     assert_passes(long(107, 10, 5));
 }
 
+/// Seed 163, 8 s of faults: node 3 was removed and re-added, but its own log still ended with
+/// the removal; it refused every election message while the others routed their ring through
+/// it, so no leader was elected (every request pending at the end). Fixed by letting a node
+/// outside its own configuration relay; seeds 435 and 659 (10 s), also leaderless at the end,
+/// passed with the same fix.
+#[test]
+fn election_relayed_by_a_node_whose_log_lacks_its_re_add() {
+    assert_passes(long(163, 8, 4));
+    assert_passes(long(435, 10, 5));
+    assert_passes(long(659, 10, 5));
+}
+
+/// Seed 403, 8 s of faults: the leader of term 1 learned term 23 from an ordering `NotLeader`
+/// only; its election started from term 2 and every token it sent was refused as stale by the
+/// nodes at term 23 and above. Fixed by adopting a term the ordering layer saw
+/// (`Election::handle_term`); seeds 886 (8 s) and 906 (10 s), still leaderless after the
+/// relay fix, passed with this one.
+#[test]
+fn election_adopts_a_term_seen_by_the_ordering_layer() {
+    assert_passes(long(403, 8, 4));
+    assert_passes(long(886, 8, 4));
+    assert_passes(long(906, 10, 5));
+}
+
 /// Seeds 39 (10 s of faults) and 211 (8 s): correct commits counted in a configuration
 /// appended after the entry (in force on append) were reported as `commit-majority`.
 #[test]
