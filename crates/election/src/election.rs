@@ -194,18 +194,24 @@ impl<R: RngCore> Election<R> {
     /// this node's configuration: see `accept_message`).
     ///
     /// # Errors
-    /// The message is ignored (state unchanged, no action) if its term is older than the
-    /// node's, if the node knows a leader in its term and the message's candidate or leader
+    /// The message is ignored (state unchanged, no action) if the node knows a leader in its term and the message's candidate or leader
     /// is not a member, or if its path is oversized. A node outside its own configuration
     /// takes part as a relay: it passes tokens on without a candidacy of its own and may
-    /// accept a leader, but never starts an election or leads.
+    /// accept a leader, but never starts an election or leads. A message of an older term is
+    /// refused too, but answered (see `answer_stale`) while this node knows no leader.
     pub fn handle_message(
         &mut self,
-        _from: NodeId,
+        from: NodeId,
         msg: ElectionMsg,
         now: Instant,
     ) -> Result<(), ElectionError> {
-        self.accept_message(&msg)?;
+        if let Err(err) = self.accept_message(&msg) {
+            if matches!(err, ElectionError::StaleTerm { .. }) {
+                self.answer_stale(from, now);
+            }
+            self.debug_check();
+            return Err(err);
+        }
         let term = message_term(&msg);
         if term > self.term {
             self.enter_term(term);
@@ -387,6 +393,33 @@ impl<R: RngCore> Election<R> {
             return Err(ElectionError::OversizedPath { len, limit });
         }
         Ok(())
+    }
+
+    /// `from` sent a message of an older term: it has not heard of this one, and LCR alone
+    /// would never tell it (tokens only travel forward and nodes at a newer term drop older
+    /// ones). With two groups of nodes at different terms, the lower group's tokens die at
+    /// the first node of the higher one, while the higher group's tokens may never reach the
+    /// lower group around a ring whose nodes disagree about the configuration, so no election
+    /// completes (sim seed 859 with 8 s of faults). So a member that knows no leader in its
+    /// term answers with a token of its term: its best candidate so far (its own if none),
+    /// with itself as the path. The sender adopts the term and joins, as with any newer
+    /// token. A node that knows its leader does not answer: the leader's ordering traffic
+    /// reaches every member of its configuration (`handle_leader_heard`).
+    /// Each stale message is answered at most once, so this adds no more messages than it
+    /// receives; it does not touch safety, which rests on the acceptance round only.
+    fn answer_stale(&mut self, from: NodeId, now: Instant) {
+        let open =
+            matches!(self.role, Role::Idle | Role::Electing { .. } | Role::Announcing { .. });
+        if from == self.me || !open || !self.ring.is_member(self.me) {
+            return;
+        }
+        if self.role == Role::Idle && self.accepted.is_none() {
+            let deadline = self.deadline(now);
+            self.role = Role::Electing { deadline };
+        }
+        let candidate = *self.round.best_sent.get_or_insert(self.round.own);
+        let msg = ElectionMsg::Token { term: self.term, candidate, visited: vec![self.me] };
+        self.push(Action::Send { to: from, msg });
     }
 
     pub(crate) fn push(&mut self, action: Action) {

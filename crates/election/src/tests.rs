@@ -175,15 +175,31 @@ fn smaller_and_duplicate_tokens_are_swallowed() {
     assert_eq!(drain(&mut b), vec![], "a duplicate is forwarded once");
 }
 
+/// A stale message is refused, and answered with a token of the newer term while the node
+/// knows no leader (sim seed 859 with 8 s of faults: two groups at terms 20 and 43 never met,
+/// the lower group's tokens dying at the first node of the higher one).
 #[test]
-fn stale_terms_are_rejected_without_effect() {
+fn stale_terms_are_refused_and_answered_with_the_newer_term() {
     let now = Instant::now();
     let persisted = PersistentState { term: Term(4), accepted: None };
     let mut b = node_with(2, &[1, 2, 3], persisted, no_backoff());
     let err = b.handle_message(id(1), token(3, cand(1), &[1]), now);
     assert_eq!(err, Err(ElectionError::StaleTerm { got: Term(3), current: Term(4) }));
-    assert_eq!(drain(&mut b), vec![]);
-    assert_eq!(b.status(), Status::Idle);
+    assert_eq!(drain(&mut b), vec![send(1, token(4, cand(2), &[2]))]);
+    assert_eq!((b.term(), b.status()), (Term(4), Status::Electing));
+    // The sender adopts the term and runs its own (larger) candidate in it.
+    let mut a = node(1, &[1, 2, 3]);
+    a.handle_last_log(LogPosition { term: Term(1), seq: Seq(9) });
+    a.handle_message(id(2), token(4, cand(2), &[2]), now).unwrap();
+    let big = Candidate { last_log: LogPosition { term: Term(1), seq: Seq(9) }, node: id(1) };
+    assert_eq!(drain(&mut a), vec![persist(4, None), send(2, token(4, big, &[1]))]);
+    // A follower does not answer: its leader's traffic tells the sender.
+    let mut f = node(2, &[1, 2, 3]);
+    f.handle_leader_heard(id(3), Term(6));
+    drain(&mut f);
+    let err = f.handle_message(id(1), token(3, cand(1), &[1]), now);
+    assert_eq!(err, Err(ElectionError::StaleTerm { got: Term(3), current: Term(6) }));
+    assert_eq!(drain(&mut f), vec![]);
 }
 
 #[test]

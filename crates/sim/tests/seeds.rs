@@ -169,6 +169,17 @@ fn election_adopts_a_term_seen_by_the_ordering_layer() {
     assert_passes(long(906, 10, 5));
 }
 
+/// Seed 859, 8 s of faults (and 107 at 12 s): after the heal, nodes 1 and 5 elected at terms
+/// around 20 and nodes 2 and 3 at terms around 43; the lower group's tokens died at node 2
+/// as stale, the higher group's never reached the lower one (node 4 followed an old leader and
+/// refused node 3's candidacy), so no leader emerged. Fixed by answering a stale message with
+/// a token of the newer term (`Election::handle_message`).
+#[test]
+fn election_answers_a_stale_term() {
+    assert_passes(long(859, 8, 4));
+    assert_passes(long(107, 12, 6));
+}
+
 /// Seeds 39 (10 s of faults) and 211 (8 s): correct commits counted in a configuration
 /// appended after the entry (in force on append) were reported as `commit-majority`.
 #[test]
