@@ -147,6 +147,18 @@ impl Ordering {
         self.leader
     }
 
+    /// Whether this follower's leader has removed itself: the latest configuration, which
+    /// does not hold the leader, is in the part of the log known to equal the leader's. Such
+    /// a leader stops leading once the removal commits, perhaps before this follower learns
+    /// of the commit, so the follower should elect a new leader (whose view change adopts the
+    /// removal from a majority and commits it). `false` while the follower is not yet in sync
+    /// with the leader: a follower behind may lack the re-adding of its leader.
+    pub fn leader_removed(&self) -> bool {
+        let Some(l) = self.leader.filter(|l| *l != self.me) else { return false };
+        let Some(matched) = self.matched else { return false };
+        !self.log.is_member(l) && self.log.last_config_seq().is_some_and(|s| s <= matched)
+    }
+
     /// Whether this node leads and has finished its view change.
     pub fn is_leading(&self) -> bool {
         self.leading.as_ref().is_some_and(LeaderState::is_active)

@@ -237,3 +237,43 @@ fn one_configuration_change_at_a_time() {
         Err(OrderingError::InvalidConfigChange { node: node(2) })
     );
 }
+
+/// Sim seed 442 with 8 s of faults: a leader whose removal committed stopped leading before
+/// its followers learned of the commit, and they followed it for good. A follower in sync
+/// with its leader whose log removes that leader reports it; one not yet in sync does not
+/// (a follower behind may lack its leader's re-add: sim seed 107).
+#[test]
+fn a_follower_reports_a_leader_that_removed_itself_only_once_in_sync() {
+    let now = Instant::now();
+    let mut f = bootstrapped(2, now);
+    let removal = LogEntry {
+        term: Term(0),
+        seq: Seq(2),
+        timestamp: Timestamp(2),
+        payload: EntryPayload::Config(ConfigChange::RemoveMember(node(1))),
+    };
+    f.handle_message(node(1), OrderingMsg::StartView { term: Term(1), commit: Seq(0) }, now);
+    assert!(!f.leader_removed(), "a leader in the configuration");
+    // Not yet in sync: the removal arrives out of a view change, held back.
+    f.handle_message(
+        node(1),
+        OrderingMsg::Order { term: Term(1), entries: vec![removal.clone()], commit: Seq(0) },
+        now,
+    );
+    assert!(!f.leader_removed(), "not in sync with the leader yet");
+    let boot = f.entry(Seq(1)).cloned().unwrap();
+    let nv = OrderingMsg::NewView {
+        term: Term(1),
+        from: Seq(1),
+        entries: vec![boot, removal],
+        commit: Seq(0),
+    };
+    f.handle_message(node(1), nv, now);
+    assert!(!f.members().iter().any(|m| m.node == node(1)));
+    assert!(f.leader_removed(), "in sync, and the shared log removes the leader");
+    // The same node elected in a newer term (re-added in logs this follower lacks): not in
+    // sync with it in that term, so not reported though this log removes it.
+    f.handle_leader(Term(2), node(1), now).unwrap();
+    assert_eq!(f.leader(), Some(node(1)));
+    assert!(!f.leader_removed(), "not in sync with the leader of term 2");
+}

@@ -250,6 +250,15 @@ impl<R: RngCore> Replica<R> {
                 }
             }
         }
+        // A leader that removed itself stops leading once the removal commits, perhaps before
+        // its followers learn of the commit; nothing else would tell them to elect, since the
+        // old leader is alive (sim seed 442 with 8 s of faults: both followers kept following
+        // it for good).
+        if self.ordering.leader_removed()
+            && matches!(self.election.status(), auction_election::Status::Following(_))
+        {
+            self.election.handle_leader_lost(now);
+        }
         let idle = self.election.status() == auction_election::Status::Idle;
         if self.is_member() && idle && self.leader().is_none() && self.leaving.is_none() {
             self.leaderless_since.get_or_insert(now);

@@ -180,6 +180,17 @@ fn election_answers_a_stale_term() {
     assert_passes(long(107, 12, 6));
 }
 
+/// Seed 442, 8 s of faults: the leader of term 14 adopted its own removal in its view change,
+/// committed it and stopped leading; its followers had not learned of the commit and followed
+/// the live old leader for good. Fixed by `Ordering::leader_removed`: a follower in sync with
+/// a leader that its log removes elects. Seed 107 at 8 s checks that a follower *behind* (its
+/// log removes the leader, which was re-added since) keeps following.
+#[test]
+fn followers_of_a_leader_that_removed_itself_elect() {
+    assert_passes(long(442, 8, 4));
+    assert_passes(long(107, 8, 4));
+}
+
 /// Seeds 39 (10 s of faults) and 211 (8 s): correct commits counted in a configuration
 /// appended after the entry (in force on append) were reported as `commit-majority`.
 #[test]
