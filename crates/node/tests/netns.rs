@@ -14,7 +14,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use auction_proto::msg::auction::{BidRecord, Outcome};
-use auction_proto::msg::client::{ClientError, NodeReport, Reply, RequestBody};
+use auction_proto::msg::client::{ClientError, NodeReport, RequestBody};
 use auction_proto::{Amount, AuctionId, Seq};
 use common::{Client, bid, open_auction};
 use netns_util::{Lan, can_run};
@@ -27,14 +27,6 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn report(addr: SocketAddr) -> Option<NodeReport> {
-    let mut c = Client::connect(addr).ok()?;
-    match c.request(RequestBody::Report).ok()?.result {
-        Ok(Reply::Report(r)) => Some(r),
-        _ => None,
-    }
-}
-
 /// Polls `cond` every 100 ms until it holds; panics after `limit` with `what` and the
 /// hosts' reports.
 fn wait_until(lan: &Lan, limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
@@ -45,22 +37,8 @@ fn wait_until(lan: &Lan, limit: Duration, what: &str, mut cond: impl FnMut() -> 
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    let reports: Vec<_> = lan.hosts.iter().map(|h| report(h.client())).collect();
+    let reports: Vec<_> = (0..lan.hosts.len()).map(|k| lan.report(k)).collect();
     panic!("{what}: not within {limit:?}; reports: {reports:#?}");
-}
-
-/// The reports of every host if all of them know the same `n` members and the same leader.
-fn converged(lan: &Lan, n: usize) -> Option<Vec<NodeReport>> {
-    let reports: Vec<NodeReport> =
-        lan.hosts.iter().map(|h| report(h.client())).collect::<Option<_>>()?;
-    let mut members = reports[0].members.clone();
-    members.sort();
-    let same = reports.iter().all(|r| {
-        let mut m = r.members.clone();
-        m.sort();
-        m == members && r.leader.is_some() && r.leader == reports[0].leader
-    });
-    (same && members.len() == n).then_some(reports)
 }
 
 /// Starts every host's node (no addresses configured) and waits for one cluster of all.
@@ -70,7 +48,7 @@ fn start_cluster(lan: &Lan) -> Vec<NodeReport> {
     }
     let mut reports = None;
     wait_until(lan, Duration::from_secs(25), "the hosts form one cluster", || {
-        reports = converged(lan, lan.hosts.len());
+        reports = lan.converged(lan.hosts.len());
         reports.is_some()
     });
     for k in 0..lan.hosts.len() {
@@ -146,12 +124,12 @@ fn a_cut_off_host_cannot_commit_while_the_others_can_and_catches_up_when_healed(
         // Carol's session lives on the host that will be cut off.
         let mut carol = logged_in(cut_addr, "carol");
         assert!(matches!(bid(&mut carol, auction, 1000), Outcome::Accepted { .. }));
-        let before = report(cut_addr).unwrap();
+        let before = lan.report(cut).unwrap();
 
         lan.isolate(cut);
         // The cut-off host notices that its leader is gone...
         wait_until(&lan, Duration::from_secs(10), "the cut-off host loses its leader", || {
-            report(cut_addr).is_some_and(|r| r.leader.is_none() || r.term > before.term)
+            lan.report(cut).is_some_and(|r| r.leader.is_none() || r.term > before.term)
         });
         // ...and never accepts a write, while the other two still commit. Carol's bid on the
         // cut-off host runs beside alice's on the majority.
@@ -177,14 +155,14 @@ fn a_cut_off_host_cannot_commit_while_the_others_can_and_catches_up_when_healed(
         assert!(waited < Duration::from_secs(3), "refused within a bound, not after {waited:?}");
         let majority = history_at(&lan, lan.hosts[leader].client(), auction, alice.seen);
         assert_eq!(majority.len(), 4, "carol's first bid and alice's three: {majority:?}");
-        assert!(report(cut_addr).unwrap().applied < alice.seen, "the cut-off host saw nothing");
+        assert!(lan.report(cut).unwrap().applied < alice.seen, "the cut-off host saw nothing");
 
         lan.heal();
         // The host catches up...
         let caught_up = history_at(&lan, cut_addr, auction, alice.seen);
         assert_eq!(caught_up[..4], majority[..], "the cut-off host agrees after healing");
         wait_until(&lan, Duration::from_secs(15), "one cluster again", || {
-            converged(&lan, 3).is_some()
+            lan.converged(3).is_some()
         });
         // ...and can commit again.
         assert!(matches!(bid(&mut carol, auction, 9000), Outcome::Accepted { .. }));

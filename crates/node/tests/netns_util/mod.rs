@@ -18,9 +18,12 @@
 //! Partitions and loss are nftables rules on the *receiving* side, matched by source address
 //! (a destination rule would let broadcast through).
 //!
-//! Cleanup: [`Lan`]'s `Drop` kills the node processes it started (by their `Child` handles)
-//! and deletes the namespaces it created by name; deleting a namespace removes its veth ends
-//! and the bridge with it. It runs when a test panics too.
+//! Cleanup: [`Lan`]'s `Drop` kills the node processes it started (by their `Child` handles),
+//! then any process still inside a namespace it created (by pid, from `ip netns pids`), and
+//! deletes those namespaces by name; deleting a namespace removes its veth ends, the bridge
+//! and the nftables rules with it. It runs when a test panics too. A test process killed
+//! outright cannot run it, so [`Lan::create_as`] first removes the namespaces of its prefix
+//! whose creating process is gone.
 
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
@@ -29,6 +32,11 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use auction_proto::msg::client::{NodeReport, Reply, RequestBody};
+
+use crate::common::Client;
 
 /// The key of every namespace cluster.
 pub const KEY: &str = "netns-test-cluster-key-0123456789abcdef";
@@ -125,12 +133,22 @@ pub struct Lan {
     /// Every namespace created so far, deleted on drop.
     created: Vec<String>,
     children: Mutex<Vec<Option<Child>>>,
+    /// The nodes' `--fsync` policy (`never` unless set before a node starts).
+    pub fsync: &'static str,
     _dir: tempfile::TempDir,
 }
 
 impl Lan {
-    /// Creates the switch, `n` hosts and the client namespace, all linked to the bridge.
+    /// Creates the switch, `n` hosts and the client namespace, all linked to the bridge,
+    /// with namespace names starting `anx-`.
     pub fn create(n: usize) -> Self {
+        Self::create_as("anx", n)
+    }
+
+    /// [`Lan::create`] with namespaces named `PREFIX-h1-PID-N` and so on. Namespaces of this
+    /// prefix left behind by a process that no longer exists are removed first.
+    pub fn create_as(prefix: &str, n: usize) -> Self {
+        remove_stale(prefix);
         let ctr = COUNTER.fetch_add(1, Ordering::Relaxed);
         let pid = std::process::id();
         let id = format!("{pid}-{ctr}");
@@ -140,19 +158,20 @@ impl Lan {
         let dir = tempfile::tempdir().unwrap();
         let hosts = (0..n)
             .map(|k| Host {
-                ns: format!("anx-h{}-{id}", k + 1),
+                ns: format!("{prefix}-h{}-{id}", k + 1),
                 ip: Ipv4Addr::new(10, 199, subnet, u8::try_from(k + 1).unwrap()),
                 dir: dir.path().join(format!("h{}", k + 1)),
             })
             .collect();
         let mut lan = Self {
-            switch: format!("anx-sw-{id}"),
-            client_ns: format!("anx-c-{id}"),
+            switch: format!("{prefix}-sw-{id}"),
+            client_ns: format!("{prefix}-c-{id}"),
             id,
             subnet,
             hosts,
             created: Vec::new(),
             children: Mutex::new((0..n).map(|_| None).collect()),
+            fsync: "never",
             _dir: dir,
         };
         lan.build();
@@ -217,7 +236,7 @@ impl Lan {
             .args(["--cluster", &format!("netns-{}", self.id), "--cluster-key", KEY])
             .args(["--probe-interval", "200ms", "--suspect-after", "600ms"])
             .args(["--down-after", "600ms", "--election-timeout", "300ms"])
-            .args(["--fsync", "never"])
+            .args(["--fsync", self.fsync])
             .env("RUST_LOG", std::env::var("TEST_NODE_LOG").unwrap_or_else(|_| "warn".into()))
             .stdin(Stdio::null());
         if k == 0 && !host.dir.exists() {
@@ -226,6 +245,43 @@ impl Lan {
         // `ip netns exec` execs the node in place, so this pid is the node's.
         let child = cmd.spawn().expect("start a node under ip netns exec");
         self.children.lock().unwrap()[k] = Some(child);
+    }
+
+    /// `kill -9` of host `k`'s node (the `Child` is the node itself: `ip netns exec` execs it).
+    pub fn kill(&self, k: usize) {
+        if let Some(mut child) = self.children.lock().unwrap()[k].take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Host `k`'s node's report, if it answers (call from the client namespace).
+    pub fn report(&self, k: usize) -> Option<NodeReport> {
+        let mut c = Client::connect(self.hosts[k].client()).ok()?;
+        match c.request(RequestBody::Report).ok()?.result {
+            Ok(Reply::Report(r)) => Some(r),
+            _ => None,
+        }
+    }
+
+    /// The reports of every host if all of them know the same `n` members and the same
+    /// leader (call from the client namespace).
+    pub fn converged(&self, n: usize) -> Option<Vec<NodeReport>> {
+        let reports: Vec<NodeReport> =
+            (0..self.hosts.len()).map(|k| self.report(k)).collect::<Option<_>>()?;
+        let mut members = reports[0].members.clone();
+        members.sort();
+        let same = reports.iter().all(|r| {
+            let mut m = r.members.clone();
+            m.sort();
+            m == members && r.leader.is_some() && r.leader == reports[0].leader
+        });
+        (same && members.len() == n).then_some(reports)
+    }
+
+    /// The host whose node says it leads, if one answers so (call from the client namespace).
+    pub fn leader(&self) -> Option<usize> {
+        (0..self.hosts.len()).find(|&k| self.report(k).is_some_and(|r| r.leader == Some(r.node)))
     }
 
     /// Whether host `k`'s node is still running.
@@ -257,10 +313,16 @@ impl Lan {
             .filter(|&j| j != k)
             .map(|j| self.hosts[j].ip.to_string())
             .collect();
-        self.drop_from(k, &format!("ip saddr {{ {} }} drop", others.join(", ")));
+        self.drop_from(k, &format!("ip saddr {{ {} }} counter drop", others.join(", ")));
         for j in (0..self.hosts.len()).filter(|&j| j != k) {
-            self.drop_from(j, &format!("ip saddr {} drop", self.hosts[k].ip));
+            self.drop_from(j, &format!("ip saddr {} counter drop", self.hosts[k].ip));
         }
+    }
+
+    /// Host `to` drops everything it receives from host `from`; the other direction still
+    /// passes (a one-way partition).
+    pub fn drop_one_way(&self, from: usize, to: usize) {
+        self.drop_from(to, &format!("ip saddr {} counter drop", self.hosts[from].ip));
     }
 
     /// Drops about `percent`% of the packets every host receives from the other hosts (not
@@ -275,7 +337,8 @@ impl Lan {
         }
     }
 
-    /// Packets the `counter` rules of [`Lan::lossy`] have dropped so far, on every host.
+    /// Packets the rules of [`Lan::isolate`], [`Lan::drop_one_way`] and [`Lan::lossy`] have
+    /// dropped since the last [`Lan::heal`], on every host.
     pub fn dropped(&self) -> u64 {
         let mut total = 0;
         for h in &self.hosts {
@@ -319,11 +382,43 @@ impl Drop for Lan {
             let _ = child.wait();
         }
         for ns in self.created.iter().rev() {
-            let _ = Command::new(tool("ip"))
-                .args(["netns", "del", ns])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
+            delete_ns(ns);
+        }
+    }
+}
+
+/// Kills every process inside namespace `ns` (by pid) and deletes it.
+fn delete_ns(ns: &str) {
+    let quiet = |args: &[&str]| {
+        Command::new(tool("ip")).args(args).stdin(Stdio::null()).stderr(Stdio::null()).output()
+    };
+    if let Ok(out) = quiet(&["netns", "pids", ns]) {
+        for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+            if let Ok(pid) = pid.parse::<i32>() {
+                let pid = nix::unistd::Pid::from_raw(pid);
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            }
+        }
+        // Their exit frees the namespace; give them a moment before it is unmounted.
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = quiet(&["netns", "del", ns]);
+}
+
+/// Removes namespaces named `PREFIX-...-PID-N` whose process `PID` no longer exists (left by a
+/// test process that was killed before its `Drop` could run).
+fn remove_stale(prefix: &str) {
+    let Ok(out) = Command::new(tool("ip")).args(["netns", "list"]).output() else { return };
+    let list = String::from_utf8_lossy(&out.stdout).into_owned();
+    for name in list.lines().filter_map(|l| l.split_whitespace().next()) {
+        let Some(rest) = name.strip_prefix(prefix).and_then(|r| r.strip_prefix('-')) else {
+            continue;
+        };
+        let parts: Vec<&str> = rest.split('-').collect();
+        let [_, pid, _] = parts[..] else { continue };
+        let Ok(pid) = pid.parse::<u32>() else { continue };
+        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            delete_ns(name);
         }
     }
 }
