@@ -14,6 +14,11 @@ use crate::{Action, Config, ElectionError, PersistentState};
 /// most a handful of actions, so reaching it is a driver bug (checked as an invariant).
 pub const MAX_PENDING_ACTIONS: usize = 256;
 
+/// Most terms a node that stepped down runs with a demoted candidate while it follows no other
+/// leader (see [`Election::step_down`]); after them it stands again, so a cluster whose other
+/// members cannot win (none reachable, or none a member in its own eyes) still elects.
+pub const MAX_ABSTAIN_TERMS: u64 = 8;
+
 /// What the node is doing in its current term.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Status {
@@ -138,15 +143,17 @@ impl<R: RngCore> Election<R> {
 
     /// An operator asked this leader to step down: it starts an election for `term + 1` in
     /// which its own candidate carries an empty log position, so any other member that takes
-    /// part outranks it (LCR forwards the larger candidate). Safety does not rest on the
-    /// candidate rule (the ordering view change adopts the most up-to-date log of a majority),
-    /// so demoting the candidate is safe. In a one-member ring the node is elected again.
-    /// Ignored unless this node leads.
+    /// part outranks it (LCR forwards the larger candidate). It keeps the demoted candidate
+    /// until it follows another leader, for at most [`MAX_ABSTAIN_TERMS`] terms: one failed
+    /// term (a token lost while a member's failure is being detected) would otherwise elect
+    /// it again at once. Safety does not rest on the candidate rule (the ordering view change
+    /// adopts the most up-to-date log of a majority), so demoting the candidate is safe. In a
+    /// one-member ring the node is elected again. Ignored unless this node leads.
     pub fn step_down(&mut self, now: Instant) {
         if self.role != Role::Leader {
             return;
         }
-        self.abstain_until = self.term.checked_next();
+        self.abstain_until = self.term.0.checked_add(MAX_ABSTAIN_TERMS).map(Term);
         self.start_election(now);
         self.debug_check();
     }
@@ -242,6 +249,7 @@ impl<R: RngCore> Election<R> {
         let open = matches!(self.role, Role::Idle | Role::Electing { .. });
         if open && self.accepted.is_none_or(|a| a == from) {
             self.role = Role::Following { leader: from };
+            self.abstain_until = None;
             self.push(Action::FollowLeader { term, leader: from });
         }
         self.debug_check();

@@ -63,7 +63,7 @@ mod rounds;
 
 pub use action::Action;
 pub use config::{Config, PersistentState};
-pub use election::{Election, MAX_PENDING_ACTIONS, Status};
+pub use election::{Election, MAX_ABSTAIN_TERMS, MAX_PENDING_ACTIONS, Status};
 pub use error::ElectionError;
 
 #[cfg(test)]

@@ -122,6 +122,7 @@ impl<R: RngCore> Election<R> {
         let idle = matches!(self.role, Role::Idle | Role::Electing { .. });
         if idle && self.accepted.is_none_or(|a| a == leader) {
             self.role = Role::Following { leader };
+            self.abstain_until = None;
             self.push(Action::FollowLeader { term: self.term, leader });
         }
         self.pass_elected(leader, participants);
@@ -151,6 +152,7 @@ impl<R: RngCore> Election<R> {
             return; // not ours to take (restarted, already leading) or no majority: retry.
         }
         self.role = Role::Leader;
+        self.abstain_until = None;
         self.push(Action::Elected { term: self.term, leader: self.me, participants });
     }
 

@@ -606,6 +606,28 @@ fn a_leader_that_steps_down_runs_with_a_demoted_candidate() {
     a.handle_leader_lost(now);
     drain(&mut a);
     assert_eq!(a.candidate().last_log, LogPosition { term: Term(1), seq: Seq(9) });
+
+    // In a larger ring it stays demoted across failed terms until it follows another leader.
+    let pos = LogPosition { term: Term(1), seq: Seq(9) };
+    let mut c = node(3, &[1, 2, 3]);
+    c.handle_last_log(pos);
+    c.start(now);
+    c.handle_message(id(2), token(1, c.candidate(), &[3, 1, 2]), now).unwrap();
+    c.handle_message(id(2), elected(1, 3, &[3, 1, 2]), now).unwrap();
+    assert!(c.is_leader());
+    c.step_down(now);
+    let demoted = Candidate { last_log: LogPosition::default(), node: id(3) };
+    let term = c.term();
+    for k in 1..=3 {
+        c.handle_timeout(now + TIMEOUT * (10 * k));
+        assert_eq!(c.candidate(), demoted, "term {:?}", c.term());
+    }
+    assert_eq!(c.term(), Term(term.0 + 3), "three failed terms");
+    c.handle_message(id(2), elected(c.term().0, 1, &[1, 2]), now).unwrap();
+    assert_eq!(c.leader(), Some(id(1)));
+    c.handle_leader_lost(now);
+    assert_eq!(c.candidate().last_log, pos, "following another leader ends the abstention");
+    drain(&mut c);
 }
 
 #[test]

@@ -84,6 +84,17 @@ pub struct Ordering {
     pub(crate) actions: VecDeque<Action>,
     pub(crate) tick_at: Instant,
     pub(crate) nacked: Option<(Seq, Instant)>,
+    pub(crate) faults: Faults,
+}
+
+/// Test-only fault injection: a planted bug, to show that the simulation's checker catches
+/// it. Never set outside tests.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Faults {
+    /// A new leader ends its view change at once with its own log, without gathering the
+    /// logs of a majority (so entries committed under earlier leaders can be lost).
+    pub skip_view_change: bool,
 }
 
 impl Ordering {
@@ -125,6 +136,7 @@ impl Ordering {
             clock: None,
             actions: VecDeque::new(),
             nacked: None,
+            faults: Faults::default(),
         };
         core.check_invariants();
         core
@@ -145,6 +157,11 @@ impl Ordering {
     /// The leader of [`Ordering::term`], if known.
     pub fn leader(&self) -> Option<NodeId> {
         self.leader
+    }
+
+    #[doc(hidden)]
+    pub fn set_faults(&mut self, faults: Faults) {
+        self.faults = faults;
     }
 
     /// Whether this follower's leader has removed itself: the latest configuration, which

@@ -160,11 +160,16 @@ impl Ordering {
     fn try_finish_gather(&mut self, now: Instant) {
         let Some(ls) = self.leading.as_ref() else { return };
         let Phase::Gathering { states } = &ls.phase else { return };
-        if !is_majority(self.log.members(), |n| states.contains_key(&n)) {
+        let skip = self.faults.skip_view_change;
+        if !skip && !is_majority(self.log.members(), |n| states.contains_key(&n)) {
             return;
         }
         let me = self.me;
-        let Some((&best, chosen)) = states.iter().max_by_key(|(n, g)| (g.last, **n == me)) else {
+        let chosen = match skip {
+            true => states.get_key_value(&me),
+            false => states.iter().max_by_key(|(n, g)| (g.last, **n == me)),
+        };
+        let Some((&best, chosen)) = chosen else {
             return;
         };
         let Some(suffix) = chosen.suffix.clone() else {

@@ -95,6 +95,6 @@ mod log;
 
 pub use action::{Action, StoreId};
 pub use config::OrderingConfig;
-pub use core::{Ordering, Persisted};
+pub use core::{Faults, Ordering, Persisted};
 pub use error::{Bound, OrderingError};
 pub use log::Snapshot;

@@ -44,6 +44,8 @@ pub struct ReplicaStats {
 pub struct Faults {
     /// Emit `Complete` when the leader sequences a command instead of when it is applied.
     pub ack_on_sequence: bool,
+    /// A new leader skips the ordering view change (see `auction_ordering::Faults`).
+    pub skip_view_change: bool,
 }
 
 /// One server's protocol logic: membership, election, ordering and the auction state machine
@@ -344,6 +346,8 @@ impl<R: RngCore> Replica<R> {
     #[doc(hidden)]
     pub fn set_faults(&mut self, faults: Faults) {
         self.faults = faults;
+        let skip_view_change = faults.skip_view_change;
+        self.ordering.set_faults(auction_ordering::Faults { skip_view_change });
     }
 
     /// Checks every documented invariant; panics on a violation (a bug).

@@ -53,6 +53,30 @@ pub enum Bug {
     LyingDisk,
     /// Servers serve reads older than what the client has seen.
     StaleReads,
+    /// A new leader skips the view change and keeps its own log (entries committed under
+    /// earlier leaders that it lacks are overwritten).
+    SkipViewChange,
+}
+
+/// A scripted fault, at a fixed time of the fault phase (servers by index; server 0 founds
+/// the cluster and leads first).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScriptOp {
+    /// Drop every message from one server to another (one way).
+    Block {
+        /// Sender.
+        from: usize,
+        /// Receiver.
+        to: usize,
+    },
+    /// Crash a server (its disk keeps a random part of what was not synced).
+    Crash(usize),
+    /// Restart a crashed server from its disk.
+    Restart(usize),
+    /// End every partition and block.
+    Heal,
+    /// The operator asks the leader to step down.
+    StepDownLeader,
 }
 
 /// One run's settings.
@@ -70,6 +94,11 @@ pub struct Options {
     pub fault_time: Duration,
     /// Length of the heal phase (virtual time); the liveness bound is a second less.
     pub heal_time: Duration,
+    /// Whether an operator asks the leader to step down now and then during the fault phase
+    /// (drawn from a random stream of its own, so the other faults of a seed stay the same).
+    pub step_downs: bool,
+    /// Faults at fixed times (from the start), in addition to the random ones.
+    pub script: Vec<(Duration, ScriptOp)>,
     /// A planted bug.
     pub bug: Bug,
     /// Print a message trace to stderr.
@@ -77,7 +106,8 @@ pub struct Options {
 }
 
 impl Options {
-    /// The mixed scenario of `seed`: 3 servers, 5 on one seed in eight; faults on most seeds.
+    /// The mixed scenario of `seed`: 3 servers, 5 on one seed in eight; faults on most seeds;
+    /// operator step-downs on one seed in four.
     pub fn mixed(seed: u64) -> Self {
         Self {
             seed,
@@ -86,8 +116,33 @@ impl Options {
             faults: seed % 8 != 0,
             fault_time: Duration::from_secs(3),
             heal_time: Duration::from_secs(4),
+            step_downs: seed % 4 == 1,
+            script: Vec::new(),
             bug: Bug::None,
             trace: false,
+        }
+    }
+
+    /// A run of 3 servers without random faults and one scripted failure that only the
+    /// ordering view change survives: server 2 crashes and bids commit on 0 and 1; then 1
+    /// crashes, and as 2 comes back with its old log the operator steps the leader 0 down. The
+    /// lagging server 2 is elected (0 runs with a demoted candidate, 1 is down) and must adopt
+    /// 0's log in its view change before it sequences, or it overwrites committed entries.
+    pub fn lagging_successor(seed: u64) -> Self {
+        let s = Duration::from_millis;
+        Self {
+            servers: 3,
+            faults: false,
+            fault_time: s(5_000),
+            step_downs: false,
+            script: vec![
+                (s(1_000), ScriptOp::Crash(2)),
+                (s(2_000), ScriptOp::Crash(1)),
+                (s(3_000), ScriptOp::Restart(2)),
+                (s(3_000), ScriptOp::StepDownLeader),
+                (s(4_000), ScriptOp::Restart(1)),
+            ],
+            ..Self::mixed(seed)
         }
     }
 }

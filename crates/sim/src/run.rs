@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use auction_proto::msg::auction::{AuctionSpec, BidKind, BidderName, IncrementRule};
 use auction_proto::msg::discovery::NodeInfo;
@@ -16,7 +16,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::disk::Disk;
 use crate::history::{Applied, History, Invocation, OpResult, Read};
 use crate::server::SimServer;
-use crate::{Bug, Options};
+use crate::{Bug, Options, ScriptOp};
 
 const TICK: Duration = Duration::from_millis(10);
 const CLIENT_TIMEOUT: Duration = Duration::from_millis(1_000);
@@ -66,6 +66,9 @@ struct Client {
 pub(crate) struct Sim {
     opts: Options,
     rng: ChaCha8Rng,
+    /// Operator actions (step-downs): a stream of their own, so that enabling them leaves the
+    /// seed's other faults as they were.
+    ops_rng: ChaCha8Rng,
     net: Network<SimServer>,
     /// Disks of crashed servers, and the incarnation each server is at.
     down: BTreeMap<usize, Disk>,
@@ -84,6 +87,7 @@ pub(crate) struct Sim {
 impl Sim {
     pub(crate) fn new(opts: Options) -> Self {
         let mut rng = ChaCha8Rng::seed_from_u64(opts.seed ^ 0x5EED);
+        let ops_rng = ChaCha8Rng::seed_from_u64(opts.seed ^ 0x0DE7_A7E5);
         let net = Network::new(opts.seed, NetConfig::default());
         let clients = (0..opts.clients)
             .map(|i| Client {
@@ -100,6 +104,7 @@ impl Sim {
             incarnation: vec![0; opts.servers],
             opts,
             rng,
+            ops_rng,
             net,
             down: BTreeMap::new(),
             clients,
@@ -133,7 +138,10 @@ impl Sim {
             return;
         };
         replica.set_observe(true);
-        replica.set_faults(Faults { ack_on_sequence: self.opts.bug == Bug::AckOnSequence });
+        replica.set_faults(Faults {
+            ack_on_sequence: self.opts.bug == Bug::AckOnSequence,
+            skip_view_change: self.opts.bug == Bug::SkipViewChange,
+        });
         self.history.restored.insert((i, inc), replica.applied());
         let mut server = SimServer::new(replica, disk, inc, self.net.start());
         server.lying_disk = self.opts.bug == Bug::LyingDisk;
@@ -164,12 +172,21 @@ impl Sim {
         let fault_end = start + self.opts.fault_time;
         let end = fault_end + self.opts.heal_time;
         let mut next_fault = start + Duration::from_millis(self.rng.random_range(500..1_500));
+        let mut script = std::mem::take(&mut self.opts.script);
+        script.sort_by_key(|(at, _)| *at);
+        let mut script = script.into_iter().peekable();
         while self.net.now() < end {
             self.net.run_for(TICK);
             let now = self.net.now();
+            while let Some((_, op)) = script.next_if(|(at, _)| start + *at <= now) {
+                self.scripted(op, now);
+            }
             if now < fault_end && now >= next_fault && self.opts.faults {
                 self.inject_fault();
                 next_fault = now + Duration::from_millis(self.rng.random_range(150..700));
+                if self.opts.step_downs && self.ops_rng.random_bool(0.2) {
+                    self.step_down_leader(now);
+                }
             } else if now >= fault_end && self.history.heal_at.is_zero() {
                 self.heal();
             }
@@ -220,6 +237,35 @@ impl Sim {
                     delay_max,
                     ..NetConfig::default()
                 });
+            }
+        }
+    }
+
+    #[allow(clippy::print_stderr)] // the message trace of `SEED=n` replays
+    fn scripted(&mut self, op: ScriptOp, now: Instant) {
+        if self.opts.trace {
+            eprintln!("{:?} script {op:?}", now - self.net.start());
+        }
+        match op {
+            ScriptOp::Block { from, to } => self.net.block(addr(from), addr(to)),
+            ScriptOp::Crash(i) => self.crash(i),
+            ScriptOp::Restart(i) => self.restart(i),
+            ScriptOp::Heal => self.net.heal(),
+            ScriptOp::StepDownLeader => self.step_down_leader(now),
+        }
+    }
+
+    /// An operator asks whichever server leads to step down (as `admin SERVER step-down`).
+    #[allow(clippy::print_stderr)] // the message trace of `SEED=n` replays
+    fn step_down_leader(&mut self, now: Instant) {
+        for i in 0..self.opts.servers {
+            if let Some(s) = self.net.node_mut(&addr(i)) {
+                if s.replica.is_leading() && s.replica.step_down(now) {
+                    s.drain(now);
+                    if self.opts.trace {
+                        eprintln!("{:?} {} operator step-down", now - s.start, addr(i));
+                    }
+                }
             }
         }
     }
