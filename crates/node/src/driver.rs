@@ -52,6 +52,10 @@ pub enum NodeError {
     Replica(#[from] auction_replica::ReplicaError),
 }
 
+/// A driver turn (one input, its actions) taking this long is logged as a warning: the node
+/// answers nothing meanwhile.
+const SLOW_TURN: Duration = Duration::from_millis(100);
+
 /// How long a leaving node waits for its removal to commit before it stops anyway.
 const LEAVE_GRACE: Duration = Duration::from_secs(10);
 
@@ -169,6 +173,7 @@ impl Driver {
             self.replica.handle_wall_clock(wall_clock(), now);
             self.drain().await?;
             let deadline = self.replica.poll_timeout().unwrap_or(now + Duration::from_secs(1));
+            let woke: Instant;
             tokio::select! {
                 // Timers and completions first, so a flood of peer or client input cannot
                 // starve heartbeats, elections, expiry or shutdown.
@@ -177,24 +182,47 @@ impl Driver {
                     info!("shutting down");
                     return Ok(());
                 }
-                Some(d) = done.recv() => match d {
-                    Done::Stored(id) => self.replica.handle_stored(id, Instant::now()),
-                    Done::Failed(e) => return Err(NodeError::StorageFailed(e)),
-                },
-                () = tokio::time::sleep_until(deadline.into()) => self.replica.handle_timeout(Instant::now()),
+                Some(d) = done.recv() => {
+                    woke = Instant::now();
+                    match d {
+                        Done::Stored(id) => self.replica.handle_stored(id, woke),
+                        Done::Failed(e) => return Err(NodeError::StorageFailed(e)),
+                    }
+                }
+                () = tokio::time::sleep_until(deadline.into()) => {
+                    woke = Instant::now();
+                    self.replica.handle_timeout(woke);
+                }
                 _ = tick.tick() => {
+                    woke = Instant::now();
                     if self.tick() {
                         return Ok(());
                     }
                 }
-                Ok((n, _)) = sockets.udp.recv_from(&mut udp_buf) => self.peer(&udp_buf[..n], Channel::Udp),
-                Some(frame) = sockets.tcp_in.recv() => self.peer(&frame, Channel::Tcp),
-                Some(ev) = clients.recv() => self.client(ev),
+                Ok((n, _)) = sockets.udp.recv_from(&mut udp_buf) => {
+                    woke = Instant::now();
+                    self.peer(&udp_buf[..n], Channel::Udp);
+                }
+                Some(run) = sockets.tcp_in.recv() => {
+                    woke = Instant::now();
+                    for frame in crate::transport::frames(&run) {
+                        self.peer(frame, Channel::Tcp);
+                    }
+                }
+                Some(ev) = clients.recv() => {
+                    woke = Instant::now();
+                    self.client(ev);
+                }
                 Ok((n, from)) = sockets.discovery.recv_from(&mut disc_buf) => {
+                    woke = Instant::now();
                     self.discovery(&sockets, &disc_buf[..n], from);
                 }
             }
             self.drain().await?;
+            let took = woke.elapsed();
+            if took >= SLOW_TURN {
+                warn!(ms = took.as_millis() as u64, "slow driver turn (one input and its actions)");
+            }
         }
     }
 

@@ -77,7 +77,7 @@ pub struct PeerSockets {
     pub udp: Arc<UdpSocket>,
     /// Discovery socket: broadcast `Discover` from servers, `FindServers` from clients.
     pub discovery: Arc<UdpSocket>,
-    /// Frames read by the TCP reader tasks.
+    /// Runs of whole frames read by the TCP reader tasks (split them with [`frames`]).
     pub tcp_in: mpsc::Receiver<Vec<u8>>,
 }
 
@@ -250,38 +250,72 @@ async fn accept_peers(listener: TcpListener, tx: mpsc::Sender<Vec<u8>>, max: usi
     }
 }
 
-/// Splits a TCP stream into whole frames (checked for size from the header) and hands each
-/// to the driver, which authenticates it. A junk header closes the connection.
+/// Reads a TCP stream and hands the driver every run of whole frames (checked for size from
+/// their headers) as one buffer, which [`frames`] splits again; the driver authenticates each.
+/// A junk header closes the connection.
 async fn read_peer(mut stream: TcpStream, addr: SocketAddr, tx: mpsc::Sender<Vec<u8>>, max: usize) {
-    use auction_proto::codec::{PEER_HEADER_LEN, PEER_MAGIC};
-    let mut buf: Vec<u8> = Vec::new();
-    let mut chunk = vec![0u8; 16 * 1024];
+    let mut buf: Vec<u8> = Vec::with_capacity(READ_CHUNK);
     loop {
-        while buf.len() >= PEER_HEADER_LEN {
-            if buf[..2] != PEER_MAGIC {
-                debug!(%addr, "junk on a peer connection; closed");
+        let whole = match whole_frames(&buf, max) {
+            Ok(whole) => whole,
+            Err(why) => {
+                debug!(%addr, why, "bad peer stream; connection closed");
                 return;
             }
-            let len = u32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]) as usize;
-            if len > max {
-                debug!(%addr, len, "oversized peer frame; connection closed");
-                return;
-            }
-            let total = PEER_HEADER_LEN + len + auction_proto::auth::TAG_LEN;
-            if buf.len() < total {
-                break;
-            }
-            let rest = buf.split_off(total);
-            let frame = std::mem::replace(&mut buf, rest);
-            if tx.send(frame).await.is_err() {
+        };
+        if whole > 0 {
+            // Only the partial frame after the whole ones is copied.
+            let rest = buf.split_off(whole);
+            let frames = std::mem::replace(&mut buf, rest);
+            if tx.send(frames).await.is_err() {
                 return;
             }
         }
-        match tokio::time::timeout(PEER_IDLE, stream.read(&mut chunk)).await {
+        buf.reserve(READ_CHUNK);
+        match tokio::time::timeout(PEER_IDLE, stream.read_buf(&mut buf)).await {
             Ok(Ok(0) | Err(_)) | Err(_) => return,
-            Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
+            Ok(Ok(_)) => {}
         }
     }
+}
+
+/// Bytes read from a peer stream at a time (at least).
+const READ_CHUNK: usize = 64 * 1024;
+
+/// The length of the longest prefix of `buf` made of whole frames, or why the stream is junk.
+fn whole_frames(buf: &[u8], max: usize) -> Result<usize, &'static str> {
+    use auction_proto::codec::{PEER_HEADER_LEN, PEER_MAGIC};
+    let mut at = 0;
+    while let Some(header) = buf.get(at..at + PEER_HEADER_LEN) {
+        if header[..2] != PEER_MAGIC {
+            return Err("junk");
+        }
+        let len = u32::from_be_bytes([header[4], header[5], header[6], header[7]]) as usize;
+        if len > max {
+            return Err("oversized frame");
+        }
+        let total = PEER_HEADER_LEN + len + auction_proto::auth::TAG_LEN;
+        if buf.len() - at < total {
+            break;
+        }
+        at += total;
+    }
+    Ok(at)
+}
+
+/// Splits a buffer handed over by a peer reader into its frames (each still to be
+/// authenticated by [`PeerNet::accept`]).
+pub fn frames(buf: &[u8]) -> impl Iterator<Item = &[u8]> {
+    use auction_proto::codec::PEER_HEADER_LEN;
+    let mut rest = buf;
+    std::iter::from_fn(move || {
+        let header = rest.get(..PEER_HEADER_LEN)?;
+        let len = u32::from_be_bytes([header[4], header[5], header[6], header[7]]) as usize;
+        let total = (PEER_HEADER_LEN + len + auction_proto::auth::TAG_LEN).min(rest.len());
+        let (frame, tail) = rest.split_at(total);
+        rest = tail;
+        Some(frame)
+    })
 }
 
 /// One outbound connection: connects lazily, writes queued frames in batches, reconnects with

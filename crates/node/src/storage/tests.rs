@@ -126,15 +126,15 @@ fn store_refuses_gaps_and_holes_without_writing() {
 }
 
 /// Stores `1..=n` one entry per sync; returns the segment file and each record's offset
-/// (plus the file's final length).
+/// (plus the end of the last record; the file goes on with preallocated zeros).
 fn log_with_offsets(dir: &Path, n: u64) -> (PathBuf, Vec<u64>) {
     let (mut s, _) = open(dir);
     let path = only_wal(dir);
-    let mut offsets = vec![fs::metadata(&path).unwrap().len()];
+    let mut offsets = vec![s.stats().wal_bytes];
     for seq in 1..=n {
         s.store(Seq(seq), &[entry(1, seq)]).unwrap();
         s.sync().unwrap();
-        offsets.push(fs::metadata(&path).unwrap().len());
+        offsets.push(s.stats().wal_bytes);
     }
     (path, offsets)
 }
@@ -159,6 +159,44 @@ fn a_torn_tail_is_cut_at_every_byte() {
         let (_, r) = open(dir.path());
         assert_eq!(r.entries.last(), Some(&entry(2, 5)));
     }
+}
+
+#[test]
+fn the_active_segment_is_preallocated_and_its_zero_tail_is_a_clean_end() {
+    let dir = TempDir::new().unwrap();
+    let (path, offsets) = log_with_offsets(dir.path(), 3);
+    let len = fs::metadata(&path).unwrap().len();
+    assert_eq!(len, wal::PREALLOCATE, "zeros ahead of the records");
+    let (mut s, r) = open(dir.path());
+    assert_eq!(r.entries, entries(1, 1..=3));
+    // Nothing was cut, and appending goes on right after the last record.
+    assert_eq!(fs::metadata(&path).unwrap().len(), len);
+    assert_eq!(s.stats().wal_bytes, offsets[3]);
+    s.store(Seq(4), &[entry(1, 4)]).unwrap();
+    s.sync().unwrap();
+    drop(s);
+    assert_eq!(open(dir.path()).1.entries, entries(1, 1..=4));
+}
+
+#[test]
+fn a_sealed_segment_is_cut_to_its_records() {
+    let dir = TempDir::new().unwrap();
+    let (mut s, _) = open_small(dir.path()).unwrap();
+    for seq in 1..=60 {
+        s.store(Seq(seq), &[entry(1, seq)]).unwrap();
+        s.sync().unwrap();
+    }
+    drop(s);
+    let files = wal_files(dir.path());
+    assert!(files.len() > 2, "{files:?}");
+    // A zero tail in a sealed segment would be damage (recovery refuses it): only the active
+    // segment keeps its preallocated zeros.
+    let (_, r) = open_small(dir.path()).unwrap();
+    assert_eq!(r.entries, entries(1, 1..=60));
+    for f in &files[..files.len() - 1] {
+        assert!(fs::metadata(f).unwrap().len() < 1024, "{f:?}");
+    }
+    assert!(fs::metadata(&files[files.len() - 1]).unwrap().len() >= 512);
 }
 
 #[test]

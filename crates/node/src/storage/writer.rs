@@ -25,6 +25,10 @@ pub const JOB_QUEUE_BOUND: usize = 4096;
 /// Most jobs carried out under one sync.
 pub const MAX_BATCH_JOBS: usize = 1024;
 
+/// A batch (writes, snapshots and its sync) taking this long is logged as a warning: every
+/// write acknowledged by this node waits for it.
+const SLOW_BATCH: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// One unit of work for the writer thread.
 #[derive(Debug)]
 pub enum Job {
@@ -177,7 +181,13 @@ fn run(
                 Err(_) => break,
             }
         }
+        let started = std::time::Instant::now();
+        let jobs = batch.len();
         let outcome = run_batch(&mut storage, &mut batch, &mut stored);
+        let took = started.elapsed();
+        if took >= SLOW_BATCH {
+            tracing::warn!(jobs, ms = took.as_millis() as u64, "slow storage batch (disk)");
+        }
         *stats.lock().unwrap_or_else(PoisonError::into_inner) = storage.stats();
         if let Err(e) = outcome {
             tracing::error!(error = %e, "storage writer failed; the node must stop");
