@@ -123,8 +123,17 @@ pub async fn run(
     info!(peer = %settings.peer_addr, client = %settings.client_addr, "listening");
 
     let sessions = Sessions::new(&settings.admin_token, settings.key.clone());
-    let mut driver =
-        Driver { settings, info, replica, sessions, net, writer, metrics, leaving: None };
+    let mut driver = Driver {
+        settings,
+        info,
+        replica,
+        sessions,
+        net,
+        writer,
+        jobs: Vec::new(),
+        metrics,
+        leaving: None,
+    };
     let result = driver.run(sockets, client_rx, done_rx, shutdown).await;
     // Let the writer finish and sync what is queued before the process exits.
     let Driver { writer, .. } = driver;
@@ -152,6 +161,8 @@ struct Driver {
     sessions: Sessions,
     net: PeerNet,
     writer: WriterHandle,
+    /// Writes of this turn, not yet handed to the writer.
+    jobs: Vec<Job>,
     metrics: MetricsHandle,
     leaving: Option<Instant>,
 }
@@ -301,21 +312,22 @@ impl Driver {
                     self.net.send(to, &body)
                 }
                 Action::PersistTerm { term, accepted } => {
-                    // Durable before anything after it is carried out.
+                    // Durable before anything after it is carried out (the writes queued
+                    // before it go first).
+                    self.writer.submit_all(&mut self.jobs)?;
                     self.writer
                         .save_term(term, accepted)
                         .await
                         .map_err(NodeError::StorageFailed)?;
                 }
+                // Handed to the writer together at the end of the turn: one wake-up, one sync.
                 Action::Store { id, from, entries } => {
-                    self.writer.submit(Job::Store { id, from, entries })?
+                    self.jobs.push(Job::Store { id, from, entries })
                 }
                 Action::InstallSnapshot { id, snapshot } => {
-                    self.writer.submit(Job::Install { id, snapshot })?
+                    self.jobs.push(Job::Install { id, snapshot })
                 }
-                Action::SaveSnapshot { snapshot } => {
-                    self.writer.submit(Job::SaveSnapshot(snapshot))?
-                }
+                Action::SaveSnapshot { snapshot } => self.jobs.push(Job::SaveSnapshot(snapshot)),
                 Action::Complete { request, seq, outcome } => {
                     self.metrics.applied_write();
                     if let Some(waited) =
@@ -334,6 +346,7 @@ impl Driver {
                 }
             }
         }
+        self.writer.submit_all(&mut self.jobs)?;
         if self.net.stats.dropped > 0 && self.net.stats.dropped % 1000 == 1 {
             warn!(
                 dropped = self.net.stats.dropped,

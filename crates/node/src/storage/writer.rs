@@ -1,13 +1,16 @@
 //! The group-commit writer: a dedicated thread that owns the [`Storage`], so no fsync ever
 //! blocks the tokio driver.
 //!
-//! The thread blocks for one job, then takes every job already queued (up to
-//! [`MAX_BATCH_JOBS`]), carries them out in order, calls [`Storage::sync`] once, and only
-//! then reports `Done::Stored` for the batch's stores and installs, in submission (id)
-//! order. On the first failure it reports `Done::Failed` and stops: the node must stop too.
+//! The driver appends jobs to a shared queue (a mutex and two condition variables); the thread
+//! waits for the queue to be non-empty, takes every job in it (up to [`MAX_BATCH_JOBS`]),
+//! carries them out in order, calls [`Storage::sync`] once, and only then reports one
+//! `Done::Stored` with the highest store or install id of the batch (stores complete in
+//! order: confirming an id confirms every earlier one). The driver hands over all the jobs of
+//! one turn at once ([`WriterHandle::submit_all`]), and the thread is woken only if it sleeps,
+//! so a turn costs at most one wake-up and its jobs share one sync. On the first failure the
+//! thread reports `Done::Failed` and stops: the node must stop too.
 
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 
 use auction_ordering::{Snapshot, StoreId};
@@ -67,19 +70,49 @@ pub enum Job {
 /// A completion reported to the driver.
 #[derive(Debug, Clone)]
 pub enum Done {
-    /// The store or install with this id is durable: call `handle_stored(id)`.
+    /// Every store and install up to and including this id is durable: call
+    /// `handle_stored(id)` (which confirms the earlier ids too).
     Stored(StoreId),
     /// The writer failed and stopped; the node must stop. Nothing after the last `Stored`
     /// is known to be durable.
     Failed(Arc<StorageError>),
 }
 
+/// The queue between the driver and the thread.
+#[derive(Debug, Default)]
+struct Queue {
+    jobs: Vec<Job>,
+    /// The thread waits for jobs (a submit must wake it).
+    idle: bool,
+    /// The driver waits for room (taking jobs must wake it).
+    full: bool,
+    /// The handle is gone: finish the queued jobs and exit.
+    closed: bool,
+    /// The thread failed and takes no more jobs.
+    stopped: bool,
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    queue: Mutex<Queue>,
+    /// Signalled when jobs arrive or the handle closes.
+    work: Condvar,
+    /// Signalled when the thread took jobs or stopped.
+    room: Condvar,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
 /// The driver's side of the writer thread. Dropping it (or [`WriterHandle::shutdown`]) lets
 /// the thread finish the queued jobs, sync, and exit.
 #[derive(Debug)]
 pub struct WriterHandle {
-    jobs: SyncSender<Job>,
-    thread: JoinHandle<Option<Storage>>,
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<Option<Storage>>>,
     stats: Arc<Mutex<StorageStats>>,
 }
 
@@ -92,24 +125,24 @@ pub fn spawn_writer(storage: Storage) -> (WriterHandle, mpsc::UnboundedReceiver<
 /// to queue a known batch).
 pub(crate) fn spawn_gated(
     storage: Storage,
-    gate: Option<Receiver<()>>,
+    gate: Option<std::sync::mpsc::Receiver<()>>,
 ) -> (WriterHandle, mpsc::UnboundedReceiver<Done>) {
-    let (jobs, rx) = sync_channel(JOB_QUEUE_BOUND);
+    let shared = Arc::new(Shared::default());
     let (done_tx, done_rx) = mpsc::unbounded_channel();
     let stats = Arc::new(Mutex::new(storage.stats()));
-    let shared = Arc::clone(&stats);
+    let (queue, shared_stats) = (Arc::clone(&shared), Arc::clone(&stats));
     let thread = std::thread::Builder::new().name("storage-writer".into()).spawn(move || {
         if let Some(gate) = gate {
             let _ = gate.recv();
         }
-        run(storage, &rx, &done_tx, &shared)
+        run(storage, &queue, &done_tx, &shared_stats)
     });
     let thread = match thread {
         Ok(t) => t,
         // Only fails when the OS refuses a thread at start-up; nothing can run without it.
         Err(e) => panic!("cannot start the storage writer thread: {e}"),
     };
-    (WriterHandle { jobs, thread, stats }, done_rx)
+    (WriterHandle { shared, thread: Some(thread), stats }, done_rx)
 }
 
 impl WriterHandle {
@@ -118,18 +151,37 @@ impl WriterHandle {
     /// # Errors
     /// `WriterStopped` if the thread has stopped (after a failure); the job is dropped.
     pub fn submit(&self, job: Job) -> Result<(), StorageError> {
-        self.jobs.send(job).map_err(|_| StorageError::WriterStopped)
+        let mut one = vec![job];
+        self.submit_all(&mut one)
     }
 
-    /// Queues a job without blocking; gives it back if the queue is full.
+    /// Queues all of `jobs` in order (emptying it) with one wake-up of the thread at most,
+    /// blocking while the queue holds [`JOB_QUEUE_BOUND`] jobs.
     ///
     /// # Errors
-    /// `Err(Ok(job))` if the queue is full; `Err(Err(WriterStopped))` if the thread stopped.
-    pub fn try_submit(&self, job: Job) -> Result<(), Result<Job, StorageError>> {
-        self.jobs.try_send(job).map_err(|e| match e {
-            TrySendError::Full(job) => Ok(job),
-            TrySendError::Disconnected(_) => Err(StorageError::WriterStopped),
-        })
+    /// `WriterStopped` if the thread has stopped (after a failure); the jobs are dropped.
+    pub fn submit_all(&self, jobs: &mut Vec<Job>) -> Result<(), StorageError> {
+        if jobs.is_empty() {
+            return Ok(());
+        }
+        let mut q = self.shared.lock();
+        loop {
+            if q.stopped {
+                jobs.clear();
+                return Err(StorageError::WriterStopped);
+            }
+            if q.jobs.len() < JOB_QUEUE_BOUND {
+                break;
+            }
+            q.full = true;
+            q = self.shared.room.wait(q).unwrap_or_else(PoisonError::into_inner);
+        }
+        q.jobs.append(jobs);
+        if q.idle {
+            q.idle = false;
+            self.shared.work.notify_one();
+        }
+        Ok(())
     }
 
     /// Saves the term and vote through the writer and waits until it is durable. This is
@@ -158,64 +210,93 @@ impl WriterHandle {
 
     /// Stops taking jobs, waits for the queued ones to be done and synced, and returns the
     /// storage (`None` if the writer had failed).
-    pub fn shutdown(self) -> Option<Storage> {
-        drop(self.jobs);
-        self.thread.join().ok().flatten()
+    pub fn shutdown(mut self) -> Option<Storage> {
+        self.close();
+        self.thread.take().and_then(|t| t.join().ok().flatten())
+    }
+
+    fn close(&self) {
+        let mut q = self.shared.lock();
+        q.closed = true;
+        self.shared.work.notify_one();
+    }
+}
+
+impl Drop for WriterHandle {
+    fn drop(&mut self) {
+        self.close();
     }
 }
 
 /// The thread's loop; returns the storage when the handle is dropped, `None` after a failure.
 fn run(
     mut storage: Storage,
-    rx: &Receiver<Job>,
+    shared: &Shared,
     done: &mpsc::UnboundedSender<Done>,
     stats: &Mutex<StorageStats>,
 ) -> Option<Storage> {
     let mut batch = Vec::with_capacity(MAX_BATCH_JOBS);
-    let mut stored = Vec::new();
-    while let Ok(first) = rx.recv() {
-        batch.push(first);
-        while batch.len() < MAX_BATCH_JOBS {
-            match rx.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
+    loop {
+        {
+            let mut q = shared.lock();
+            while q.jobs.is_empty() && !q.closed {
+                q.idle = true;
+                q = shared.work.wait(q).unwrap_or_else(PoisonError::into_inner);
+            }
+            q.idle = false;
+            if q.jobs.is_empty() {
+                return Some(storage);
+            }
+            let take = q.jobs.len().min(MAX_BATCH_JOBS);
+            batch.extend(q.jobs.drain(..take));
+            if q.full {
+                q.full = false;
+                shared.room.notify_one();
             }
         }
         let started = std::time::Instant::now();
         let jobs = batch.len();
-        let outcome = run_batch(&mut storage, &mut batch, &mut stored);
+        let outcome = run_batch(&mut storage, &mut batch);
         let took = started.elapsed();
         if took >= SLOW_BATCH {
             tracing::warn!(jobs, ms = took.as_millis() as u64, "slow storage batch (disk)");
         }
         *stats.lock().unwrap_or_else(PoisonError::into_inner) = storage.stats();
-        if let Err(e) = outcome {
-            tracing::error!(error = %e, "storage writer failed; the node must stop");
-            let _ = done.send(Done::Failed(e));
-            return None;
-        }
-        for id in stored.drain(..) {
-            let _ = done.send(Done::Stored(id));
+        match outcome {
+            Ok(Some(id)) => {
+                let _ = done.send(Done::Stored(id));
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "storage writer failed; the node must stop");
+                let mut q = shared.lock();
+                q.stopped = true;
+                q.jobs.clear();
+                shared.room.notify_one();
+                drop(q);
+                let _ = done.send(Done::Failed(e));
+                return None;
+            }
         }
     }
-    Some(storage)
 }
 
-/// Carries out `batch` (emptying it) and syncs once; fills `stored` with the ids to confirm.
+/// Carries out `batch` (emptying it) and syncs once; returns the highest store or install id
+/// to confirm.
 fn run_batch(
     storage: &mut Storage,
     batch: &mut Vec<Job>,
-    stored: &mut Vec<StoreId>,
-) -> Result<(), Arc<StorageError>> {
+) -> Result<Option<StoreId>, Arc<StorageError>> {
+    let mut stored = None;
     for job in batch.drain(..) {
         match job {
             Job::Store { id, from, entries } => {
                 storage.store(from, &entries).map_err(Arc::new)?;
-                stored.push(id);
+                stored = Some(id);
             }
             Job::Install { id, snapshot } => {
                 storage.install_snapshot(&snapshot).map_err(Arc::new)?;
-                stored.push(id);
+                stored = Some(id);
             }
             Job::SaveSnapshot(snapshot) => storage.save_snapshot(&snapshot).map_err(Arc::new)?,
             Job::SaveTerm { term, accepted, done } => match storage.save_term(term, accepted) {
@@ -230,5 +311,6 @@ fn run_batch(
             },
         }
     }
-    storage.sync().map_err(Arc::new)
+    storage.sync().map_err(Arc::new)?;
+    Ok(stored)
 }
