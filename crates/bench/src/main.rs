@@ -131,7 +131,10 @@ fn bench(args: Args) -> anyhow::Result<()> {
     if args.backend.contains(&Backend::Etcd) && !cfg!(feature = "etcd") {
         bail!("this auction-bench was built without the etcd backend: cargo build --features etcd");
     }
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    // One thread: every client waits for its answer, so the load generator's work per request
+    // is small, and a worker pool only added cross-thread wake-ups (futex, work stealing) that
+    // took CPU from the servers on this 2-core machine. Both backends run on it.
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(async {
         // Ending this future drops the local cluster, which kills its servers.
         tokio::select! {
