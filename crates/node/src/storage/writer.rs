@@ -5,9 +5,10 @@
 //! waits for the queue to be non-empty, takes every job in it (up to [`MAX_BATCH_JOBS`]),
 //! carries them out in order, calls [`Storage::sync`] once, and only then reports one
 //! `Done::Stored` with the highest store or install id of the batch (stores complete in
-//! order: confirming an id confirms every earlier one). The driver hands over all the jobs of
-//! one turn at once ([`WriterHandle::submit_all`]), and the thread is woken only if it sleeps,
-//! so a turn costs at most one wake-up and its jobs share one sync. On the first failure the
+//! order: confirming an id confirms every earlier one). The driver gathers the writes of every
+//! input it handles and hands them over at once ([`WriterHandle::submit_all`]) when no input is
+//! ready, and the thread is woken only if it sleeps, so a burst of inputs costs at most one
+//! wake-up and its writes share one sync. On the first failure the
 //! thread reports `Done::Failed` and stops: the node must stop too.
 
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
