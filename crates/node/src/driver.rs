@@ -233,9 +233,10 @@ impl Driver {
                 // since the last hand-over go to the writer together (one wake-up, one
                 // sync). Tokio's cooperative budget makes the inputs above yield after a
                 // bounded burst, so this runs at least that often under a flood.
-                () = std::future::ready(()), if !self.jobs.is_empty() => {
+                () = std::future::ready(()), if !self.jobs.is_empty() || self.net.has_pending() => {
                     woke = Instant::now();
                     self.writer.submit_all(&mut self.jobs)?;
+                    self.net.flush();
                 }
             }
             self.drain().await?;
@@ -318,7 +319,7 @@ impl Driver {
         while let Some(action) = self.replica.poll_action() {
             match action {
                 Action::Send { to, body } | Action::Broadcast { to, body } => {
-                    self.net.send(to, &body)
+                    self.net.send(to, body)
                 }
                 Action::PersistTerm { term, accepted } => {
                     // Durable before anything after it is carried out (the writes queued

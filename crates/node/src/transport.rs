@@ -12,7 +12,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use auction_proto::msg::peer::PeerBody;
+use auction_proto::msg::peer::{OrderingMsg, PeerBody};
 use auction_proto::{DecodeError, Incarnation, NodeId, PeerCodec, PeerFrame, ReplayWindow};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
@@ -34,6 +34,9 @@ const MAX_INBOUND: usize = 256;
 const PEER_IDLE: Duration = Duration::from_secs(60);
 /// The counter bit that marks TCP frames.
 const TCP_BIT: u64 = 1 << 63;
+/// Most commands one merged `Propose` carries (each command is at most a client frame, 64 KiB,
+/// so a merged frame stays far below the 4 MiB peer payload limit).
+const MAX_MERGED_COMMANDS: usize = 32;
 
 /// How a frame arrived.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -65,6 +68,8 @@ pub struct PeerNet {
     tcp_counter: u64,
     udp: Arc<UdpSocket>,
     writers: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>,
+    /// TCP messages not yet encoded, in send order (see [`PeerNet::flush`]).
+    pending: Vec<(SocketAddr, PeerBody)>,
     windows: HashMap<(NodeId, Channel), ReplayWindow>,
     /// Refusal counters.
     pub stats: TransportStats,
@@ -105,6 +110,7 @@ impl PeerNet {
             tcp_counter: TCP_BIT,
             udp: udp.clone(),
             writers: HashMap::new(),
+            pending: Vec::new(),
             windows: HashMap::new(),
             stats: TransportStats::default(),
         };
@@ -114,10 +120,18 @@ impl PeerNet {
     /// Signs and sends `body` to a peer: ordering traffic over TCP, the rest over UDP (or TCP
     /// when too big for a datagram). Never blocks; a frame that cannot be queued is dropped
     /// and counted (the protocols retransmit).
-    pub fn send(&mut self, to: SocketAddr, body: &PeerBody) {
+    ///
+    /// TCP messages are held until [`PeerNet::flush`], which the driver calls before it
+    /// yields (the peer writer tasks run only then, so holding them costs no latency).
+    /// Meanwhile consecutive messages to one peer that say together what they say one after
+    /// the other are merged: `Propose`s of one term (the leader sequences the commands in the
+    /// same order, and sends one `Order` and stores once for all of them) and `Ack`s of one
+    /// term (the later one is kept: the leader keeps the highest it has heard, so an ack it
+    /// does not see can only hold the commit point back, never move it).
+    pub fn send(&mut self, to: SocketAddr, body: PeerBody) {
         let tcp = matches!(body, PeerBody::Ordering(_));
         if !tcp {
-            match self.encode(body, Channel::Udp) {
+            match self.encode(&body, Channel::Udp) {
                 Some(frame) if frame.len() <= MAX_UDP_FRAME => {
                     if self.udp.try_send_to(&frame, to).is_err() {
                         self.stats.dropped += 1;
@@ -128,8 +142,59 @@ impl PeerNet {
                 None => return,
             }
         }
-        let Some(frame) = self.encode(body, Channel::Tcp) else { return };
-        self.send_tcp(to, frame);
+        let last = self.pending.iter_mut().rev().find(|(dest, _)| *dest == to);
+        if let Some((_, PeerBody::Ordering(prev))) = last {
+            if let PeerBody::Ordering(next) = body {
+                match merge(prev, next) {
+                    None => return,
+                    Some(next) => {
+                        self.pending.push((to, PeerBody::Ordering(next)));
+                        return;
+                    }
+                }
+            }
+            self.pending.push((to, body));
+            return;
+        }
+        self.pending.push((to, body));
+    }
+
+    /// Whether TCP messages wait for [`PeerNet::flush`].
+    pub fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// Signs the held TCP messages and queues them to their peers' writers, one buffer per
+    /// peer.
+    pub fn flush(&mut self) {
+        let mut pending = std::mem::take(&mut self.pending);
+        let mut out: Vec<(SocketAddr, Vec<u8>)> = Vec::new();
+        for (to, body) in pending.drain(..) {
+            let i = match out.iter().position(|(dest, _)| *dest == to) {
+                Some(i) => i,
+                None => {
+                    out.push((to, Vec::new()));
+                    out.len() - 1
+                }
+            };
+            self.tcp_counter += 1;
+            if let Err(e) = self.codec.encode_into(
+                self.me,
+                self.incarnation,
+                self.tcp_counter,
+                &body,
+                &mut out[i].1,
+            ) {
+                warn!(error = %e, "cannot encode a peer message; dropped");
+                self.stats.dropped += 1;
+            }
+        }
+        self.pending = pending;
+        for (to, frames) in out {
+            if !frames.is_empty() {
+                self.send_tcp(to, frames);
+            }
+        }
     }
 
     fn encode(&mut self, body: &PeerBody, channel: Channel) -> Option<Vec<u8>> {
@@ -201,6 +266,27 @@ impl PeerNet {
     fn refuse(&mut self, e: &DecodeError) {
         self.stats.rejected += 1;
         debug!(error = %e, "peer frame refused");
+    }
+}
+
+/// Merges `next` into `prev` (the last message held for the same peer) if together they say
+/// what they say one after the other; gives `next` back otherwise.
+fn merge(prev: &mut OrderingMsg, next: OrderingMsg) -> Option<OrderingMsg> {
+    match (prev, next) {
+        (
+            OrderingMsg::Propose { term, commands },
+            OrderingMsg::Propose { term: t, commands: more },
+        ) if *term == t && commands.len() + more.len() <= MAX_MERGED_COMMANDS => {
+            commands.extend(more);
+            None
+        }
+        (OrderingMsg::Ack { term, stored }, OrderingMsg::Ack { term: t, stored: s })
+            if *term == t =>
+        {
+            *stored = s;
+            None
+        }
+        (_, next) => Some(next),
     }
 }
 
@@ -357,5 +443,40 @@ async fn write_peer(to: SocketAddr, mut rx: mpsc::Receiver<Vec<u8>>) {
                 Err(_) => return,
             };
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use auction_proto::msg::log::{Command, Operation};
+    use auction_proto::{AuctionId, Seq, Term};
+
+    use super::{MAX_MERGED_COMMANDS, OrderingMsg, merge};
+
+    fn propose(term: u64, n: usize) -> OrderingMsg {
+        let cmd = Command { origin: None, op: Operation::Close { auction: AuctionId(1) } };
+        OrderingMsg::Propose { term: Term(term), commands: vec![cmd; n] }
+    }
+
+    #[test]
+    fn proposes_of_one_term_merge_up_to_the_bound() {
+        let mut prev = propose(3, 2);
+        assert_eq!(merge(&mut prev, propose(3, 1)), None);
+        assert_eq!(prev, propose(3, 3));
+        assert_eq!(merge(&mut prev, propose(4, 1)), Some(propose(4, 1)));
+        let big = propose(3, MAX_MERGED_COMMANDS - 2);
+        assert_eq!(merge(&mut prev, big.clone()), Some(big));
+    }
+
+    #[test]
+    fn the_later_ack_of_a_term_replaces_the_earlier_and_nothing_else_merges() {
+        let ack = |term, stored| OrderingMsg::Ack { term: Term(term), stored: Seq(stored) };
+        let mut prev = ack(2, 10);
+        assert_eq!(merge(&mut prev, ack(2, 12)), None);
+        assert_eq!(prev, ack(2, 12));
+        assert_eq!(merge(&mut prev, ack(3, 1)), Some(ack(3, 1)));
+        let commit = OrderingMsg::Commit { term: Term(2), commit: Seq(12) };
+        assert_eq!(merge(&mut prev, commit.clone()), Some(commit));
+        assert_eq!(merge(&mut propose(2, 1), ack(2, 1)), Some(ack(2, 1)));
     }
 }
