@@ -82,7 +82,8 @@ pub struct Election<R> {
     config: Config,
     rng: R,
     pub(crate) ring: Ring,
-    last_log: LogPosition,
+    /// The ordering layer's last log position (the real one, also while abstaining).
+    pub(crate) last_log: LogPosition,
     pub(crate) term: Term,
     pub(crate) accepted: Option<NodeId>,
     pub(crate) role: Role,
@@ -90,6 +91,8 @@ pub struct Election<R> {
     /// Terms up to this one are run with a demoted own candidate (after [`Election::step_down`]).
     pub(crate) abstain_until: Option<Term>,
     actions: VecDeque<Action>,
+    /// Test-only planted bug: accept a leader without the up-to-date check.
+    pub(crate) skip_vote_check: bool,
 }
 
 impl<R: RngCore> Election<R> {
@@ -116,6 +119,7 @@ impl<R: RngCore> Election<R> {
             round: Round::new(Candidate { last_log, node: me }),
             abstain_until: None,
             actions: VecDeque::new(),
+            skip_vote_check: false,
         };
         this.debug_check();
         this
@@ -146,9 +150,10 @@ impl<R: RngCore> Election<R> {
     /// part outranks it (LCR forwards the larger candidate). It keeps the demoted candidate
     /// until it follows another leader, for at most [`MAX_ABSTAIN_TERMS`] terms: one failed
     /// term (a token lost while a member's failure is being detected) would otherwise elect
-    /// it again at once. Safety does not rest on the candidate rule (the ordering view change
-    /// adopts the most up-to-date log of a majority), so demoting the candidate is safe. In a
-    /// one-member ring the node is elected again. Ignored unless this node leads.
+    /// it again at once. Demoting the candidate is safe: the node still votes only for a
+    /// candidate at least as up to date as its real log, and the ordering view change adopts
+    /// the most up-to-date log of a majority. In a one-member ring the node is elected again.
+    /// Ignored unless this node leads.
     pub fn step_down(&mut self, now: Instant) {
         if self.role != Role::Leader {
             return;
@@ -197,15 +202,17 @@ impl<R: RngCore> Election<R> {
         self.debug_check();
     }
 
-    /// An election message passed on by `_from` (an authenticated peer, which may be outside
-    /// this node's configuration: see `accept_message`).
+    /// An election message passed on by `from` (an authenticated peer, which may be outside
+    /// this node's configuration: see `accept_message`). A node outside its own configuration
+    /// takes part as a relay: it passes tokens on without a candidacy of its own and may
+    /// accept a leader, but never starts an election or leads.
     ///
     /// # Errors
-    /// The message is ignored (state unchanged, no action) if the node knows a leader in its term and the message's candidate or leader
-    /// is not a member, or if its path is oversized. A node outside its own configuration
-    /// takes part as a relay: it passes tokens on without a candidacy of its own and may
-    /// accept a leader, but never starts an election or leads. A message of an older term is
-    /// refused too, but answered (see `answer_stale`) while this node knows no leader.
+    /// The message is ignored (state unchanged, no action) if the node follows or leads in
+    /// its term and the message's candidate or leader is neither a member nor the followed
+    /// leader, or if its path is oversized. A message of an older term is refused too, but
+    /// answered while this node knows no leader (see `answer_stale`: that answer changes
+    /// state).
     pub fn handle_message(
         &mut self,
         from: NodeId,
@@ -293,6 +300,14 @@ impl<R: RngCore> Election<R> {
             Role::Electing { deadline } | Role::Announcing { deadline } => Some(deadline),
             _ => None,
         }
+    }
+
+    /// Test-only fault injection (a planted bug for the simulation's checker): accept a leader
+    /// without checking that its log is at least as up to date as this node's. Never set
+    /// outside tests.
+    #[doc(hidden)]
+    pub fn set_skip_vote_check(&mut self, on: bool) {
+        self.skip_vote_check = on;
     }
 
     /// This node.
@@ -392,8 +407,12 @@ impl<R: RngCore> Election<R> {
             ElectionMsg::Token { candidate, visited, .. } => (candidate.node, visited.len()),
             ElectionMsg::Elected { leader, participants, .. } => (*leader, participants.len()),
         };
+        // The leader this node follows is never refused, in or out of the configuration: a
+        // node behind may follow a leader whose re-add it lacks, and when that leader runs a
+        // newer election, refusing it left the node following a leader that no longer led,
+        // deaf to every newer term (sim seed 937 with 10 s of faults).
         let open = matches!(self.role, Role::Idle | Role::Electing { .. });
-        if !open && !self.ring.is_member(subject) {
+        if !open && !self.ring.is_member(subject) && self.leader() != Some(subject) {
             return Err(ElectionError::NotMember { node: subject });
         }
         let limit = self.ring.len() * 2;
@@ -413,8 +432,10 @@ impl<R: RngCore> Election<R> {
     /// with itself as the path. The sender adopts the term and joins, as with any newer
     /// token. A node that knows its leader does not answer: the leader's ordering traffic
     /// reaches every member of its configuration (`handle_leader_heard`).
-    /// Each stale message is answered at most once, so this adds no more messages than it
-    /// receives; it does not touch safety, which rests on the acceptance round only.
+    /// Each stale message received (duplicates included) gets one answer, so this adds no more
+    /// messages than it receives. It is not free of effects: an idle node joins the term and
+    /// fixes its candidate. It cannot help a candidate to a majority (the path holds only
+    /// this node), so it does not touch safety.
     fn answer_stale(&mut self, from: NodeId, now: Instant) {
         let open =
             matches!(self.role, Role::Idle | Role::Electing { .. } | Role::Announcing { .. });

@@ -2,7 +2,8 @@
 
 use auction_proto::{NodeId, Term};
 
-/// Why a message was rejected. Every variant leaves the state unchanged and queues no action.
+/// Why a message was rejected. Every variant leaves the state unchanged and queues no action,
+/// except `StaleTerm`, which a node without a leader answers (see `Election::handle_message`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ElectionError {
     /// The message belongs to an older term than the node's; ignored (terms only grow).

@@ -18,7 +18,9 @@
 //! [`Election::start`], [`Election::handle_leader_lost`], [`Election::handle_message`],
 //! [`Election::handle_timeout`], [`Election::handle_members`], [`Election::handle_down`],
 //! [`Election::handle_alive`], [`Election::handle_last_log`], [`Election::handle_leader_heard`]
-//! (the ordering layer saw a leader's traffic: how a node skipped by the ring catches up).
+//! (the ordering layer saw a leader's traffic: how a node skipped by the ring catches up),
+//! [`Election::handle_term`] (the ordering layer saw a newer term without a leader) and
+//! [`Election::step_down`] (an operator asked the leader to step down).
 //!
 //! Outputs: [`Action`]s drained with [`Election::poll_action`]; the next deadline from
 //! [`Election::poll_timeout`]; queries such as [`Election::status`] and

@@ -128,21 +128,27 @@ impl<R: RngCore> Election<R> {
         self.pass_elected(leader, participants);
     }
 
-    /// Accepts `leader` for the term if this node has not accepted another and sent on
-    /// `leader`'s token as its best candidate (so `leader` is at least its own candidate), or
-    /// relayed it as the largest while outside its configuration.
-    /// Returns whether `leader` is the accepted one.
+    /// Accepts `leader` for the term if this node has not accepted another, sent on `leader`'s
+    /// token as its best candidate (or relayed it as the largest while outside its
+    /// configuration), and `leader`'s log is at least as up to date as this node's real log.
+    /// A member's best candidate is at least its own, so for it the last check is implied;
+    /// it matters for a relay and for a node that stepped down, which forward candidates
+    /// without comparing them with their real log. Without it, two leaders could win one term
+    /// while logs hold different uncommitted configurations (Raft's vote rule closes exactly
+    /// that; see docs/election.md). Returns whether `leader` is the accepted one.
     fn try_accept(&mut self, leader: NodeId) -> bool {
-        match self.accepted {
-            Some(accepted) => accepted == leader,
-            None if self.round.best_sent.is_some_and(|best| best.node == leader)
-                || self.round.relayed.is_some_and(|r| r.node == leader) =>
-            {
+        let candidate = [self.round.best_sent, self.round.relayed]
+            .into_iter()
+            .flatten()
+            .find(|c| c.node == leader);
+        match (self.accepted, candidate) {
+            (Some(accepted), _) => accepted == leader,
+            (None, Some(c)) if c.last_log >= self.last_log || self.skip_vote_check => {
                 self.accepted = Some(leader);
                 self.push(Action::PersistTerm { term: self.term, accepted: Some(leader) });
                 true
             }
-            None => false,
+            (None, _) => false,
         }
     }
 

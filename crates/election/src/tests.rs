@@ -272,23 +272,37 @@ fn an_outsiders_candidacy_is_taken_only_without_a_leader() {
 /// ends with the removal, while the others route their ring 2 -> 3 -> 1 through it. It must
 /// relay (adding itself to the path) and may accept, or no leader is ever elected; it never
 /// puts itself forward, even with a larger candidate than the one it relays, and never starts
-/// an election of its own.
+/// an election of its own. It accepts only a leader whose log is at least as up to date as its
+/// own (Raft's vote rule; without it, two leaders could win a term while logs hold different
+/// uncommitted configurations).
 #[test]
 fn a_node_outside_its_own_configuration_relays_and_accepts() {
     let now = Instant::now();
+    let at = |seq| LogPosition { term: Term(5), seq: Seq(seq) };
+    let big = Candidate { last_log: at(900), node: id(2) };
     let mut c = node(3, &[1, 2]);
-    c.handle_last_log(LogPosition { term: Term(5), seq: Seq(900) });
-    c.handle_message(id(2), token(7, cand(2), &[2]), now).unwrap();
-    assert_eq!(drain(&mut c), vec![persist(7, None), send(1, token(7, cand(2), &[2, 3]))]);
+    c.handle_last_log(at(900));
+    c.handle_message(id(2), token(7, big, &[2]), now).unwrap();
+    assert_eq!(drain(&mut c), vec![persist(7, None), send(1, token(7, big, &[2, 3]))]);
     // A smaller candidate (and a duplicate) of the term is swallowed, as in LCR.
     c.handle_message(id(2), token(7, cand(1), &[1, 2]), now).unwrap();
-    c.handle_message(id(2), token(7, cand(2), &[2]), now).unwrap();
+    c.handle_message(id(2), token(7, big, &[2]), now).unwrap();
     assert_eq!(drain(&mut c), vec![]);
     // It accepts the leader whose token it relayed, and follows it.
     c.handle_message(id(2), elected(7, 2, &[2]), now).unwrap();
     let follow = Action::FollowLeader { term: Term(7), leader: id(2) };
     assert_eq!(drain(&mut c), vec![persist(7, Some(2)), follow, send(1, elected(7, 2, &[2, 3]))]);
     assert_eq!(c.leader(), Some(id(2)));
+    // A candidate behind its log is relayed but not accepted: followed, not voted for.
+    let mut r = node(3, &[1, 2]);
+    r.handle_last_log(at(900));
+    let behind = Candidate { last_log: at(899), node: id(2) };
+    r.handle_message(id(2), token(7, behind, &[2]), now).unwrap();
+    assert_eq!(drain(&mut r), vec![persist(7, None), send(1, token(7, behind, &[2, 3]))]);
+    r.handle_message(id(2), elected(7, 2, &[2]), now).unwrap();
+    let follow = Action::FollowLeader { term: Term(7), leader: id(2) };
+    assert_eq!(drain(&mut r), vec![follow, send(1, elected(7, 2, &[2]))]);
+    assert_eq!(r.accepted(), None);
     // Its deadline passing, or a lost leader, starts nothing: it has no candidacy.
     let mut d = node(3, &[1, 2]);
     d.handle_message(id(2), token(4, cand(2), &[2]), now).unwrap();
@@ -320,6 +334,31 @@ fn a_term_seen_elsewhere_is_adopted_before_electing() {
     a.handle_term(Term(23));
     a.handle_term(Term(24));
     assert_eq!(drain(&mut a), vec![]);
+}
+
+/// Sim seed 937 with 10 s of faults: node 3, behind, lacked node 2's re-add but followed it
+/// (taken while it knew no leader). When 2 ran newer elections, 3 refused its tokens as an
+/// outsider's and stayed in the old term for good. The followed leader is never refused.
+#[test]
+fn the_followed_leader_is_taken_even_from_outside_the_configuration() {
+    let now = Instant::now();
+    let mut c = node(3, &[1, 3]);
+    c.handle_message(id(1), elected(28, 2, &[2, 1]), now).unwrap();
+    assert_eq!(c.leader(), Some(id(2)));
+    drain(&mut c);
+    c.handle_message(id(2), token(45, cand(2), &[2]), now).unwrap();
+    assert_eq!(c.term(), Term(45));
+    let step_down = Action::StepDown { term: Term(45) };
+    assert_eq!(
+        drain(&mut c),
+        vec![persist(45, None), step_down, send(1, token(45, cand(3), &[3]))]
+    );
+    // Another outsider is still refused by a follower.
+    let mut f = node(3, &[1, 3]);
+    f.handle_message(id(1), elected(28, 2, &[2, 1]), now).unwrap();
+    drain(&mut f);
+    let err = f.handle_message(id(9), token(45, cand(9), &[9]), now);
+    assert_eq!(err, Err(ElectionError::NotMember { node: id(9) }));
 }
 
 #[test]

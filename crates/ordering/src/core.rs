@@ -165,7 +165,8 @@ impl Ordering {
     }
 
     /// Whether this follower's leader has removed itself: the latest configuration, which
-    /// does not hold the leader, is in the part of the log known to equal the leader's. Such
+    /// does not hold the leader, is in the part of the log known to equal the leader's and
+    /// not yet known to be committed. Such
     /// a leader stops leading once the removal commits, perhaps before this follower learns
     /// of the commit, so the follower should elect a new leader (whose view change adopts the
     /// removal from a majority and commits it). `false` while the follower is not yet in sync
@@ -173,7 +174,13 @@ impl Ordering {
     pub fn leader_removed(&self) -> bool {
         let Some(l) = self.leader.filter(|l| *l != self.me) else { return false };
         let Some(matched) = self.matched else { return false };
-        !self.log.is_member(l) && self.log.last_config_seq().is_some_and(|s| s <= matched)
+        // A removal above this follower's commit point: a re-add can only follow a committed
+        // removal, and the follower learns that commit with the entries that carry it, so a
+        // follower whose first batch ends between a removal and a re-add does not depose a
+        // re-added leader (found by review).
+        let commit = self.commit;
+        !self.log.is_member(l)
+            && self.log.last_config_seq().is_some_and(|s| s <= matched && s > commit)
     }
 
     /// Whether this node leads and has finished its view change.

@@ -277,3 +277,31 @@ fn a_follower_reports_a_leader_that_removed_itself_only_once_in_sync() {
     assert_eq!(f.leader(), Some(node(1)));
     assert!(!f.leader_removed(), "not in sync with the leader of term 2");
 }
+
+/// Found by review: a re-added leader (removal at seq 2, re-add at seq 4 in its log) bringing
+/// a follower in sync batch by batch. The first batch ends between the removal and the re-add;
+/// the removal is committed, so it cannot be the leader's own pending removal.
+#[test]
+fn a_follower_between_a_committed_removal_and_the_re_add_keeps_its_leader() {
+    let now = Instant::now();
+    let mut f = bootstrapped(2, now);
+    let e = |t: u64, s: u64, p: EntryPayload| LogEntry {
+        term: Term(t),
+        seq: Seq(s),
+        timestamp: Timestamp(s),
+        payload: p,
+    };
+    let removal = e(1, 2, EntryPayload::Config(ConfigChange::RemoveMember(node(1))));
+    f.handle_leader(Term(2), node(1), now).unwrap();
+    let boot = f.entry(Seq(1)).cloned().unwrap();
+    let nv = OrderingMsg::NewView {
+        term: Term(2),
+        from: Seq(1),
+        entries: vec![boot, removal, e(1, 3, EntryPayload::Noop)],
+        commit: Seq(3),
+    };
+    f.handle_message(node(1), nv, now);
+    assert_eq!(f.leader(), Some(node(1)));
+    assert!(!f.members().iter().any(|m| m.node == node(1)), "this log removes the leader");
+    assert!(!f.leader_removed(), "a committed removal: the leader was re-added since");
+}

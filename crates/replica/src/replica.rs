@@ -46,6 +46,9 @@ pub struct Faults {
     pub ack_on_sequence: bool,
     /// A new leader skips the ordering view change (see `auction_ordering::Faults`).
     pub skip_view_change: bool,
+    /// Voters accept a leader without the up-to-date check (see
+    /// `auction_election::Election::set_skip_vote_check`).
+    pub skip_vote_check: bool,
 }
 
 /// One server's protocol logic: membership, election, ordering and the auction state machine
@@ -348,6 +351,7 @@ impl<R: RngCore> Replica<R> {
         self.faults = faults;
         let skip_view_change = faults.skip_view_change;
         self.ordering.set_faults(auction_ordering::Faults { skip_view_change });
+        self.election.set_skip_vote_check(faults.skip_vote_check);
     }
 
     /// Checks every documented invariant; panics on a violation (a bug).

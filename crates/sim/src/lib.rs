@@ -53,9 +53,16 @@ pub enum Bug {
     LyingDisk,
     /// Servers serve reads older than what the client has seen.
     StaleReads,
-    /// A new leader skips the view change and keeps its own log (entries committed under
-    /// earlier leaders that it lacks are overwritten).
+    /// A new leader skips the view change and keeps its own log. Masked by the election's
+    /// vote rule (a winner holds every committed entry), so no run should catch it alone.
     SkipViewChange,
+    /// Voters accept a leader without checking its log is as up to date as theirs. Masked by
+    /// the view change (the winner adopts the best log of a majority) except while logs hold
+    /// different configurations.
+    SkipVoteCheck,
+    /// Both of the above: a new leader takes over with whatever log it has, and entries
+    /// committed under earlier leaders that it lacks are overwritten.
+    LeaderKeepsOwnLog,
 }
 
 /// A scripted fault, at a fixed time of the fault phase (servers by index; server 0 founds

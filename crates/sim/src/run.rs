@@ -140,7 +140,8 @@ impl Sim {
         replica.set_observe(true);
         replica.set_faults(Faults {
             ack_on_sequence: self.opts.bug == Bug::AckOnSequence,
-            skip_view_change: self.opts.bug == Bug::SkipViewChange,
+            skip_view_change: matches!(self.opts.bug, Bug::SkipViewChange | Bug::LeaderKeepsOwnLog),
+            skip_vote_check: matches!(self.opts.bug, Bug::SkipVoteCheck | Bug::LeaderKeepsOwnLog),
         });
         self.history.restored.insert((i, inc), replica.applied());
         let mut server = SimServer::new(replica, disk, inc, self.net.start());
