@@ -34,8 +34,8 @@ const MAX_INBOUND: usize = 256;
 const PEER_IDLE: Duration = Duration::from_secs(60);
 /// The counter bit that marks TCP frames.
 const TCP_BIT: u64 = 1 << 63;
-/// Most commands one merged `Propose` carries (each command is at most a client frame, 64 KiB,
-/// so a merged frame stays far below the 4 MiB peer payload limit).
+/// Most commands (or entries) one merged `Propose` (or `Order`) carries: each is at most a
+/// client frame, 64 KiB, so a merged frame stays below the 4 MiB peer payload limit.
 const MAX_MERGED_COMMANDS: usize = 32;
 
 /// How a frame arrived.
@@ -125,9 +125,11 @@ impl PeerNet {
     /// yields (the peer writer tasks run only then, so holding them costs no latency).
     /// Meanwhile consecutive messages to one peer that say together what they say one after
     /// the other are merged: `Propose`s of one term (the leader sequences the commands in the
-    /// same order, and sends one `Order` and stores once for all of them) and `Ack`s of one
-    /// term (the later one is kept: the leader keeps the highest it has heard, so an ack it
-    /// does not see can only hold the commit point back, never move it).
+    /// same order, and sends one `Order` and stores once for all of them), `Order`s of one
+    /// term whose entries follow on (the member takes the entries in order, then the later
+    /// commit point, which a leader never lowers in its term), and `Ack`s of one term (the
+    /// later one is kept: the leader keeps the highest it has heard, so an ack it does not see
+    /// can only hold the commit point back, never move it).
     pub fn send(&mut self, to: SocketAddr, body: PeerBody) {
         let tcp = matches!(body, PeerBody::Ordering(_));
         if !tcp {
@@ -284,6 +286,17 @@ fn merge(prev: &mut OrderingMsg, next: OrderingMsg) -> Option<OrderingMsg> {
             if *term == t =>
         {
             *stored = s;
+            None
+        }
+        (
+            OrderingMsg::Order { term, entries, commit },
+            OrderingMsg::Order { term: t, entries: more, commit: c },
+        ) if *term == t
+            && entries.len() + more.len() <= MAX_MERGED_COMMANDS
+            && entries.last().zip(more.first()).is_some_and(|(a, b)| a.seq.next() == b.seq) =>
+        {
+            entries.extend(more);
+            *commit = (*commit).max(c);
             None
         }
         (_, next) => Some(next),
@@ -448,8 +461,8 @@ async fn write_peer(to: SocketAddr, mut rx: mpsc::Receiver<Vec<u8>>) {
 
 #[cfg(test)]
 mod tests {
-    use auction_proto::msg::log::{Command, Operation};
-    use auction_proto::{AuctionId, Seq, Term};
+    use auction_proto::msg::log::{Command, EntryPayload, LogEntry, Operation};
+    use auction_proto::{AuctionId, Seq, Term, Timestamp};
 
     use super::{MAX_MERGED_COMMANDS, OrderingMsg, merge};
 
@@ -478,5 +491,26 @@ mod tests {
         let commit = OrderingMsg::Commit { term: Term(2), commit: Seq(12) };
         assert_eq!(merge(&mut prev, commit.clone()), Some(commit));
         assert_eq!(merge(&mut propose(2, 1), ack(2, 1)), Some(ack(2, 1)));
+    }
+
+    #[test]
+    fn orders_of_one_term_merge_only_when_their_entries_follow_on() {
+        let entry = |seq| LogEntry {
+            term: Term(2),
+            seq: Seq(seq),
+            timestamp: Timestamp(0),
+            payload: EntryPayload::Noop,
+        };
+        let order = |term, seqs: std::ops::RangeInclusive<u64>, commit| OrderingMsg::Order {
+            term: Term(term),
+            entries: seqs.map(entry).collect(),
+            commit: Seq(commit),
+        };
+        let mut prev = order(2, 5..=6, 4);
+        assert_eq!(merge(&mut prev, order(2, 7..=7, 6)), None);
+        assert_eq!(prev, order(2, 5..=7, 6));
+        // A resend (not following on), another term: kept apart.
+        assert_eq!(merge(&mut prev, order(2, 3..=4, 6)), Some(order(2, 3..=4, 6)));
+        assert_eq!(merge(&mut prev, order(3, 8..=8, 6)), Some(order(3, 8..=8, 6)));
     }
 }
