@@ -1,7 +1,7 @@
 //! `auction-node dev`: a local cluster of real server processes on loopback, for trying the
 //! system out. Server 1 founds the cluster; the others join it (by broadcast on
-//! `127.255.255.255`, with server 1's address as an explicit fallback). Ctrl-C stops them all
-//! with SIGTERM and removes the temporary data directories.
+//! `127.255.255.255`, with server 1's address as an explicit fallback). Ctrl-C (or SIGTERM)
+//! stops them all with SIGTERM and removes the temporary data directories.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -93,8 +93,12 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         children.push(child);
     }
     print_banner(&servers, &root);
+    // SIGTERM as well as Ctrl-C: a dev cluster stopped by `kill` must not leave its servers
+    // running with their ports taken.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let outcome = tokio::select! {
         r = tokio::signal::ctrl_c() => r.map_err(anyhow::Error::from),
+        _ = term.recv() => Ok(()),
         (status, i) = first_exit(&mut children) => {
             Err(anyhow::anyhow!("server {} exited ({status}); stopping the cluster", servers[i].name))
         }

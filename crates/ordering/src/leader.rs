@@ -45,6 +45,8 @@ pub(crate) struct Progress {
     pub(crate) heard: Option<Instant>,
     /// `matched` at the previous tick, to notice stalls.
     pub(crate) matched_at_tick: Seq,
+    /// The highest commit point sent to it (in an `Order` or a `Commit`).
+    pub(crate) commit_sent: Seq,
 }
 
 /// The leader's state for its term.
@@ -466,11 +468,15 @@ impl Ordering {
 
     fn flush_to(&mut self, to: NodeId, window: u64) {
         let last = self.log.last().seq;
+        let commit = self.commit;
         loop {
             let Some(ls) = self.leading.as_ref() else { return };
             let Some(p) = ls.progress.get(&to) else { return };
-            if !p.synced || p.sent >= last || p.sent.0.saturating_sub(p.matched.0) >= window {
+            if !p.synced {
                 return;
+            }
+            if p.sent >= last || p.sent.0.saturating_sub(p.matched.0) >= window {
+                break;
             }
             let from = p.sent.next();
             if from <= self.log.base().seq {
@@ -479,10 +485,19 @@ impl Ordering {
             }
             let entries = self.log.slice(from, last, self.config.max_batch);
             let Some(upto) = entries.last().map(|e| e.seq) else { return };
-            self.send(to, OrderingMsg::Order { term: self.term, entries, commit: self.commit });
+            self.send(to, OrderingMsg::Order { term: self.term, entries, commit });
             if let Some(p) = self.leading.as_mut().and_then(|l| l.progress.get_mut(&to)) {
                 p.sent = upto;
+                p.commit_sent = commit;
             }
+        }
+        // Nothing (more) to order for it: tell it of a commit point it has not been sent, or
+        // it learns it only with the next entries or tick, and its clients' answers wait for
+        // that (a lone client of a follower waited a whole 50 ms tick per request).
+        let Some(p) = self.leading.as_mut().and_then(|l| l.progress.get_mut(&to)) else { return };
+        if p.commit_sent < commit {
+            p.commit_sent = commit;
+            self.send(to, OrderingMsg::Commit { term: self.term, commit });
         }
     }
 
@@ -504,6 +519,7 @@ impl Ordering {
                 None if !p.synced => out.push((n, OrderingMsg::StartView { term, commit })),
                 None => {
                     out.push((n, OrderingMsg::Commit { term, commit }));
+                    p.commit_sent = p.commit_sent.max(commit);
                     if p.matched < p.sent && p.matched == p.matched_at_tick {
                         p.sent = p.matched;
                     }

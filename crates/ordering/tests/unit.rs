@@ -305,3 +305,40 @@ fn a_follower_between_a_committed_removal_and_the_re_add_keeps_its_leader() {
     assert!(!f.members().iter().any(|m| m.node == node(1)), "this log removes the leader");
     assert!(!f.leader_removed(), "a committed removal: the leader was re-added since");
 }
+
+/// A commit point reached with nothing new to order is sent to the followers at once: they
+/// answer their own clients only once they know it, and without this a lone client of a
+/// follower waited for the next 50 ms tick on every request (found with `auction-bench`: 19
+/// requests/s at a follower, 2,300 at the leader).
+#[test]
+fn a_new_commit_point_is_sent_at_once_when_nothing_else_is() {
+    let now = Instant::now();
+    let mut l = leader_with_quorum(OrderingConfig::default(), now);
+    drain(&mut l);
+    l.handle_propose(cmd(1), now).unwrap();
+    let mut orders = 0;
+    for a in drain(&mut l) {
+        match a {
+            Action::Store { id, .. } => l.handle_stored(id, now).unwrap(),
+            Action::Send { msg: OrderingMsg::Order { .. }, .. } => orders += 1,
+            _ => {}
+        }
+    }
+    assert_eq!(orders, 1, "the entry goes to the synced follower (3 never answered)");
+    drain(&mut l);
+    let stored = l.entry(Seq(3)).map(|e| e.seq).unwrap();
+    l.handle_message(node(2), OrderingMsg::Ack { term: Term(1), stored }, now);
+    assert_eq!(l.commit(), stored);
+    let sent: Vec<(NodeId, OrderingMsg)> = drain(&mut l)
+        .into_iter()
+        .filter_map(|a| match a {
+            Action::Send { to, msg } => Some((to, msg)),
+            _ => None,
+        })
+        .collect();
+    let commit = OrderingMsg::Commit { term: Term(1), commit: stored };
+    assert_eq!(sent, vec![(node(2), commit)]);
+    // Once told, not again until it moves.
+    l.handle_message(node(2), OrderingMsg::Ack { term: Term(1), stored }, now);
+    assert!(!drain(&mut l).iter().any(|a| matches!(a, Action::Send { .. })));
+}
