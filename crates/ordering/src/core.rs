@@ -84,6 +84,8 @@ pub struct Ordering {
     pub(crate) actions: VecDeque<Action>,
     pub(crate) tick_at: Instant,
     pub(crate) nacked: Option<(Seq, Instant)>,
+    /// The last `Ack` sent: its term and stored point (see `Ordering::ack_if_moved`).
+    pub(crate) last_ack: Option<(Term, Seq)>,
     pub(crate) faults: Faults,
 }
 
@@ -136,6 +138,7 @@ impl Ordering {
             clock: None,
             actions: VecDeque::new(),
             nacked: None,
+            last_ack: None,
             faults: Faults::default(),
         };
         core.check_invariants();

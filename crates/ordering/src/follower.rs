@@ -77,8 +77,20 @@ impl Ordering {
     /// Acknowledges what is both durable and known to match the leader's log.
     pub(crate) fn ack(&mut self) {
         if let Some(m) = self.matched {
-            let msg = OrderingMsg::Ack { term: self.term, stored: m.min(self.durable) };
-            self.send_leader(msg);
+            let stored = m.min(self.durable);
+            self.last_ack = Some((self.term, stored));
+            self.send_leader(OrderingMsg::Ack { term: self.term, stored });
+        }
+    }
+
+    /// Acknowledges an `Order` only if that moves the acknowledged point. An `Order`'s entries
+    /// are rarely durable yet, so its ack mostly repeated the previous one, and the real one
+    /// follows when the store completes (`on_durable`): half of all follower-to-leader traffic.
+    /// A lost ack is still repaired: every `Commit` heartbeat is acknowledged.
+    fn ack_if_moved(&mut self) {
+        let stored = self.matched.map(|m| m.min(self.durable));
+        if stored.is_some() && self.last_ack != stored.map(|s| (self.term, s)) {
+            self.ack();
         }
     }
 
@@ -114,7 +126,7 @@ impl Ordering {
         self.matched = Some(m);
         self.follow_commit(leader_commit);
         self.nack_gap(now);
-        self.ack();
+        self.ack_if_moved();
     }
 
     /// Moves held-back entries that became contiguous into the log; returns the new `matched`.
