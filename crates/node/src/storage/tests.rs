@@ -178,17 +178,27 @@ fn the_active_segment_is_preallocated_and_its_zero_tail_is_a_clean_end() {
     assert_eq!(open(dir.path()).1.entries, entries(1, 1..=4));
 }
 
+/// Entries 1..=60 in small segments (more than two), synced after each entry or once at the
+/// end; returns the segment files in order.
+fn sixty_entries_in_small_segments(dir: &Path, sync_each: bool) -> Vec<PathBuf> {
+    let (mut s, _) = open_small(dir).unwrap();
+    for seq in 1..=60 {
+        s.store(Seq(seq), &[entry(1, seq)]).unwrap();
+        if sync_each {
+            s.sync().unwrap();
+        }
+    }
+    s.sync().unwrap();
+    drop(s);
+    let files = wal_files(dir);
+    assert!(files.len() > 2, "{files:?}");
+    files
+}
+
 #[test]
 fn a_sealed_segment_is_cut_to_its_records() {
     let dir = TempDir::new().unwrap();
-    let (mut s, _) = open_small(dir.path()).unwrap();
-    for seq in 1..=60 {
-        s.store(Seq(seq), &[entry(1, seq)]).unwrap();
-        s.sync().unwrap();
-    }
-    drop(s);
-    let files = wal_files(dir.path());
-    assert!(files.len() > 2, "{files:?}");
+    let files = sixty_entries_in_small_segments(dir.path(), true);
     // A zero tail in a sealed segment would be damage (recovery refuses it): only the active
     // segment keeps its preallocated zeros.
     let (_, r) = open_small(dir.path()).unwrap();
@@ -244,14 +254,7 @@ fn damage_in_the_middle_is_an_error_naming_file_and_offset() {
 #[test]
 fn damage_in_a_sealed_segment_is_an_error() {
     let dir = TempDir::new().unwrap();
-    let (mut s, _) = open_small(dir.path()).unwrap();
-    for seq in 1..=60 {
-        s.store(Seq(seq), &[entry(1, seq)]).unwrap();
-    }
-    s.sync().unwrap();
-    drop(s);
-    let files = wal_files(dir.path());
-    assert!(files.len() > 2, "{files:?}");
+    let files = sixty_entries_in_small_segments(dir.path(), false);
     // Cut the tail of the first (sealed) segment: not a torn tail.
     let len = fs::metadata(&files[0]).unwrap().len();
     fs::OpenOptions::new().write(true).open(&files[0]).unwrap().set_len(len - 3).unwrap();
