@@ -120,9 +120,10 @@ impl<R: RngCore> Replica<R> {
     /// An operator asks this leader to step down: it starts an election for the next term in
     /// which it runs with a demoted candidate, so another member is elected (a one-member
     /// cluster elects itself again). Returns `false`, changing nothing, if this node does not
-    /// lead.
+    /// lead, or is outside its own configuration (it cannot start an election; its removal
+    /// ends its leadership anyway).
     pub fn step_down(&mut self, now: Instant) -> bool {
-        if !self.election.is_leader() {
+        if !self.election.is_leader() || !self.is_member() {
             return false;
         }
         self.election.step_down(now);
