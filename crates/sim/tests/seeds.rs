@@ -209,16 +209,19 @@ fn commit_majority_counts_the_leaders_latest_configuration() {
 
 /// Seed 11 at 12 s per seed (as it ran when found): a node removed from the configuration
 /// while electing kept a past deadline and the driver spun on it (the fix is in
-/// `auction_election`'s `start_election`; its unit test is `tests.rs` there). The run must
-/// still end, with a removal applied, and pass.
+/// `auction_election`'s `start_election`; its unit test is `tests.rs` there). Later changes
+/// moved seed 11's history away from a removal, so this runs the first long-fault seeds from
+/// 11 on until one applies a removal: such a run must still end, and pass.
 #[test]
 fn election_spin_during_removal() {
-    let out = assert_passes(long(11, 8, 4));
-    let removed = out.history.applied.values().flatten().any(|a| {
-        matches!(a, auction_sim::Applied::Entry(e)
-            if matches!(&e.payload, EntryPayload::Config(ConfigChange::RemoveMember(_))))
-    });
-    assert!(removed, "seed 11 no longer covers a removal");
+    let removes = |out: &auction_sim::Outcome| {
+        out.history.applied.values().flatten().any(|a| {
+            matches!(a, auction_sim::Applied::Entry(e)
+                if matches!(&e.payload, EntryPayload::Config(ConfigChange::RemoveMember(_))))
+        })
+    };
+    let found = (11..61).find(|&seed| removes(&assert_passes(long(seed, 8, 4))));
+    assert!(found.is_some(), "no seed in 11..61 applies a removal any more");
 }
 
 /// A fault-free run makes progress: clients get answers and auctions close.
