@@ -39,6 +39,23 @@ pub enum Command {
     /// Start a local development cluster of N servers on loopback with temporary data
     /// directories and a development key; Ctrl-C stops it.
     Dev(DevArgs),
+    /// Print the admin token a node uses when `--admin-token` is not given (derived from the
+    /// cluster key, so admin requests never carry the key itself).
+    AdminToken(KeyArgs),
+}
+
+/// The cluster key, as `run` takes it.
+#[derive(Debug, Args)]
+pub struct KeyArgs {
+    /// File holding the cluster key.
+    #[arg(long, env = "AUCTION_CLUSTER_KEY_FILE")]
+    pub cluster_key_file: Option<PathBuf>,
+    /// The cluster key itself.
+    #[arg(long, env = "AUCTION_CLUSTER_KEY", hide_env_values = true)]
+    pub cluster_key: Option<String>,
+    /// The development key of `--dev-key`.
+    #[arg(long)]
+    pub dev_key: bool,
 }
 
 /// When the write-ahead log is fsynced.
@@ -96,7 +113,8 @@ pub struct RunArgs {
     /// Use a fixed, public development key. Refused unless every address is loopback.
     #[arg(long)]
     pub dev_key: bool,
-    /// Token for admin operations (default: the cluster key).
+    /// Token for admin operations (default: derived from the cluster key; print it with
+    /// `auction-node admin-token`).
     #[arg(long, env = "AUCTION_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
     /// Interval between failure-detector probes of each member.

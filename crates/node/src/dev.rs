@@ -142,6 +142,11 @@ fn print_banner(servers: &[DevServer], root: &std::path::Path) {
     }
     println!();
     println!("connect a client:  cargo run -p auction-client -- --server {}", servers[0].client);
+    // The servers run with the development key and its derived admin token.
+    if let Ok(key) = crate::settings::key_from(None, None, true) {
+        let token = crate::settings::default_admin_token(&key);
+        println!("admin token:       {token}  (auction-client --admin-token {token} ...)");
+    }
     println!("stop:              Ctrl-C");
     println!();
 }

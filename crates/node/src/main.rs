@@ -33,6 +33,15 @@ fn main() -> ExitCode {
                 Ok(())
             }
             Command::Dev(args) => auction_node::dev::run(args).await,
+            Command::AdminToken(k) => {
+                let key = auction_node::settings::key_from(
+                    k.cluster_key_file.as_deref(),
+                    k.cluster_key.as_deref(),
+                    k.dev_key,
+                )?;
+                print_line(&auction_node::settings::default_admin_token(&key));
+                Ok(())
+            }
         }
     });
     match result {
@@ -40,6 +49,11 @@ fn main() -> ExitCode {
         // Our error messages already include their causes.
         Err(e) => fail(&format!("{e}")),
     }
+}
+
+#[allow(clippy::print_stdout)]
+fn print_line(text: &str) {
+    println!("{text}");
 }
 
 #[allow(clippy::print_stderr)]

@@ -101,8 +101,7 @@ impl NodeSettings {
                 return Err(SettingsError::Unspecified { what, addr });
             }
         }
-        let secret = load_key(args)?;
-        let key = ClusterKey::new(secret.as_bytes())?;
+        let key = load_key(args)?;
         let broadcast_ips = if args.no_broadcast {
             Vec::new()
         } else if args.broadcast.is_empty() {
@@ -123,7 +122,7 @@ impl NodeSettings {
             bootstrap: args.bootstrap,
             cluster: ClusterId::from_name(&args.cluster),
             cluster_name: args.cluster.clone(),
-            admin_token: args.admin_token.clone().unwrap_or_else(|| secret.clone()),
+            admin_token: args.admin_token.clone().unwrap_or_else(|| default_admin_token(&key)),
             key,
             probe_interval: args.probe_interval,
             suspect_after: args.suspect_after,
@@ -137,22 +136,42 @@ impl NodeSettings {
     }
 }
 
-fn load_key(args: &RunArgs) -> Result<String, SettingsError> {
-    if let Some(path) = &args.cluster_key_file {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| SettingsError::KeyFile { path: path.clone(), source })?;
-        return Ok(text.trim().to_string());
+/// The admin token a node uses when `--admin-token` is not given: derived from the cluster key
+/// (HMAC-SHA256 of a fixed label, 32 hex digits), so admin requests, which carry their token in
+/// clear on the client connection, never carry the key itself. `auction-node admin-token`
+/// prints it.
+pub fn default_admin_token(key: &ClusterKey) -> String {
+    key.tag(b"auction admin token")[..16].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The cluster key from a file, the value itself, or the development key, in that order.
+///
+/// # Errors
+/// The file cannot be read, no key is given, or the key is too short.
+pub fn key_from(
+    file: Option<&std::path::Path>,
+    value: Option<&str>,
+    dev_key: bool,
+) -> Result<ClusterKey, SettingsError> {
+    let secret = match (file, value) {
+        (Some(path), _) => std::fs::read_to_string(path)
+            .map_err(|source| SettingsError::KeyFile { path: path.to_path_buf(), source })?
+            .trim()
+            .to_string(),
+        (None, Some(v)) => v.trim().to_string(),
+        (None, None) if dev_key => DEV_KEY.to_string(),
+        (None, None) => return Err(SettingsError::NoKey),
+    };
+    Ok(ClusterKey::new(secret.as_bytes())?)
+}
+
+fn load_key(args: &RunArgs) -> Result<ClusterKey, SettingsError> {
+    let explicit = args.cluster_key_file.is_some() || args.cluster_key.is_some();
+    let loopback = args.peer_addr.ip().is_loopback() && args.client_addr.ip().is_loopback();
+    if args.dev_key && !explicit && !loopback {
+        return Err(SettingsError::DevKeyOffLoopback);
     }
-    if let Some(key) = &args.cluster_key {
-        return Ok(key.trim().to_string());
-    }
-    if args.dev_key {
-        if !(args.peer_addr.ip().is_loopback() && args.client_addr.ip().is_loopback()) {
-            return Err(SettingsError::DevKeyOffLoopback);
-        }
-        return Ok(DEV_KEY.to_string());
-    }
-    Err(SettingsError::NoKey)
+    key_from(args.cluster_key_file.as_deref(), args.cluster_key.as_deref(), args.dev_key)
 }
 
 /// The subnet broadcast address of every up IPv4 interface (inside a network namespace,
@@ -192,7 +211,7 @@ mod tests {
         argv.extend_from_slice(extra);
         match Cli::try_parse_from(argv).unwrap().command {
             Command::Run(a) => a,
-            Command::Dev(_) => panic!("run"),
+            Command::Dev(_) | Command::AdminToken(_) => panic!("run"),
         }
     }
 
@@ -237,7 +256,11 @@ mod tests {
             s.discovery_targets,
             vec!["127.255.255.255:7946".parse().unwrap(), "127.0.0.1:7001".parse().unwrap()]
         );
-        assert_eq!(s.admin_token, DEV_KEY);
+        // The default admin token is derived from the key, never the key itself.
+        let key = ClusterKey::new(DEV_KEY.as_bytes()).unwrap();
+        assert_eq!(s.admin_token, default_admin_token(&key));
+        assert_ne!(s.admin_token, DEV_KEY);
+        assert_eq!(s.admin_token.len(), 32);
     }
 
     #[test]

@@ -227,17 +227,27 @@ fn admin_operations_need_the_token_and_step_down_moves_the_leadership() {
     let admin = |c: &mut Client, token: &str, op| {
         c.request(RequestBody::Admin { token: token.into(), op }).unwrap().result
     };
+    // The default token is derived from the cluster key; `auction-node admin-token` prints it.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_auction-node"))
+        .args(["admin-token", "--cluster-key", common::KEY])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert_eq!(token.len(), 32, "{token:?}");
     let mut f = Client::connect(cluster.nodes[follower].client).unwrap();
     assert_eq!(admin(&mut f, "wrong", AdminOp::Report), Err(ClientError::NotAuthorized));
-    assert!(matches!(admin(&mut f, common::KEY, AdminOp::Report), Ok(Reply::Report(_))));
+    // The key itself is not the admin token: it never has to travel on a client connection.
+    assert_eq!(admin(&mut f, common::KEY, AdminOp::Report), Err(ClientError::NotAuthorized));
+    assert!(matches!(admin(&mut f, &token, AdminOp::Report), Ok(Reply::Report(_))));
     assert!(matches!(
-        admin(&mut f, common::KEY, AdminOp::StepDown),
+        admin(&mut f, &token, AdminOp::StepDown),
         Err(ClientError::NotLeader { leader: Some(_) })
     ));
-    assert_eq!(admin(&mut f, common::KEY, AdminOp::Snapshot), Ok(Reply::Done));
+    assert_eq!(admin(&mut f, &token, AdminOp::Snapshot), Ok(Reply::Done));
     let old = cluster.report(leader).unwrap().node;
     let mut l = Client::connect(cluster.nodes[leader].client).unwrap();
-    assert_eq!(admin(&mut l, common::KEY, AdminOp::StepDown), Ok(Reply::Done));
+    assert_eq!(admin(&mut l, &token, AdminOp::StepDown), Ok(Reply::Done));
     cluster.wait_for(Duration::from_secs(20), |c| {
         c.converged(3) && c.report(0).is_some_and(|r| r.leader.is_some_and(|x| x != old))
     });
