@@ -168,13 +168,31 @@ impl MetricsHandle {
     }
 }
 
+/// Most scrapes served at once; further connections are closed at once.
+const MAX_SCRAPES: usize = 16;
+/// How long a scrape may take to send its request, and to take the page.
+const SCRAPE_TIMEOUT: Duration = Duration::from_secs(5);
+
 async fn serve(listener: TcpListener, page: watch::Receiver<String>) {
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_SCRAPES));
     loop {
-        let Ok((mut stream, _)) = listener.accept().await else { continue };
+        let mut stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of file descriptors, say: do not spin on the error.
+                warn!(error = %e, "metrics accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            continue; // over the cap: dropping the stream closes it
+        };
         let page = page.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             let mut buf = [0u8; 4096];
-            let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await;
+            let read = tokio::time::timeout(SCRAPE_TIMEOUT, stream.read(&mut buf)).await;
             if !matches!(read, Ok(Ok(n)) if n > 0) {
                 return;
             }
@@ -183,8 +201,48 @@ async fn serve(listener: TcpListener, page: watch::Receiver<String>) {
                 "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
                 body.len()
             );
-            let _ = stream.write_all(head.as_bytes()).await;
-            let _ = stream.write_all(body.as_bytes()).await;
+            let write = async {
+                stream.write_all(head.as_bytes()).await?;
+                stream.write_all(body.as_bytes()).await
+            };
+            let _ = tokio::time::timeout(SCRAPE_TIMEOUT, write).await;
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Scrapes beyond `MAX_SCRAPES` at once are closed at once; a held slot is given back.
+    #[tokio::test]
+    async fn scrapes_are_capped() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = watch::channel("page".to_string());
+        tokio::spawn(serve(listener, rx));
+        // Connections that never send a request hold their slots (until the 5 s timeout).
+        let mut idle = Vec::new();
+        for _ in 0..MAX_SCRAPES {
+            idle.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut extra = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut buf = [0u8; 64];
+        let n = tokio::time::timeout(Duration::from_secs(2), extra.read(&mut buf)).await;
+        assert!(matches!(n, Ok(Ok(0)) | Ok(Err(_))), "closed at once: {n:?}");
+        // One idle scraper asks: it gets the page, and its slot is free again.
+        let mut first = idle.remove(0);
+        first.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").await.unwrap();
+        let mut page = Vec::new();
+        first.read_to_end(&mut page).await.unwrap();
+        assert!(String::from_utf8_lossy(&page).ends_with("page"));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut again = tokio::net::TcpStream::connect(addr).await.unwrap();
+        again.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").await.unwrap();
+        let mut page = Vec::new();
+        again.read_to_end(&mut page).await.unwrap();
+        assert!(String::from_utf8_lossy(&page).contains("200 OK"));
+        drop(tx);
     }
 }
