@@ -44,16 +44,18 @@ pub enum Command {
     AdminToken(KeyArgs),
 }
 
-/// The cluster key, as `run` takes it.
+/// The cluster key: `run` and `admin-token` take it the same way.
 #[derive(Debug, Args)]
 pub struct KeyArgs {
-    /// File holding the cluster key.
+    /// File holding the cluster key (at least 16 bytes; surrounding whitespace is trimmed).
     #[arg(long, env = "AUCTION_CLUSTER_KEY_FILE")]
     pub cluster_key_file: Option<PathBuf>,
-    /// The cluster key itself.
+    /// The cluster key itself (prefer the file: environment variables leak into process
+    /// listings of some systems).
     #[arg(long, env = "AUCTION_CLUSTER_KEY", hide_env_values = true)]
     pub cluster_key: Option<String>,
-    /// The development key of `--dev-key`.
+    /// Use a fixed, public development key (`run` refuses it unless every address is
+    /// loopback).
     #[arg(long)]
     pub dev_key: bool,
 }
@@ -103,16 +105,9 @@ pub struct RunArgs {
     /// The cluster's name: nodes and clients of other clusters are ignored.
     #[arg(long, env = "AUCTION_CLUSTER", default_value = "auction")]
     pub cluster: String,
-    /// File holding the cluster key (at least 16 bytes; surrounding whitespace is trimmed).
-    #[arg(long, env = "AUCTION_CLUSTER_KEY_FILE")]
-    pub cluster_key_file: Option<PathBuf>,
-    /// The cluster key itself (prefer the file: environment variables leak into process
-    /// listings of some systems).
-    #[arg(long, env = "AUCTION_CLUSTER_KEY", hide_env_values = true)]
-    pub cluster_key: Option<String>,
-    /// Use a fixed, public development key. Refused unless every address is loopback.
-    #[arg(long)]
-    pub dev_key: bool,
+    /// The cluster key.
+    #[command(flatten)]
+    pub key: KeyArgs,
     /// Token for admin operations (default: derived from the cluster key; print it with
     /// `auction-node admin-token`).
     #[arg(long, env = "AUCTION_ADMIN_TOKEN", hide_env_values = true)]

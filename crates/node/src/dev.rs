@@ -143,7 +143,8 @@ fn print_banner(servers: &[DevServer], root: &std::path::Path) {
     println!();
     println!("connect a client:  cargo run -p auction-client -- --server {}", servers[0].client);
     // The servers run with the development key and its derived admin token.
-    if let Ok(key) = crate::settings::key_from(None, None, true) {
+    let dev = crate::cli::KeyArgs { cluster_key_file: None, cluster_key: None, dev_key: true };
+    if let Ok(key) = crate::settings::key_from(&dev) {
         let token = crate::settings::default_admin_token(&key);
         println!("admin token:       {token}  (auction-client --admin-token {token} ...)");
     }

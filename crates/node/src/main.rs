@@ -34,11 +34,7 @@ fn main() -> ExitCode {
             }
             Command::Dev(args) => auction_node::dev::run(args).await,
             Command::AdminToken(k) => {
-                let key = auction_node::settings::key_from(
-                    k.cluster_key_file.as_deref(),
-                    k.cluster_key.as_deref(),
-                    k.dev_key,
-                )?;
+                let key = auction_node::settings::key_from(&k)?;
                 print_line(&auction_node::settings::default_admin_token(&key));
                 Ok(())
             }

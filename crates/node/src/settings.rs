@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use auction_proto::{ClusterId, ClusterKey, KeyError};
 
-use crate::cli::{FsyncArg, RunArgs};
+use crate::cli::{FsyncArg, KeyArgs, RunArgs};
 
 /// The public key of `--dev-key`: never use it outside loopback.
 pub const DEV_KEY: &str = "auction-dev-cluster-key-do-not-use-in-production";
@@ -148,30 +148,27 @@ pub fn default_admin_token(key: &ClusterKey) -> String {
 ///
 /// # Errors
 /// The file cannot be read, no key is given, or the key is too short.
-pub fn key_from(
-    file: Option<&std::path::Path>,
-    value: Option<&str>,
-    dev_key: bool,
-) -> Result<ClusterKey, SettingsError> {
-    let secret = match (file, value) {
+pub fn key_from(args: &KeyArgs) -> Result<ClusterKey, SettingsError> {
+    let secret = match (args.cluster_key_file.as_deref(), args.cluster_key.as_deref()) {
         (Some(path), _) => std::fs::read_to_string(path)
             .map_err(|source| SettingsError::KeyFile { path: path.to_path_buf(), source })?
             .trim()
             .to_string(),
         (None, Some(v)) => v.trim().to_string(),
-        (None, None) if dev_key => DEV_KEY.to_string(),
+        (None, None) if args.dev_key => DEV_KEY.to_string(),
         (None, None) => return Err(SettingsError::NoKey),
     };
     Ok(ClusterKey::new(secret.as_bytes())?)
 }
 
 fn load_key(args: &RunArgs) -> Result<ClusterKey, SettingsError> {
-    let explicit = args.cluster_key_file.is_some() || args.cluster_key.is_some();
+    let k = &args.key;
+    let explicit = k.cluster_key_file.is_some() || k.cluster_key.is_some();
     let loopback = args.peer_addr.ip().is_loopback() && args.client_addr.ip().is_loopback();
-    if args.dev_key && !explicit && !loopback {
+    if k.dev_key && !explicit && !loopback {
         return Err(SettingsError::DevKeyOffLoopback);
     }
-    key_from(args.cluster_key_file.as_deref(), args.cluster_key.as_deref(), args.dev_key)
+    key_from(k)
 }
 
 /// The subnet broadcast address of every up IPv4 interface (inside a network namespace,
