@@ -135,6 +135,9 @@ pub async fn run(
         leaving: None,
     };
     let result = driver.run(sockets, client_rx, done_rx, shutdown).await;
+    // Messages held for the turn's end still go out (a leaving leader's last commit point,
+    // say); the peer writer tasks send them while the storage writer below finishes.
+    driver.net.flush();
     // Let the writer finish and sync what is queued before the process exits.
     let Driver { writer, mut jobs, .. } = driver;
     let _ = writer.submit_all(&mut jobs);

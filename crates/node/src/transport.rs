@@ -128,7 +128,7 @@ impl PeerNet {
     /// same order, and sends one `Order` and stores once for all of them), `Order`s of one
     /// term whose entries follow on (the member takes the entries in order, then the later
     /// commit point, which a leader never lowers in its term), and `Ack`s of one term (the
-    /// later one is kept: the leader keeps the highest it has heard, so an ack it does not see
+    /// highest is kept, as the leader keeps the highest it has heard; an ack it does not see
     /// can only hold the commit point back, never move it).
     pub fn send(&mut self, to: SocketAddr, body: PeerBody) {
         let tcp = matches!(body, PeerBody::Ordering(_));
@@ -285,7 +285,9 @@ fn merge(prev: &mut OrderingMsg, next: OrderingMsg) -> Option<OrderingMsg> {
         (OrderingMsg::Ack { term, stored }, OrderingMsg::Ack { term: t, stored: s })
             if *term == t =>
         {
-            *stored = s;
+            // The highest, as the leader keeps anyway (a later ack can be lower: a snapshot
+            // install resets what is durable).
+            *stored = (*stored).max(s);
             None
         }
         (
@@ -482,10 +484,13 @@ mod tests {
     }
 
     #[test]
-    fn the_later_ack_of_a_term_replaces_the_earlier_and_nothing_else_merges() {
+    fn acks_of_a_term_merge_into_the_highest_and_nothing_else_merges() {
         let ack = |term, stored| OrderingMsg::Ack { term: Term(term), stored: Seq(stored) };
         let mut prev = ack(2, 10);
         assert_eq!(merge(&mut prev, ack(2, 12)), None);
+        assert_eq!(prev, ack(2, 12));
+        // A lower later ack (after a snapshot install reset what is durable) keeps the highest.
+        assert_eq!(merge(&mut prev, ack(2, 0)), None);
         assert_eq!(prev, ack(2, 12));
         assert_eq!(merge(&mut prev, ack(3, 1)), Some(ack(3, 1)));
         let commit = OrderingMsg::Commit { term: Term(2), commit: Seq(12) };
