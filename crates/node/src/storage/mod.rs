@@ -297,16 +297,27 @@ impl Storage {
         replace_log: bool,
     ) -> Result<(), StorageError> {
         let seq = snapshot.last_included.seq;
+        let number = self.snapshot_number + 1;
         let wal_from = if replace_log {
-            self.wal.restart_after(seq)?
+            // The snapshot names the segment that will start the log after it, and becomes
+            // durable first. A crash before that leaves the old snapshot and log (consistent);
+            // a crash after it, before that segment exists, leaves a snapshot whose log is
+            // missing, which recovery restarts right after the snapshot. (Starting the segment
+            // first left, after a crash in between, an empty segment out of sequence with the
+            // old log, which recovery refused: found by review.)
+            let wal_from = self.wal.next_number();
+            snapshot::save(&self.dir, number, snapshot, wal_from, self.fsync)?;
+            let started = self.wal.restart_after(seq)?;
+            debug_assert_eq!(started, wal_from, "restart_after starts the next segment");
+            wal_from
         } else {
             if self.wal.sync()? {
                 self.syncs += 1;
             }
-            self.wal.first_number()
+            let wal_from = self.wal.first_number();
+            snapshot::save(&self.dir, number, snapshot, wal_from, self.fsync)?;
+            wal_from
         };
-        let number = self.snapshot_number + 1;
-        snapshot::save(&self.dir, number, snapshot, wal_from, self.fsync)?;
         self.snapshot_number = number;
         self.snapshot_seq = seq;
         self.wal.remove_before(wal_from)?;

@@ -198,6 +198,11 @@ impl Wal {
     }
 
     /// The lowest segment number present.
+    /// The number the next segment will get.
+    pub(crate) fn next_number(&self) -> u64 {
+        self.segments.last().map_or(0, |s| s.number + 1)
+    }
+
     pub(crate) fn first_number(&self) -> u64 {
         self.segments.first().map_or(0, |s| s.number)
     }
@@ -317,7 +322,7 @@ impl Wal {
             }
             self.allocated = bytes;
         }
-        let number = self.segments.last().map_or(0, |s| s.number + 1);
+        let number = self.next_number();
         let (seg, file) = create_segment(&self.dir, number, self.end.next(), self.fsync)?;
         self.segments.push(seg);
         self.active = BufWriter::with_capacity(WRITE_BUFFER, file.0);
