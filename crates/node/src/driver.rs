@@ -183,11 +183,26 @@ impl Driver {
         let mut udp_buf = vec![0u8; 64 * 1024];
         let mut disc_buf = vec![0u8; 64 * 1024];
         let mut tick = tokio::time::interval(Duration::from_millis(250));
+        // One timer for the replica's deadline, moved only when the deadline moves (a new
+        // `sleep_until` per turn would insert and remove a timer entry on every input).
+        let timer = tokio::time::sleep(Duration::from_secs(1));
+        tokio::pin!(timer);
+        let mut armed: Option<Instant> = None;
         loop {
             let now = Instant::now();
             self.replica.handle_wall_clock(wall_clock(), now);
             self.drain().await?;
-            let deadline = self.replica.poll_timeout().unwrap_or(now + Duration::from_secs(1));
+            // Without a deadline of the replica's, wake within a second anyway (kept, not
+            // moved every turn).
+            let deadline = match (self.replica.poll_timeout(), armed) {
+                (Some(d), _) => d,
+                (None, Some(a)) if a > now => a,
+                (None, _) => now + Duration::from_secs(1),
+            };
+            if armed != Some(deadline) {
+                timer.as_mut().reset(deadline.into());
+                armed = Some(deadline);
+            }
             let woke: Instant;
             tokio::select! {
                 // Timers and completions first, so a flood of peer or client input cannot
@@ -204,8 +219,10 @@ impl Driver {
                         Done::Failed(e) => return Err(NodeError::StorageFailed(e)),
                     }
                 }
-                () = tokio::time::sleep_until(deadline.into()) => {
+                () = &mut timer => {
                     woke = Instant::now();
+                    // Fired: rearm on the next turn even if the deadline is unchanged.
+                    armed = None;
                     self.replica.handle_timeout(woke);
                 }
                 _ = tick.tick() => {
