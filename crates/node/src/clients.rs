@@ -111,12 +111,20 @@ async fn connection(
     let writer = tokio::spawn(async move {
         let codec = ClientCodec::default();
         let mut buf = Vec::with_capacity(16 * 1024);
+        // The highest applied seq this connection was given. Every response passes here in
+        // order, so raising each to it keeps the promise that a response never carries a
+        // lower one, also for the refusals this task makes itself (which know no seq).
+        let mut applied = Seq(0);
         while let Some(msg) = rx.recv().await {
             buf.clear();
             let mut responses = 0;
             let mut next = Some(msg);
-            while let Some(m) = next.take() {
-                responses += usize::from(matches!(m, ServerToClient::Response(_)));
+            while let Some(mut m) = next.take() {
+                if let ServerToClient::Response(r) = &mut m {
+                    responses += 1;
+                    applied = applied.max(r.applied);
+                    r.applied = applied;
+                }
                 encode_or_refuse(&codec, &m, &mut buf);
                 if buf.len() < 64 * 1024 {
                     next = rx.try_recv().ok();
@@ -205,6 +213,8 @@ fn encode_or_refuse(codec: &ClientCodec, msg: &ServerToClient, buf: &mut Vec<u8>
     }
 }
 
+/// A refusal made by the connection task; the writer raises its `applied` to the highest the
+/// connection was given.
 fn error(no: RequestNo, e: ClientError) -> ServerToClient {
     ServerToClient::Response(Response { no, applied: Seq(0), result: Err(e) })
 }

@@ -6,9 +6,9 @@ mod common;
 
 use std::time::Duration;
 
-use auction_proto::msg::auction::{AuctionState, Outcome, RejectReason};
+use auction_proto::msg::auction::{AuctionState, BidderName, Outcome, RejectReason};
 use auction_proto::msg::client::{ClientError, ListFilter, Reply, RequestBody, ServerToClient};
-use auction_proto::{Amount, AuctionId, RequestNo};
+use auction_proto::{Amount, AuctionId, RequestNo, Seq};
 use common::{Client, TestCluster, bid, open_auction, outcome};
 
 /// History of `auction` as server `i` sees it once it has applied `seq`.
@@ -177,6 +177,25 @@ fn garbage_and_oversized_client_frames_get_an_error_and_the_node_stays_up() {
     let mut ok = Client::connect(addr).unwrap();
     let r = ok.request(RequestBody::Whoami).unwrap();
     assert_eq!(r.result, Ok(Reply::Identity { name: None }));
+}
+
+#[test]
+fn a_refusal_by_the_connection_never_lowers_the_applied_seq() {
+    let mut cluster = TestCluster::start(1);
+    let mut c = Client::connect(cluster.nodes[0].client).unwrap();
+    let r = c.request(RequestBody::Register { name: BidderName::new("carol").unwrap() }).unwrap();
+    assert!(matches!(r.result, Ok(Reply::Registered { .. })), "{r:?}");
+    assert!(r.applied > Seq(0), "a committed write reports its seq: {r:?}");
+    // A bad frame is refused by the connection task itself, which knows no seq.
+    c.write_raw(b"not a frame at all").unwrap();
+    match c.read() {
+        Ok(ServerToClient::Response(bad)) => {
+            assert_eq!(bad.result, Err(ClientError::BadRequest));
+            assert!(bad.applied >= r.applied, "applied went back: {bad:?} after {r:?}");
+        }
+        other => panic!("expected an error response, got {other:?}"),
+    }
+    assert!(cluster.running(0));
 }
 
 #[test]

@@ -165,7 +165,9 @@ pub enum AdminOp {
 pub struct Response {
     /// The request answered.
     pub no: RequestNo,
-    /// The applied seq of the state this answer reflects.
+    /// The applied seq of the state this answer reflects. On one connection it never goes
+    /// down: a refusal that reflects no state (a bad frame, an overloaded server) carries the
+    /// highest seq the connection was given before.
     pub applied: Seq,
     /// The result.
     pub result: Result<Reply, ClientError>,
