@@ -16,7 +16,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::clients::{self, ClientEvent};
 use crate::metrics::MetricsHandle;
@@ -133,6 +133,7 @@ pub async fn run(
         jobs: Vec::new(),
         metrics,
         leaving: None,
+        here_limit: RateLimit::new(HERE_PER_SECOND, Duration::from_secs(1)),
     };
     let result = driver.run(sockets, client_rx, done_rx, shutdown).await;
     // Messages held for the turn's end still go out (a leaving leader's last commit point,
@@ -169,6 +170,42 @@ struct Driver {
     jobs: Vec<Job>,
     metrics: MetricsHandle,
     leaving: Option<Instant>,
+    /// Bounds the `Here` answers to `FindServers`, which go to whatever source address the
+    /// datagram claims: a spoofed flood cannot turn the node into a reflector.
+    here_limit: RateLimit,
+}
+
+/// `Here` answers per second at most. Discovery is a person starting a shell; a whole lab
+/// starting at once is far below this.
+const HERE_PER_SECOND: u32 = 64;
+
+/// At most `per_window` events in each `window` (a fixed window: the budget refills at once).
+#[derive(Debug)]
+struct RateLimit {
+    window: Duration,
+    per_window: u32,
+    started: Option<Instant>,
+    used: u32,
+}
+
+impl RateLimit {
+    fn new(per_window: u32, window: Duration) -> Self {
+        Self { window, per_window, started: None, used: 0 }
+    }
+
+    /// Whether one more event is allowed at `now` (and counts it if so).
+    fn allow(&mut self, now: Instant) -> bool {
+        let fresh = self.started.is_none_or(|s| now.saturating_duration_since(s) >= self.window);
+        if fresh {
+            self.started = Some(now);
+            self.used = 0;
+        }
+        if self.used >= self.per_window {
+            return false;
+        }
+        self.used += 1;
+        true
+    }
 }
 
 impl Driver {
@@ -292,6 +329,10 @@ impl Driver {
         if cluster != self.settings.cluster {
             return;
         }
+        if !self.here_limit.allow(Instant::now()) {
+            debug!(%from, "FindServers over the rate limit; not answered");
+            return;
+        }
         let here = ServerToClient::Here(ServerInfo {
             node: self.info.node,
             incarnation: self.info.incarnation,
@@ -383,5 +424,22 @@ impl Driver {
             );
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_rate_limit_allows_its_budget_per_window_then_refills() {
+        let t0 = Instant::now();
+        let mut limit = RateLimit::new(3, Duration::from_secs(1));
+        let allowed = (0..10).filter(|_| limit.allow(t0)).count();
+        assert_eq!(allowed, 3);
+        assert!(!limit.allow(t0 + Duration::from_millis(999)));
+        assert!(limit.allow(t0 + Duration::from_secs(1)));
+        let allowed = (0..10).filter(|_| limit.allow(t0 + Duration::from_secs(1))).count();
+        assert_eq!(allowed, 2, "the new window had 3, one was used above");
     }
 }
