@@ -111,19 +111,24 @@ async fn connection(
     let writer = tokio::spawn(async move {
         let codec = ClientCodec::default();
         let mut buf = Vec::with_capacity(16 * 1024);
-        // The highest applied seq this connection was given. Every response passes here in
-        // order, so raising each to it keeps the promise that a response never carries a
-        // lower one, also for the refusals this task makes itself (which know no seq).
+        // The highest applied seq this connection was given (in a response or as an event's
+        // seq). Everything sent passes here in order, so raising each response to it keeps
+        // the promise that a response never carries a lower one, also for the refusals this
+        // task makes itself (which know no seq).
         let mut applied = Seq(0);
         while let Some(msg) = rx.recv().await {
             buf.clear();
             let mut responses = 0;
             let mut next = Some(msg);
             while let Some(mut m) = next.take() {
-                if let ServerToClient::Response(r) = &mut m {
-                    responses += 1;
-                    applied = applied.max(r.applied);
-                    r.applied = applied;
+                match &mut m {
+                    ServerToClient::Response(r) => {
+                        responses += 1;
+                        applied = applied.max(r.applied);
+                        r.applied = applied;
+                    }
+                    ServerToClient::Event(e) => applied = applied.max(e.seq),
+                    ServerToClient::Here(_) => {}
                 }
                 encode_or_refuse(&codec, &m, &mut buf);
                 if buf.len() < 64 * 1024 {

@@ -3,8 +3,9 @@
 //! next deadline and shutdown; feeds what arrives into the replica; then carries out the
 //! replica's actions strictly in order (STYLE.md point 4).
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use auction_proto::msg::client::{ClientToServer, ServerInfo, ServerToClient};
@@ -133,7 +134,7 @@ pub async fn run(
         jobs: Vec::new(),
         metrics,
         leaving: None,
-        here_limit: RateLimit::new(HERE_PER_SECOND, Duration::from_secs(1)),
+        here_limit: RateLimit::new(HERE_PER_SOURCE, HERE_PER_SECOND, Duration::from_secs(1)),
     };
     let result = driver.run(sockets, client_rx, done_rx, shutdown).await;
     // Messages held for the turn's end still go out (a leaving leader's last commit point,
@@ -171,39 +172,49 @@ struct Driver {
     metrics: MetricsHandle,
     leaving: Option<Instant>,
     /// Bounds the `Here` answers to `FindServers`, which go to whatever source address the
-    /// datagram claims: a spoofed flood cannot turn the node into a reflector.
+    /// datagram claims: a spoofed flood gets little reflected towards any one address.
     here_limit: RateLimit,
 }
 
-/// `Here` answers per second at most. Discovery is a person starting a shell; a whole lab
-/// starting at once is far below this.
-const HERE_PER_SECOND: u32 = 64;
+/// `Here` answers per second to one source address at most. A shell asks once per discovery.
+const HERE_PER_SOURCE: u32 = 8;
+/// `Here` answers per second in all at most (also bounds the table of sources).
+const HERE_PER_SECOND: u32 = 1024;
 
-/// At most `per_window` events in each `window` (a fixed window: the budget refills at once).
+/// At most `per_source` events per source address and `total` in all in each `window` (fixed
+/// windows: the budgets refill at once, so a sliding window can see up to twice as many).
 #[derive(Debug)]
 struct RateLimit {
     window: Duration,
-    per_window: u32,
+    per_source: u32,
+    total: u32,
     started: Option<Instant>,
-    used: u32,
+    used: HashMap<IpAddr, u32>,
+    used_total: u32,
 }
 
 impl RateLimit {
-    fn new(per_window: u32, window: Duration) -> Self {
-        Self { window, per_window, started: None, used: 0 }
+    fn new(per_source: u32, total: u32, window: Duration) -> Self {
+        Self { window, per_source, total, started: None, used: HashMap::new(), used_total: 0 }
     }
 
-    /// Whether one more event is allowed at `now` (and counts it if so).
-    fn allow(&mut self, now: Instant) -> bool {
+    /// Whether one more event from `source` is allowed at `now` (and counts it if so).
+    fn allow(&mut self, source: IpAddr, now: Instant) -> bool {
         let fresh = self.started.is_none_or(|s| now.saturating_duration_since(s) >= self.window);
         if fresh {
             self.started = Some(now);
-            self.used = 0;
+            self.used.clear();
+            self.used_total = 0;
         }
-        if self.used >= self.per_window {
+        if self.used_total >= self.total {
             return false;
         }
-        self.used += 1;
+        let used = self.used.entry(source).or_insert(0);
+        if *used >= self.per_source {
+            return false;
+        }
+        *used += 1;
+        self.used_total += 1;
         true
     }
 }
@@ -329,7 +340,7 @@ impl Driver {
         if cluster != self.settings.cluster {
             return;
         }
-        if !self.here_limit.allow(Instant::now()) {
+        if !self.here_limit.allow(from.ip(), Instant::now()) {
             debug!(%from, "FindServers over the rate limit; not answered");
             return;
         }
@@ -432,14 +443,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_rate_limit_allows_its_budget_per_window_then_refills() {
+    fn the_rate_limit_allows_its_budgets_per_window_then_refills() {
         let t0 = Instant::now();
-        let mut limit = RateLimit::new(3, Duration::from_secs(1));
-        let allowed = (0..10).filter(|_| limit.allow(t0)).count();
-        assert_eq!(allowed, 3);
-        assert!(!limit.allow(t0 + Duration::from_millis(999)));
-        assert!(limit.allow(t0 + Duration::from_secs(1)));
-        let allowed = (0..10).filter(|_| limit.allow(t0 + Duration::from_secs(1))).count();
-        assert_eq!(allowed, 2, "the new window had 3, one was used above");
+        let (a, b, c): (IpAddr, IpAddr, IpAddr) =
+            ([10, 0, 0, 1].into(), [10, 0, 0, 2].into(), [10, 0, 0, 3].into());
+        let mut limit = RateLimit::new(3, 5, Duration::from_secs(1));
+        assert_eq!((0..10).filter(|_| limit.allow(a, t0)).count(), 3, "per source");
+        assert_eq!((0..10).filter(|_| limit.allow(b, t0)).count(), 2, "the total caps it");
+        assert!(!limit.allow(c, t0 + Duration::from_millis(999)));
+        let t1 = t0 + Duration::from_secs(1);
+        assert!(limit.allow(a, t1), "a new window refills");
+        assert_eq!((0..10).filter(|_| limit.allow(a, t1)).count(), 2);
+        assert_eq!((0..10).filter(|_| limit.allow(c, t1)).count(), 2);
     }
 }

@@ -183,7 +183,7 @@ fn garbage_and_oversized_client_frames_get_an_error_and_the_node_stays_up() {
 fn a_refusal_by_the_connection_never_lowers_the_applied_seq() {
     let mut cluster = TestCluster::start(1);
     let mut c = Client::connect(cluster.nodes[0].client).unwrap();
-    let r = c.request(RequestBody::Register { name: BidderName::new("carol").unwrap() }).unwrap();
+    let r = c.retry(RequestBody::Register { name: BidderName::new("carol").unwrap() });
     assert!(matches!(r.result, Ok(Reply::Registered { .. })), "{r:?}");
     assert!(r.applied > Seq(0), "a committed write reports its seq: {r:?}");
     // A bad frame is refused by the connection task itself, which knows no seq.
