@@ -200,11 +200,13 @@ fn election_takes_the_followed_leaders_newer_term() {
 }
 
 /// Seeds 39 (10 s of faults) and 211 (8 s): correct commits counted in a configuration
-/// appended after the entry (in force on append) were reported as `commit-majority`.
+/// appended after the entry (in force on append) were reported as `commit-majority`. Seed
+/// 5571 (12 s): the same, seen by a first applier that did not hold that configuration yet.
 #[test]
 fn commit_majority_counts_the_leaders_latest_configuration() {
     assert_passes(long(39, 10, 5));
     assert_passes(long(211, 8, 4));
+    assert_passes(long(5571, 12, 6));
 }
 
 /// Seed 11 at 12 s per seed (as it ran when found): a node removed from the configuration
