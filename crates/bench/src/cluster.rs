@@ -48,6 +48,8 @@ pub(crate) struct LocalCluster {
     pub(crate) servers: Vec<Server>,
     discovery_port: u16,
     cluster: String,
+    /// Servers killed and not yet reaped.
+    killed: Vec<Child>,
     _temp: Option<tempfile::TempDir>,
 }
 
@@ -81,7 +83,9 @@ impl LocalCluster {
             });
         }
         let cluster = format!("bench-{}-{}", std::process::id(), free_port()?);
-        let mut c = Self { config, servers, discovery_port: free_port()?, cluster, _temp: temp };
+        let discovery_port = free_port()?;
+        let killed = Vec::new();
+        let mut c = Self { config, servers, discovery_port, cluster, killed, _temp: temp };
         c.spawn(0)?;
         c.wait_until(Duration::from_secs(20), |r| r.first().is_some_and(|r| r.leader.is_some()))
             .await
@@ -141,10 +145,19 @@ impl LocalCluster {
         Ok(())
     }
 
-    /// `kill -9` of server `i` (by pid), reaped.
+    /// `kill -9` of server `i` (by pid). It is reaped later (`Drop`, or the next kill), so
+    /// the caller's thread, which runs every client, does not stop to wait for it.
     pub(crate) fn kill(&mut self, i: usize) {
+        self.reap();
         if let Some(mut child) = self.servers.get_mut(i).and_then(|s| s.child.take()) {
             let _ = child.kill();
+            self.killed.push(child);
+        }
+    }
+
+    /// Waits for the servers killed so far.
+    fn reap(&mut self) {
+        for mut child in self.killed.drain(..) {
             let _ = child.wait();
         }
     }
@@ -220,6 +233,8 @@ impl LocalCluster {
         for i in 0..self.servers.len() {
             self.kill(i);
         }
+        // Gone before their data directories and ports are used again.
+        self.reap();
         let started = Instant::now();
         for i in 0..self.servers.len() {
             self.spawn(i)?;
@@ -288,6 +303,7 @@ impl Drop for LocalCluster {
         for i in 0..self.servers.len() {
             self.kill(i);
         }
+        self.reap();
     }
 }
 

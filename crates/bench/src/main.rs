@@ -147,9 +147,11 @@ fn bench(args: Args) -> anyhow::Result<()> {
 async fn interrupted() -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate())?;
+    let mut hangup = signal(SignalKind::hangup())?;
     tokio::select! {
         r = tokio::signal::ctrl_c() => r?,
         _ = term.recv() => {}
+        _ = hangup.recv() => {}
     }
     bail!("interrupted; servers stopped")
 }
@@ -245,8 +247,10 @@ async fn run_auction(
         let Ok(window) = rx.await else { return Ok(None) };
         tokio::time::sleep_until(window.start + after).await;
         let i = cluster.leader().await.context("no leader to kill")?;
-        cluster.kill(i);
+        // The time first: answers the leader sent just before it died must not count as
+        // answers after it (and `kill` does not wait for the process to be reaped).
         let at = Instant::now();
+        cluster.kill(i);
         Ok(Some((at, cluster.servers[i].name.clone())))
     };
     let clients = load::run(servers, &tag, &auctions, shape, |w| {
@@ -263,7 +267,7 @@ async fn run_auction(
     s.kill = killed.map(|(at, server)| Kill {
         at_ms: merged.ms_into_window(at),
         server,
-        to_first_commit_ms: merged.first_commit_after(at).map(|d| d.as_secs_f64() * 1000.0),
+        to_first_commit_ms: merged.first_commit_sent_after(at).map(|d| d.as_secs_f64() * 1000.0),
     });
     s.rss_kib = rss;
     s.loadavg = [load_start, loadavg()];

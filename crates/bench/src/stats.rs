@@ -37,8 +37,9 @@ pub(crate) struct Recorder {
     hist: Histogram<u64>,
     completed: u64,
     accepted: u64,
-    /// Microseconds since `window.base` of every committed answer inside the window.
-    commits: Vec<u64>,
+    /// Every committed answer that arrived inside the window, as (sent, answered) in
+    /// microseconds since `window.base`, whenever its request was sent.
+    commits: Vec<(u64, u64)>,
 }
 
 impl Recorder {
@@ -50,17 +51,22 @@ impl Recorder {
         Self { window, hist, completed: 0, accepted: 0, commits: Vec::with_capacity(1024) }
     }
 
-    /// A request sent at `sent` completed at `done` (`accepted`: the bid won). Only requests
-    /// sent and completed inside the window count. No allocation unless `commits` grows.
+    /// A request sent at `sent` completed at `done` (`accepted`: the bid won). Requests
+    /// sent and completed inside the window count for throughput and latency; every answer
+    /// that arrives inside it counts for the gaps (an answer to a warm-up request too). No
+    /// allocation unless `commits` grows.
     pub(crate) fn complete(&mut self, sent: Instant, done: Instant, accepted: bool) {
-        if sent < self.window.start || done > self.window.end {
+        if done < self.window.start || done > self.window.end {
+            return;
+        }
+        self.commits.push((self.window.micros(sent), self.window.micros(done)));
+        if sent < self.window.start {
             return;
         }
         let us = u64::try_from(done.duration_since(sent).as_micros()).unwrap_or(u64::MAX);
         self.hist.saturating_record(us.max(1));
         self.completed += 1;
         self.accepted += u64::from(accepted);
-        self.commits.push(self.window.micros(done));
     }
 }
 
@@ -86,7 +92,8 @@ pub(crate) struct Kill {
     pub(crate) at_ms: f64,
     /// Name of the killed server.
     pub(crate) server: String,
-    /// From the kill to the first committed answer after it.
+    /// From the kill to the first committed answer to a request first sent at or after it
+    /// (an answer already on its way when the leader died says nothing about the failover).
     pub(crate) to_first_commit_ms: Option<f64>,
 }
 
@@ -134,8 +141,9 @@ pub(crate) struct Merged {
     pub(crate) accepted: u64,
     /// Latency percentiles.
     pub(crate) latency: Latency,
-    /// Sorted commit times (µs since the window base).
-    pub(crate) commits: Vec<u64>,
+    /// Committed answers inside the window, (sent, answered) in µs since the window base,
+    /// sorted by answer time.
+    pub(crate) commits: Vec<(u64, u64)>,
     /// Window used.
     pub(crate) window: Window,
 }
@@ -154,7 +162,7 @@ impl Merged {
             accepted += r.accepted;
             commits.extend_from_slice(&r.commits);
         }
-        commits.sort_unstable();
+        commits.sort_unstable_by_key(|&(_, done)| done);
         let latency = if hist.is_empty() {
             Latency::default()
         } else {
@@ -176,18 +184,21 @@ impl Merged {
         let end = self.window.micros(self.window.end);
         let mut prev = start;
         let mut gap = 0;
-        for &t in self.commits.iter().chain(std::iter::once(&end)) {
+        for t in self.commits.iter().map(|&(_, done)| done).chain(std::iter::once(end)) {
             gap = gap.max(t.saturating_sub(prev));
             prev = t;
         }
         Duration::from_micros(gap)
     }
 
-    /// The first committed answer at or after `t`, as a duration after `t`.
-    pub(crate) fn first_commit_after(&self, t: Instant) -> Option<Duration> {
+    /// The first committed answer to a request first sent at or after `t`, as a duration
+    /// after `t`.
+    pub(crate) fn first_commit_sent_after(&self, t: Instant) -> Option<Duration> {
         let at = self.window.micros(t);
-        let i = self.commits.partition_point(|&c| c < at);
-        self.commits.get(i).map(|&c| Duration::from_micros(c - at))
+        self.commits
+            .iter()
+            .find(|&&(sent, _)| sent >= at)
+            .map(|&(_, done)| Duration::from_micros(done - at))
     }
 
     /// Milliseconds from the window start to `t` (negative: before it).
@@ -211,18 +222,32 @@ mod tests {
     use super::*;
 
     #[test]
-    fn gaps_count_the_window_edges_and_only_answers_inside_it() {
+    fn gaps_count_the_window_edges_and_every_answer_inside_it() {
         let w = Window::after(Duration::from_millis(100), Duration::from_millis(1000));
         let mut r = Recorder::new(w);
         let ms = |m: u64| w.base + Duration::from_millis(m);
         r.complete(ms(50), ms(60), true); // warm-up: ignored
+        r.complete(ms(90), ms(130), true); // sent in the warm-up: a gap point, not a latency
         r.complete(ms(150), ms(200), true);
         r.complete(ms(200), ms(700), false);
         r.complete(ms(1000), ms(1200), true); // ends after the window: ignored
         let m = Merged::new(w, vec![r]);
         assert_eq!((m.completed, m.accepted), (2, 1));
         assert_eq!(m.max_gap(), Duration::from_millis(500));
-        assert_eq!(m.first_commit_after(ms(300)), Some(Duration::from_millis(400)));
         assert!((m.latency.p50_us as i64 - 50_000).abs() < 100);
+    }
+
+    #[test]
+    fn the_failover_time_skips_answers_to_requests_sent_before_the_kill() {
+        let w = Window::after(Duration::ZERO, Duration::from_millis(1000));
+        let mut r = Recorder::new(w);
+        let ms = |m: u64| w.base + Duration::from_millis(m);
+        r.complete(ms(290), ms(301), true); // in flight at the kill (300 ms)
+        r.complete(ms(299), ms(480), true); // sent before, answered after the failover
+        r.complete(ms(300), ms(500), true); // the first request sent after the kill
+        r.complete(ms(320), ms(490), true); // answered sooner, sent later
+        let m = Merged::new(w, vec![r]);
+        assert_eq!(m.first_commit_sent_after(ms(300)), Some(Duration::from_millis(190)));
+        assert_eq!(m.first_commit_sent_after(ms(900)), None);
     }
 }
