@@ -111,6 +111,10 @@ enum Backend {
     Etcd,
 }
 
+/// Longest warm-up plus measured time accepted: a day (absurd values would overflow the
+/// clock arithmetic).
+const MAX_RUN: Duration = Duration::from_secs(24 * 3600);
+
 fn main() -> std::process::ExitCode {
     match bench(Args::parse()) {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -127,6 +131,20 @@ fn bench(args: Args) -> anyhow::Result<()> {
     }
     if args.backend.contains(&Backend::Auction) && args.servers.is_empty() && !args.local {
         bail!("give --servers ADDR,... (a running cluster) or --local");
+    }
+    if args.warmup + args.duration > MAX_RUN {
+        bail!("--warmup plus --duration must stay within {}", humantime::format_duration(MAX_RUN));
+    }
+    if args.kill_leader_after.is_some_and(|k| k >= args.duration) {
+        bail!("--kill-leader-after must fall inside the measured --duration");
+    }
+    if args.kill_leader_after.is_some() && args.restart {
+        bail!("--restart measures every server at the seq it had; not after --kill-leader-after");
+    }
+    if args.kill_leader_after.is_some()
+        && args.backend.iter().filter(|b| **b == Backend::Auction).count() > 1
+    {
+        bail!("--kill-leader-after with the auction backend twice would kill a second leader");
     }
     if args.backend.contains(&Backend::Etcd) && !cfg!(feature = "etcd") {
         bail!("this auction-bench was built without the etcd backend: cargo build --features etcd");

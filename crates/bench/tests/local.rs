@@ -62,3 +62,18 @@ fn flags_are_consistent_and_an_existing_cluster_or_local_is_required() {
         assert!(text.contains(flag), "{flag} missing from --help");
     }
 }
+
+#[test]
+fn inconsistent_kill_and_duration_flags_are_refused_before_anything_starts() {
+    let refused = |args: &[&str], why: &str| {
+        let mut cmd = Command::new(BENCH);
+        let out = cmd.args(["--local", "--node-bin", "/nonexistent"]).args(args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} was accepted");
+        assert!(stderr.contains(why), "{args:?}: {stderr}");
+    };
+    refused(&["--duration", "5s", "--kill-leader-after", "5s"], "--kill-leader-after must fall");
+    refused(&["--kill-leader-after", "1s", "--restart"], "not after --kill-leader-after");
+    refused(&["--kill-leader-after", "1s", "--backend", "auction,auction"], "second leader");
+    refused(&["--duration", "100000h"], "must stay within");
+}
