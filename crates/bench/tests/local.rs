@@ -53,6 +53,29 @@ fn a_short_local_run_completes_requests_and_prints_json() {
 }
 
 #[test]
+fn killing_the_leader_mid_run_reports_the_kill_and_answers_after_it() {
+    let node = node_binary();
+    let out = Command::new(BENCH)
+        .args(["--local", "--node-bin"])
+        .arg(&node)
+        .args(["--clients", "4", "--warmup", "1s", "--duration", "5s"])
+        .args(["--kill-leader-after", "1s", "--fsync", "never", "--json"])
+        .args(["--node-arg=--probe-interval=100ms", "--node-arg=--suspect-after=300ms"])
+        .args(["--node-arg=--down-after=300ms", "--node-arg=--election-timeout=300ms"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "bench failed: {stderr}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let kill = &v["runs"][0]["kill"];
+    assert!(kill["server"].as_str().is_some_and(|s| s.starts_with('n')), "{v}");
+    // The survivors elected a leader and committed a request sent after the kill; how fast
+    // is the benchmark's business, not this test's.
+    assert!(kill["to_first_commit_ms"].as_f64().is_some(), "no answer after the kill: {v}");
+    assert_eq!(v["runs"][0]["rss_kib"].as_array().unwrap().len(), 2, "{v}");
+}
+
+#[test]
 fn flags_are_consistent_and_an_existing_cluster_or_local_is_required() {
     let out = Command::new(BENCH).arg("--clients").arg("2").output().unwrap();
     assert!(!out.status.success());
