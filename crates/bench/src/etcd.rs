@@ -36,8 +36,9 @@ pub(crate) async fn run(
     for k in &keys {
         setup.put(k.as_str(), value(1_000), None).await.context("etcd put")?;
     }
-    // Every client has its own connection (HTTP/2 channel), as our clients have their own TCP
-    // connection; each starts at a different endpoint.
+    // Every client has its own etcd-client (its own HTTP/2 channels), as our clients have
+    // their own TCP connection. etcd-client balances each client's requests over all the
+    // endpoints it is given, so the rotation below only changes their order.
     let mut clients = Vec::with_capacity(shape.clients);
     for i in 0..shape.clients {
         let mut eps = endpoints.to_vec();
@@ -75,10 +76,11 @@ async fn bidder(
             match tokio::time::timeout_at(window.end, c.txn(txn.clone())).await {
                 Err(_) => return Ok((rec, retries)),
                 Ok(Ok(r)) => break r,
-                Ok(Err(_)) => {
+                Ok(Err(e)) if transient(&e) => {
                     retries += 1;
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
+                Ok(Err(e)) => return Err(e).context("etcd transaction"),
             }
         };
         let done = Instant::now();
@@ -96,4 +98,17 @@ async fn bidder(
         rec.complete(sent, done, resp.succeeded());
     }
     Ok((rec, retries))
+}
+
+/// Whether an etcd error can go away by retrying (a member down, an election, a timeout),
+/// as opposed to a setup error that would make every retry fail until the window ends.
+fn transient(e: &etcd_client::Error) -> bool {
+    use etcd_client::Error as E;
+    match e {
+        E::TransportError(_) | E::IoError(_) => true,
+        // gRPC codes: 1 cancelled, 2 unknown, 4 deadline exceeded, 8 resource exhausted,
+        // 10 aborted, 13 internal, 14 unavailable.
+        E::GRpcStatus(s) => matches!(i32::from(s.code()), 1 | 2 | 4 | 8 | 10 | 13 | 14),
+        _ => false,
+    }
 }
