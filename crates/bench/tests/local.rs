@@ -29,44 +29,50 @@ fn node_binary() -> PathBuf {
     node
 }
 
-#[test]
-fn a_short_local_run_completes_requests_and_prints_json() {
-    let node = node_binary();
+/// Runs the bench on a local cluster (no fsync, `--json`) with `args`; returns its one JSON
+/// object.
+fn local_run(args: &[&str]) -> serde_json::Value {
     let out = Command::new(BENCH)
         .args(["--local", "--node-bin"])
-        .arg(&node)
-        .args(["--clients", "2", "--auctions", "3", "--warmup", "0s", "--duration", "1s"])
+        .arg(node_binary())
         .args(["--fsync", "never", "--json"])
+        .args(args)
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "bench failed: {stderr}");
     let stdout = String::from_utf8(out.stdout).unwrap();
     assert_eq!(stdout.lines().count(), 1, "one JSON object: {stdout}");
-    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    serde_json::from_str(&stdout).unwrap()
+}
+
+#[test]
+fn a_short_local_run_completes_requests_and_prints_json() {
+    let v = local_run(&["--clients", "2", "--auctions", "3", "--warmup", "0s", "--duration", "1s"]);
     let run = &v["runs"][0];
     assert_eq!(run["backend"], "auction");
     assert_eq!(run["clients"], 2);
-    assert!(run["completed"].as_u64().unwrap() > 0, "{stdout}");
-    assert!(run["latency"]["p50_us"].as_u64().unwrap() > 0, "{stdout}");
-    assert_eq!(run["rss_kib"].as_array().unwrap().len(), 3, "{stdout}");
+    assert!(run["completed"].as_u64().unwrap() > 0, "{v}");
+    assert!(run["latency"]["p50_us"].as_u64().unwrap() > 0, "{v}");
+    assert_eq!(run["rss_kib"].as_array().unwrap().len(), 3, "{v}");
 }
 
 #[test]
 fn killing_the_leader_mid_run_reports_the_kill_and_answers_after_it() {
-    let node = node_binary();
-    let out = Command::new(BENCH)
-        .args(["--local", "--node-bin"])
-        .arg(&node)
-        .args(["--clients", "4", "--warmup", "1s", "--duration", "5s"])
-        .args(["--kill-leader-after", "1s", "--fsync", "never", "--json"])
-        .args(["--node-arg=--probe-interval=100ms", "--node-arg=--suspect-after=300ms"])
-        .args(["--node-arg=--down-after=300ms", "--node-arg=--election-timeout=300ms"])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "bench failed: {stderr}");
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = local_run(&[
+        "--clients",
+        "4",
+        "--warmup",
+        "1s",
+        "--duration",
+        "5s",
+        "--kill-leader-after",
+        "1s",
+        "--node-arg=--probe-interval=100ms",
+        "--node-arg=--suspect-after=300ms",
+        "--node-arg=--down-after=300ms",
+        "--node-arg=--election-timeout=300ms",
+    ]);
     let kill = &v["runs"][0]["kill"];
     assert!(kill["server"].as_str().is_some_and(|s| s.starts_with('n')), "{v}");
     // The survivors elected a leader and committed a request sent after the kill; how fast
