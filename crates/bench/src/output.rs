@@ -73,8 +73,8 @@ pub(crate) fn table(report: &Report) {
         if let Some(k) = &s.kill {
             let first = k.to_first_commit_ms.map_or("none".to_string(), |m| format!("{m:.1} ms"));
             println!(
-                "killed leader {} at {:.0} ms into the window; first committed answer to a request sent after it: \
-                 {first}; longest gap between committed answers: {:.1} ms",
+                "killed leader {} at {:.0} ms into the window; first committed answer to a \
+                 request sent after it: {first}; longest gap between committed answers: {:.1} ms",
                 k.server, k.at_ms, s.max_gap_ms
             );
         }
