@@ -433,9 +433,9 @@ impl Ordering {
                 self.on_log_state(from, term, last, commit, suffix, now);
             }
             OrderingMsg::NotLeader { term, leader } => self.on_not_leader(term, leader, now),
-            OrderingMsg::Order { term, entries, commit } => {
+            OrderingMsg::Order { term, prev, entries, commit } => {
                 if self.accept_leader(from, term, now) {
-                    self.on_order(entries, commit, now);
+                    self.on_order(prev, entries, commit, now);
                 }
             }
             OrderingMsg::Commit { term, commit } => {
@@ -448,9 +448,9 @@ impl Ordering {
                     self.on_start_view(commit);
                 }
             }
-            OrderingMsg::NewView { term, from: lo, entries, commit } => {
+            OrderingMsg::NewView { term, from: lo, prev, entries, commit } => {
                 if self.accept_leader(from, term, now) {
-                    self.on_new_view(lo, entries, commit, now);
+                    self.on_new_view(lo, prev, entries, commit, now);
                 }
             }
             OrderingMsg::Snapshot { term, last_included, members, offset, chunk, done } => {

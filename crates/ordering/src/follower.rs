@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use auction_proto::msg::log::{Command, LogEntry};
 use auction_proto::msg::peer::OrderingMsg;
-use auction_proto::{NodeId, Seq, Term};
+use auction_proto::{LogPosition, NodeId, Seq, Term};
 
 use crate::core::{Forwarded, Incoming, Ordering};
 use crate::log::Log;
@@ -103,12 +103,33 @@ impl Ordering {
         }
     }
 
-    /// `Order`: entries of the leader's log, in any order, possibly repeated.
-    pub(crate) fn on_order(&mut self, entries: Vec<LogEntry>, leader_commit: Seq, now: Instant) {
+    /// `Order`: entries of the leader's log, in any order, possibly repeated; `prev` is the
+    /// leader's entry before the first of them.
+    ///
+    /// Only `prev` at or below `matched` can be checked: there this log equals the leader's,
+    /// so a different term there means `matched` was wrong (or the message is), and the
+    /// member re-syncs. Entries after a gap are held back without their `prev`: every entry
+    /// comes from the one log the leader of this term appends to (it adopts the chosen log
+    /// before sending anything, never truncates in its term and may not lead a term it
+    /// restarted in; the queue is cleared on a term change). An entry taken from the queue at
+    /// `matched + 1` therefore follows, in the leader's log, the entry this log holds at
+    /// `matched`, exactly as an `Order` whose `prev` is checked.
+    pub(crate) fn on_order(
+        &mut self,
+        prev: LogPosition,
+        entries: Vec<LogEntry>,
+        leader_commit: Seq,
+        now: Instant,
+    ) {
         let Some(mut m) = self.matched else {
             self.sync_request();
             return;
         };
+        let contiguous = entries.first().is_none_or(|e| e.seq == prev.seq.next());
+        if !contiguous || (prev.seq <= m && !self.agrees(prev)) {
+            self.refuse_catch_up();
+            return;
+        }
         for e in entries {
             if e.term > self.term {
                 continue;
@@ -152,23 +173,31 @@ impl Ordering {
         self.ack();
     }
 
-    /// `NewView`: adopt the leader's log from `from` on (conflicting entries are replaced).
+    /// `NewView`: adopt the leader's log from `from` on (conflicting entries are replaced),
+    /// but only if this log holds the leader's entry before it, `prev` (the catch-up check).
     pub(crate) fn on_new_view(
         &mut self,
         from: Seq,
+        prev: LogPosition,
         entries: Vec<LogEntry>,
         leader_commit: Seq,
         now: Instant,
     ) {
+        if from != prev.seq.next() {
+            self.refuse_catch_up();
+            return;
+        }
         if self.matched.is_some() {
-            self.on_order(entries, leader_commit, now);
+            self.on_order(prev, entries, leader_commit, now);
             return;
         }
-        if from == Seq::ZERO || from > self.log.last().seq.next() {
-            self.sync_request();
+        if !self.agrees(prev) {
+            self.refuse_catch_up();
             return;
         }
-        let mut m = from.prev();
+        // This log equals the leader's up to `prev` (log matching), and up to the commit
+        // point (agreed by every log).
+        let mut m = prev.seq;
         for e in entries {
             if e.seq != m.next() || e.term > self.term || !self.accept_entry(e) {
                 break;
@@ -178,6 +207,37 @@ impl Ordering {
         self.matched = Some(m.max(self.commit));
         self.follow_commit(leader_commit);
         self.ack();
+    }
+
+    /// Whether this log equals the leader's up to `prev`, the leader's entry before what it
+    /// sends: this log holds an entry of `prev.term` at `prev.seq`, or a snapshot of
+    /// committed state covers `prev.seq` (at the snapshot point itself its term must match),
+    /// or `prev` is the start of the empty log. A gap (`prev.seq` beyond the end) is no.
+    /// A different term at or below the commit point is a safety bug (committed entries are
+    /// in every later leader's log), asserted unless one is planted on purpose: with the
+    /// test-only `skip_view_change` a leader may lack committed entries, and the simulation's
+    /// checker, not this assertion, must catch what follows.
+    fn agrees(&self, prev: LogPosition) -> bool {
+        if prev.seq == Seq::ZERO || prev.seq < self.log.base().seq {
+            return true;
+        }
+        let held = self.log.term_at(prev.seq);
+        debug_assert!(
+            prev.seq > self.commit || held == Some(prev.term) || self.faults.skip_view_change,
+            "the leader's log differs at committed {:?}",
+            prev.seq
+        );
+        held == Some(prev.term)
+    }
+
+    /// A catch-up message that does not build on this log: nothing of it is taken, nothing
+    /// is truncated, and the log is no longer believed equal to the leader's beyond the
+    /// commit point. The sync request makes the leader answer with a `NewView` from the
+    /// commit point on, which every log agrees on, so that one builds on this log.
+    fn refuse_catch_up(&mut self) {
+        self.matched = None;
+        self.holdback.clear();
+        self.sync_request();
     }
 
     /// Puts the leader's entry at its seq (the next one to match): keeps an identical entry,

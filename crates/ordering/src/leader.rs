@@ -243,18 +243,23 @@ impl Ordering {
         seq
     }
 
-    /// Brings `to` in sync from its commit point on: `NewView` (first batch), or the snapshot.
+    /// Brings `to` in sync from its commit point on: `NewView` (first batch) built on this
+    /// log's entry at that point, or the snapshot if that entry is compacted (the base itself
+    /// still has a known term, so a view can build on it).
     pub(crate) fn send_new_view(&mut self, to: NodeId, their_commit: Seq) {
-        let from = their_commit.next();
-        if from <= self.log.base().seq {
+        let last = self.log.last().seq;
+        // A member's commit point is never beyond this log (leader completeness); the clamp
+        // only keeps a confused report from naming an entry this leader lacks.
+        let at = their_commit.min(last);
+        let Some(prev) = self.log.position(at) else {
             self.send_snapshot(to);
             return;
-        }
-        let last = self.log.last().seq;
+        };
+        let from = at.next();
         let entries = self.log.slice(from, last, self.config.max_batch);
-        let sent = Seq(from.0 - 1 + entries.len() as u64);
-        let msg = OrderingMsg::NewView { term: self.term, from, entries, commit: self.commit };
-        self.send(to, msg);
+        let sent = Seq(at.0 + entries.len() as u64);
+        let (term, commit) = (self.term, self.commit);
+        self.send(to, OrderingMsg::NewView { term, from, prev, entries, commit });
         if let Some(ls) = self.leading.as_mut() {
             let p = ls.progress.entry(to).or_default();
             p.synced = true;
@@ -406,9 +411,11 @@ impl Ordering {
             self.send_snapshot(from);
             return;
         }
+        let Some(prev) = self.log.position(lo.prev()) else { return };
         let entries = self.log.slice(lo, hi, self.config.max_batch);
         if !entries.is_empty() {
-            self.send(from, OrderingMsg::Order { term: self.term, entries, commit: self.commit });
+            let (term, commit) = (self.term, self.commit);
+            self.send(from, OrderingMsg::Order { term, prev, entries, commit });
         }
     }
 
@@ -479,13 +486,15 @@ impl Ordering {
                 break;
             }
             let from = p.sent.next();
-            if from <= self.log.base().seq {
+            // The entry before `from` must have a known term (the base's counts): below the
+            // base only the snapshot can bring the member on.
+            let Some(prev) = self.log.position(p.sent) else {
                 self.send_snapshot(to);
                 return;
-            }
+            };
             let entries = self.log.slice(from, last, self.config.max_batch);
             let Some(upto) = entries.last().map(|e| e.seq) else { return };
-            self.send(to, OrderingMsg::Order { term: self.term, entries, commit });
+            self.send(to, OrderingMsg::Order { term: self.term, prev, entries, commit });
             if let Some(p) = self.leading.as_mut().and_then(|l| l.progress.get_mut(&to)) {
                 p.sent = upto;
                 p.commit_sent = commit;

@@ -10,10 +10,11 @@
 //! up-to-date log as in Viewstamped Replication, sequences a `Noop` of its term and waits for it
 //! to commit), then gives each proposal the next [`Seq`] and a timestamp and multicasts it in
 //! batched, pipelined `Order`s. Members store entries contiguously (holding back early ones,
-//! asking for gaps with `Nack`), acknowledge what is durable, and deliver what the leader
-//! reports committed: the highest entry of its term held by a majority of the configuration.
-//! The protocol, its invariants and its relation to VR, Raft and JGroups SEQUENCER are in
-//! docs/ordering.md.
+//! asking for gaps with `Nack`), take a `NewView` or `Order` only if their log holds the
+//! leader's entry it builds on (its `prev`; else they ask to be synced from their commit
+//! point), acknowledge what is durable, and deliver what the leader reports committed: the
+//! highest entry of its term held by a majority of the configuration. The protocol, its
+//! invariants and its relation to VR, Raft and JGroups SEQUENCER are in docs/ordering.md.
 //!
 //! # Inputs
 //!

@@ -79,6 +79,11 @@ impl Log {
         self.entry(seq).map(|e| e.term)
     }
 
+    /// The position at `seq`: the base at the base, `None` if compacted or beyond the end.
+    pub(crate) fn position(&self, seq: Seq) -> Option<LogPosition> {
+        self.term_at(seq).map(|term| LogPosition { term, seq })
+    }
+
     /// Entries `from..=to`, at most `max` of them, stopping at the end or a compacted seq.
     pub(crate) fn slice(&self, from: Seq, to: Seq, max: usize) -> Vec<LogEntry> {
         let mut out = Vec::new();

@@ -4,7 +4,9 @@
 
 use std::time::{Duration, Instant};
 
-use auction_ordering::{Action, Bound, Ordering, OrderingConfig, OrderingError, Persisted};
+use auction_ordering::{
+    Action, Bound, Ordering, OrderingConfig, OrderingError, Persisted, Snapshot, StoreId,
+};
 use auction_proto::msg::discovery::NodeInfo;
 use auction_proto::msg::log::{
     Command, ConfigChange, EntryPayload, LogEntry, Operation, RequestId,
@@ -122,8 +124,14 @@ fn hold_back_asks_for_the_gap_and_acks_only_durable_contiguous_entries() {
     let mut f = bootstrapped(2, now);
     f.handle_message(node(1), OrderingMsg::StartView { term: Term(1), commit: Seq(0) }, now);
     let boot = f.entry(Seq(1)).cloned().unwrap();
-    let nv =
-        OrderingMsg::NewView { term: Term(1), from: Seq(1), entries: vec![boot], commit: Seq(0) };
+    let prev = LogPosition::default();
+    let nv = OrderingMsg::NewView {
+        term: Term(1),
+        from: Seq(1),
+        prev,
+        entries: vec![boot],
+        commit: Seq(0),
+    };
     f.handle_message(node(1), nv, now);
     drain(&mut f);
     let e = |seq| LogEntry {
@@ -132,15 +140,18 @@ fn hold_back_asks_for_the_gap_and_acks_only_durable_contiguous_entries() {
         timestamp: Timestamp(seq),
         payload: EntryPayload::Noop,
     };
+    let prev = LogPosition { term: Term(1), seq: Seq(3) };
     f.handle_message(
         node(1),
-        OrderingMsg::Order { term: Term(1), entries: vec![e(4)], commit: Seq(0) },
+        OrderingMsg::Order { term: Term(1), prev, entries: vec![e(4)], commit: Seq(0) },
         now,
     );
     let actions = drain(&mut f);
     let nack = OrderingMsg::Nack { term: Term(1), from: Seq(2), to: Seq(3) };
     assert!(actions.contains(&Action::Send { to: node(1), msg: nack }), "{actions:?}");
-    let order = OrderingMsg::Order { term: Term(1), entries: vec![e(3), e(2)], commit: Seq(3) };
+    let prev = LogPosition { term: Term(1), seq: Seq(2) };
+    let order =
+        OrderingMsg::Order { term: Term(1), prev, entries: vec![e(3), e(2)], commit: Seq(3) };
     f.handle_message(node(1), order, now);
     let actions = drain(&mut f);
     // No ack yet: only the bootstrap entry is durable, and that was acknowledged already
@@ -255,9 +266,11 @@ fn a_follower_reports_a_leader_that_removed_itself_only_once_in_sync() {
     f.handle_message(node(1), OrderingMsg::StartView { term: Term(1), commit: Seq(0) }, now);
     assert!(!f.leader_removed(), "a leader in the configuration");
     // Not yet in sync: the removal arrives out of a view change, held back.
+    let prev = LogPosition { term: Term(0), seq: Seq(1) };
+    let entries = vec![removal.clone()];
     f.handle_message(
         node(1),
-        OrderingMsg::Order { term: Term(1), entries: vec![removal.clone()], commit: Seq(0) },
+        OrderingMsg::Order { term: Term(1), prev, entries, commit: Seq(0) },
         now,
     );
     assert!(!f.leader_removed(), "not in sync with the leader yet");
@@ -265,6 +278,7 @@ fn a_follower_reports_a_leader_that_removed_itself_only_once_in_sync() {
     let nv = OrderingMsg::NewView {
         term: Term(1),
         from: Seq(1),
+        prev: LogPosition::default(),
         entries: vec![boot, removal],
         commit: Seq(0),
     };
@@ -297,6 +311,7 @@ fn a_follower_between_a_committed_removal_and_the_re_add_keeps_its_leader() {
     let nv = OrderingMsg::NewView {
         term: Term(2),
         from: Seq(1),
+        prev: LogPosition::default(),
         entries: vec![boot, removal, e(1, 3, EntryPayload::Noop)],
         commit: Seq(3),
     };
@@ -341,4 +356,243 @@ fn a_new_commit_point_is_sent_at_once_when_nothing_else_is() {
     // Once told, not again until it moves.
     l.handle_message(node(2), OrderingMsg::Ack { term: Term(1), stored }, now);
     assert!(!drain(&mut l).iter().any(|a| matches!(a, Action::Send { .. })));
+}
+
+// ----- the catch-up check: `NewView` and `Order` must build on the receiver's log -----
+
+fn noop(term: u64, seq: u64) -> LogEntry {
+    LogEntry {
+        term: Term(term),
+        seq: Seq(seq),
+        timestamp: Timestamp(seq),
+        payload: EntryPayload::Noop,
+    }
+}
+
+fn pos(term: u64, seq: u64) -> LogPosition {
+    LogPosition { term: Term(term), seq: Seq(seq) }
+}
+
+/// Drains the actions, confirming every store, until there are none.
+fn drain_stored(core: &mut Ordering, now: Instant) {
+    while let Some(a) = core.poll_action() {
+        if let Action::Store { id, .. } = a {
+            core.handle_stored(id, now).unwrap();
+        }
+    }
+}
+
+fn sync_request(term: u64, last: LogPosition, commit: u64) -> Action {
+    let msg = OrderingMsg::LogState { term: Term(term), last, commit: Seq(commit), suffix: vec![] };
+    Action::Send { to: node(1), msg }
+}
+
+/// Member 2 holding entries 2..=3 of term 1, commit 1, in sync with `leader` of `term`.
+fn in_sync_holding_term_1(term: u64, leader: u8, now: Instant) -> Ordering {
+    let mut f = bootstrapped(2, now);
+    let boot = f.entry(Seq(1)).cloned().unwrap();
+    let nv = OrderingMsg::NewView {
+        term: Term(term),
+        from: Seq(1),
+        prev: LogPosition::default(),
+        entries: vec![boot, noop(1, 2), noop(1, 3)],
+        commit: Seq(1),
+    };
+    f.handle_message(node(leader), nv, now);
+    drain_stored(&mut f, now);
+    assert_eq!((f.commit(), f.last_log()), (Seq(1), pos(1, 3)));
+    f
+}
+
+/// A `NewView` whose `prev` is not in the follower's log (the leader of term 2 has other
+/// entries at 2..=3 than the deposed leader 3 of term 1) is refused: no store, no commit, no
+/// delivery; the follower asks to be synced from its commit point, and the `NewView` from
+/// there replaces the conflicting entries.
+#[test]
+fn a_new_view_not_building_on_the_log_is_refused_and_the_follower_resyncs() {
+    let now = Instant::now();
+    let mut f = in_sync_holding_term_1(1, 3, now);
+    let nv = OrderingMsg::NewView {
+        term: Term(2),
+        from: Seq(4),
+        prev: pos(2, 3),
+        entries: vec![noop(2, 4)],
+        commit: Seq(4),
+    };
+    f.handle_message(node(1), nv, now);
+    let expected = vec![Action::PersistTerm(Term(2)), sync_request(2, pos(1, 3), 1)];
+    assert_eq!(drain(&mut f), expected);
+    assert_eq!((f.commit(), f.applied(), f.last_log()), (Seq(1), Seq(1), pos(1, 3)));
+    // The leader's answer: a view from the commit point + 1, built on the agreed entry 1.
+    let replaced = vec![noop(2, 2), noop(2, 3), noop(2, 4)];
+    let nv = OrderingMsg::NewView {
+        term: Term(2),
+        from: Seq(2),
+        prev: pos(0, 1),
+        entries: replaced.clone(),
+        commit: Seq(4),
+    };
+    f.handle_message(node(1), nv, now);
+    let actions = drain(&mut f);
+    let ack = OrderingMsg::Ack { term: Term(2), stored: Seq(1) };
+    assert_eq!(actions[0], Action::Send { to: node(1), msg: ack });
+    let Action::Store { id, from, entries } = actions[1].clone() else { panic!("{actions:?}") };
+    assert_eq!((actions.len(), from, &entries), (2, Seq(2), &replaced));
+    assert_eq!(f.commit(), Seq(4));
+    f.handle_stored(id, now).unwrap();
+    let ack = OrderingMsg::Ack { term: Term(2), stored: Seq(4) };
+    let expected =
+        vec![Action::Send { to: node(1), msg: ack }, Action::Deliver { entries: replaced }];
+    assert_eq!(drain(&mut f), expected);
+}
+
+/// The attack found by review: member 2 restarted in term 2 with the deposed term-1 leader's
+/// uncommitted 3..=4 on disk, commit 2. A `NewView` from 5 (computed for a member that had
+/// committed 4 of another history, or from the commit point 4 this member reported before
+/// it crashed with the replacing entries not yet fsynced) must not make it commit its own
+/// 3..=4: before the check it delivered them.
+#[test]
+fn a_new_view_for_another_member_does_not_commit_a_deposed_leaders_entries() {
+    let now = Instant::now();
+    let boot = LogEntry {
+        term: Term(0),
+        seq: Seq(1),
+        timestamp: Timestamp(1),
+        payload: EntryPayload::Config(ConfigChange::Bootstrap {
+            members: (1..=3).map(info).collect(),
+        }),
+    };
+    let entries = vec![boot, noop(1, 2), noop(1, 3), noop(1, 4)];
+    let p = Persisted { term: Term(2), snapshot: None, entries, applied: Seq(2) };
+    let mut f = Ordering::new(node(2), OrderingConfig::default(), p, now);
+    assert_eq!(f.commit(), Seq(2));
+    let nv = OrderingMsg::NewView {
+        term: Term(2),
+        from: Seq(5),
+        prev: pos(2, 4),
+        entries: vec![noop(2, 5)],
+        commit: Seq(5),
+    };
+    f.handle_message(node(1), nv, now);
+    assert_eq!(drain(&mut f), vec![sync_request(2, pos(1, 4), 2)]);
+    assert_eq!((f.commit(), f.applied(), f.last_log()), (Seq(2), Seq(2), pos(1, 4)));
+    // Entries and heartbeats of the term change nothing until the follower is synced.
+    let order = OrderingMsg::Order {
+        term: Term(2),
+        prev: pos(2, 5),
+        entries: vec![noop(2, 6)],
+        commit: Seq(6),
+    };
+    f.handle_message(node(1), order, now);
+    f.handle_message(node(1), OrderingMsg::Commit { term: Term(2), commit: Seq(6) }, now);
+    let again = sync_request(2, pos(1, 4), 2);
+    assert_eq!(drain(&mut f), vec![again.clone(), again]);
+    assert_eq!((f.commit(), f.last_log()), (Seq(2), pos(1, 4)));
+}
+
+/// An `Order` (follower in sync) whose `prev` differs from the follower's entry there is
+/// refused: nothing stored, committed or acknowledged; the follower leaves sync and asks to
+/// be synced again.
+#[test]
+fn an_order_not_building_on_the_log_is_refused_and_the_follower_resyncs() {
+    let now = Instant::now();
+    let mut f = in_sync_holding_term_1(2, 1, now);
+    let order = OrderingMsg::Order {
+        term: Term(2),
+        prev: pos(2, 3),
+        entries: vec![noop(2, 4)],
+        commit: Seq(4),
+    };
+    f.handle_message(node(1), order, now);
+    assert_eq!(drain(&mut f), vec![sync_request(2, pos(1, 3), 1)]);
+    assert_eq!((f.commit(), f.applied(), f.last_log()), (Seq(1), Seq(1), pos(1, 3)));
+    // Out of sync now: the next heartbeat does not advance the commit point over 2..=3.
+    f.handle_message(node(1), OrderingMsg::Commit { term: Term(2), commit: Seq(3) }, now);
+    assert_eq!(drain(&mut f), vec![sync_request(2, pos(1, 3), 1)]);
+    assert_eq!(f.commit(), Seq(1));
+}
+
+/// A member restarted from a snapshot at (1, 5) with no entries after it: a `NewView` built on
+/// the snapshot point is accepted, and so is one built on an entry the snapshot covers.
+#[test]
+fn a_new_view_building_on_the_snapshot_point_is_accepted() {
+    let now = Instant::now();
+    let snapshot =
+        Snapshot { last_included: pos(1, 5), members: (1..=3).map(info).collect(), bytes: vec![7] };
+    let p = Persisted { term: Term(2), snapshot: Some(snapshot), entries: vec![], applied: Seq(5) };
+    for (prev, entries) in
+        [(pos(1, 5), vec![noop(2, 6)]), (pos(1, 3), vec![noop(1, 4), noop(1, 5), noop(2, 6)])]
+    {
+        let mut f = Ordering::new(node(2), OrderingConfig::default(), p.clone(), now);
+        let from = prev.seq.next();
+        let nv = OrderingMsg::NewView { term: Term(2), from, prev, entries, commit: Seq(6) };
+        f.handle_message(node(1), nv, now);
+        let actions = drain(&mut f);
+        let ack = OrderingMsg::Ack { term: Term(2), stored: Seq(5) };
+        let store = Action::Store { id: StoreId(1), from: Seq(6), entries: vec![noop(2, 6)] };
+        assert_eq!(actions, vec![Action::Send { to: node(1), msg: ack }, store], "prev {prev:?}");
+        assert_eq!(f.commit(), Seq(6));
+    }
+}
+
+/// The leader builds catch-up messages on its own log: a `NewView` on its entry at the
+/// member's commit point, an `Order` on the entry before its first; once compacted, on the
+/// snapshot point, and a member whose commit point is below it gets the snapshot.
+#[test]
+fn the_leader_names_the_entry_its_catch_up_messages_build_on() {
+    let now = Instant::now();
+    let mut l = leader_with_quorum(OrderingConfig::default(), now);
+    drain(&mut l);
+    let state = |commit| OrderingMsg::LogState {
+        term: Term(1),
+        last: pos(0, 1),
+        commit: Seq(commit),
+        suffix: vec![],
+    };
+    let sent = |l: &mut Ordering| -> Vec<OrderingMsg> {
+        drain(l)
+            .into_iter()
+            .filter_map(|a| match a {
+                Action::Send { to, msg } if to == node(3) => Some(msg),
+                _ => None,
+            })
+            .filter(|m| !matches!(m, OrderingMsg::Commit { .. }))
+            .collect()
+    };
+    l.handle_message(node(3), state(1), now);
+    let noop2 = l.entry(Seq(2)).cloned().unwrap();
+    let nv = OrderingMsg::NewView {
+        term: Term(1),
+        from: Seq(2),
+        prev: pos(0, 1),
+        entries: vec![noop2],
+        commit: Seq(2),
+    };
+    assert_eq!(sent(&mut l), vec![nv]);
+    // Compacted up to the Noop: a view from there builds on the snapshot point, one from
+    // below it cannot name its entry and is replaced by the snapshot.
+    l.handle_snapshot_taken(Seq(2), vec![1, 2, 3], now).unwrap();
+    l.handle_message(node(3), state(2), now);
+    let nv = OrderingMsg::NewView {
+        term: Term(1),
+        from: Seq(3),
+        prev: pos(1, 2),
+        entries: vec![],
+        commit: Seq(2),
+    };
+    assert_eq!(sent(&mut l), vec![nv]);
+    l.handle_propose(cmd(1), now).unwrap();
+    let entries = vec![l.entry(Seq(3)).cloned().unwrap()];
+    let order = OrderingMsg::Order { term: Term(1), prev: pos(1, 2), entries, commit: Seq(2) };
+    assert_eq!(sent(&mut l), vec![order]);
+    l.handle_message(node(3), state(1), now);
+    let snapshot = OrderingMsg::Snapshot {
+        term: Term(1),
+        last_included: pos(1, 2),
+        members: (1..=3).map(info).collect(),
+        offset: 0,
+        chunk: vec![1, 2, 3],
+        done: true,
+    };
+    assert_eq!(sent(&mut l), vec![snapshot]);
 }

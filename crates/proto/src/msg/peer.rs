@@ -123,6 +123,12 @@ pub enum OrderingMsg {
     Order {
         /// The leader's term.
         term: Term,
+        /// The leader's entry just before `entries[0]` (seq and term; `(0, 0)` on the empty
+        /// log), as Raft's `prevLogIndex`/`prevLogTerm`. A member in sync with the leader up
+        /// to `prev.seq` or beyond takes the entries only if its entry there (or its snapshot
+        /// point) has this term, else it asks to be synced again; a member in sync up to less
+        /// holds them back (merged `Order`s keep the first one's `prev`).
+        prev: LogPosition,
         /// Contiguous entries.
         entries: Vec<LogEntry>,
         /// Highest committed seq.
@@ -175,6 +181,11 @@ pub enum OrderingMsg {
         term: Term,
         /// The first seq of `entries`.
         from: Seq,
+        /// The leader's entry at `from - 1` (seq and term; `(0, 0)` on the empty log): the
+        /// member adopts the view only if its own log holds this entry, or covers it by a
+        /// snapshot, so the part of its log before `from` is known to equal the leader's
+        /// (Raft's `prevLogIndex`/`prevLogTerm`). Otherwise it asks to be synced again.
+        prev: LogPosition,
         /// The chosen entries from `from` on.
         entries: Vec<LogEntry>,
         /// Highest committed seq.
