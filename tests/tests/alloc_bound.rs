@@ -8,7 +8,9 @@
 use std::alloc::System;
 
 use auction_proto::msg::client::ClientToServer;
-use auction_proto::{ClientCodec, ClusterId, ClusterKey, Incarnation, Keyring, NodeId, PeerCodec};
+use auction_proto::{
+    ClientCodec, ClusterId, ClusterKey, Envelope, Incarnation, Keyring, NodeId, PeerCodec,
+};
 use cap::Cap;
 
 #[global_allocator]
@@ -27,29 +29,30 @@ fn varint(mut v: u64, out: &mut Vec<u8>) {
     }
 }
 
+/// `payload` sealed as a frame body, as a key holder could send it.
 fn sign(codec_key: &ClusterKey, payload: &[u8]) -> Vec<u8> {
-    let mut frame = b"AP\x01\x03".to_vec();
-    frame.extend_from_slice(&(payload.len() as u32).to_be_bytes());
-    frame.extend_from_slice(ClusterId::from_name("alloc").as_bytes());
-    frame.extend_from_slice(&codec_key.id().0.to_be_bytes());
-    frame.extend_from_slice(NodeId::from_bytes([1; 16]).as_bytes());
-    frame.extend_from_slice(&Incarnation(1).0.to_be_bytes());
-    frame.extend_from_slice(&1u64.to_be_bytes());
-    frame.extend_from_slice(payload);
-    let tag = codec_key.tag(&frame);
-    frame.extend_from_slice(&tag);
-    frame
+    let mut codec = PeerCodec::new(ClusterId::from_name("alloc"), Keyring::new(codec_key.clone()));
+    let env = Envelope {
+        cluster: ClusterId::from_name("alloc"),
+        instance: None,
+        key: codec_key.id(),
+        sender: NodeId::from_bytes([1; 16]),
+        incarnation: Incarnation(1),
+        to: None,
+        counter: 1,
+    };
+    codec.seal_raw(&env, payload).unwrap()
 }
 
 #[test]
 fn hostile_frames_allocate_in_proportion_to_their_bytes() {
     let key = ClusterKey::new(&[5; 32]).unwrap();
-    let codec = PeerCodec::new(ClusterId::from_name("alloc"), Keyring::new(key.clone()))
+    let mut codec = PeerCodec::new(ClusterId::from_name("alloc"), Keyring::new(key.clone()))
         .with_max_payload(64 * 1024);
 
-    // PeerBody::Ordering(OrderingMsg::Order { term, entries: <claims u32::MAX entries>, .. })
-    // followed by 60 KiB of bytes that start an entry each.
-    let mut payload = vec![3, 1, 7];
+    // PeerBody::Ordering(OrderingMsg::Order { term, prev: (0, 0), entries: <claims u32::MAX
+    // entries>, .. }) followed by 60 KiB of bytes that start an entry each.
+    let mut payload = vec![3, 1, 7, 0, 0];
     varint(u64::from(u32::MAX), &mut payload);
     payload.resize(60 * 1024, 0);
     let frame = sign(&key, &payload);
@@ -61,7 +64,7 @@ fn hostile_frames_allocate_in_proportion_to_their_bytes() {
     let chunk_frame = sign(&key, &chunk);
 
     // A client request whose login token claims 4 GiB.
-    let mut client = vec![b'A', b'C', 1, 1, 0, 0, 0, 0, 0, 1, 2];
+    let mut client = vec![b'A', b'C', 2, 1, 0, 0, 0, 0, 0, 1, 2];
     varint(1, &mut client);
     client.extend_from_slice(b"a");
     varint(u64::from(u32::MAX), &mut client);

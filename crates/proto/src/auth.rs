@@ -1,13 +1,16 @@
-//! Peer authentication: HMAC-SHA256 tags made with the cluster key, key ids for rotation, and
-//! a replay window over `(incarnation, counter)`.
+//! Peer authentication: keys derived from the cluster key (HMAC-SHA256 tags, HKDF for the
+//! per-sender AEAD keys of peer frames), key ids for rotation, and a replay window over
+//! `(incarnation, counter)`.
 
 use std::collections::BTreeMap;
 use std::fmt;
 
+use chacha20poly1305::{ChaCha20Poly1305, KeyInit};
+use hkdf::Hkdf;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use crate::Incarnation;
+use crate::{Incarnation, NodeId};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -34,6 +37,10 @@ impl fmt::Debug for KeyId {
 pub struct ClusterKey {
     id: KeyId,
     mac: HmacSha256,
+    /// HKDF-SHA256 state extracted from the secret once; expanded per sender incarnation.
+    hkdf: Hkdf<Sha256>,
+    /// The MAC of peer frame headers (a key of its own, derived with HKDF).
+    header: HmacSha256,
 }
 
 /// Why bytes are not a usable key.
@@ -58,7 +65,41 @@ impl ClusterKey {
         fp.update(b"auction key id");
         let digest = fp.finalize().into_bytes();
         let id = KeyId(u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]));
-        Ok(Self { id, mac })
+        let hkdf = Hkdf::<Sha256>::new(Some(b"auction peer frames v2"), secret);
+        let mut header_key = [0u8; 32];
+        expand(&hkdf, &[b"header mac"], &mut header_key);
+        let header = keyed(&header_key);
+        Ok(Self { id, mac, hkdf, header })
+    }
+
+    /// The AEAD key of the frames `sender` sends in `incarnation`: every sender incarnation
+    /// has a key of its own, so frame counters (the nonces) never repeat under one key, not
+    /// even across restarts (an incarnation is never reused).
+    pub fn frame_cipher(&self, sender: NodeId, incarnation: Incarnation) -> ChaCha20Poly1305 {
+        let mut key = [0u8; 32];
+        expand(
+            &self.hkdf,
+            &[b"frame key", sender.as_bytes(), &incarnation.0.to_be_bytes()],
+            &mut key,
+        );
+        <ChaCha20Poly1305 as KeyInit>::new(&key.into())
+    }
+
+    /// The 16-byte tag of a peer frame header, checked before its body is read.
+    pub fn header_tag(&self, header: &[u8]) -> [u8; HEADER_TAG_LEN] {
+        let mut mac = self.header.clone();
+        mac.update(header);
+        let full = mac.finalize().into_bytes();
+        let mut tag = [0u8; HEADER_TAG_LEN];
+        tag.copy_from_slice(&full[..HEADER_TAG_LEN]);
+        tag
+    }
+
+    /// Whether `tag` is the header tag of `header`, compared in constant time.
+    pub fn verify_header(&self, header: &[u8], tag: &[u8]) -> bool {
+        let mut mac = self.header.clone();
+        mac.update(header);
+        mac.verify_truncated_left(tag).is_ok() && tag.len() == HEADER_TAG_LEN
     }
 
     /// The key's id, sent in every frame.
@@ -81,9 +122,19 @@ impl ClusterKey {
     }
 }
 
+/// Length of a peer frame header's tag in bytes (HMAC-SHA256 truncated to 128 bits).
+pub const HEADER_TAG_LEN: usize = 16;
+
+fn expand(hkdf: &Hkdf<Sha256>, info: &[&[u8]], out: &mut [u8; 32]) {
+    // 32 bytes is far below HKDF-SHA256's limit of 8160; `expand_multi_info` cannot fail.
+    if hkdf.expand_multi_info(info, out).is_err() {
+        unreachable!("HKDF-SHA256 expands 32 bytes");
+    }
+}
+
 fn keyed(secret: &[u8]) -> HmacSha256 {
     // HMAC takes keys of any length; `new_from_slice` cannot fail for it.
-    match HmacSha256::new_from_slice(secret) {
+    match <HmacSha256 as Mac>::new_from_slice(secret) {
         Ok(mac) => mac,
         Err(_) => unreachable!("HMAC accepts keys of every length"),
     }

@@ -29,8 +29,21 @@ fn sample_peer() -> PeerBody {
     PeerBody::Ordering(OrderingMsg::Ack { term: Term(3), stored: Seq(42) })
 }
 
+/// An addressed envelope from `node()`; the codec fills in the cluster and key.
+fn env(inc: u64, counter: u64) -> Envelope {
+    Envelope {
+        cluster: ClusterId::from_name("ignored"),
+        instance: Some(InstanceId::from_bytes([5; 16])),
+        key: KeyId(0),
+        sender: node(),
+        incarnation: Incarnation(inc),
+        to: Some(Addressee { node: NodeId::from_bytes([8; 16]), incarnation: Incarnation(4) }),
+        counter,
+    }
+}
+
 fn encode_peer(body: &PeerBody) -> Vec<u8> {
-    peer_codec().encode(node(), Incarnation(1), 7, body).unwrap()
+    peer_codec().encode(&env(1, 7), body).unwrap()
 }
 
 /// Runs a property in a thread with a large stack: the derived strategies of the big message
@@ -62,13 +75,16 @@ fn every_peer_message_round_trips() {
         || (any::<PeerBody>(), any::<u64>(), any::<u64>()),
         256,
         |(body, inc, ctr)| {
-            let codec = peer_codec().with_max_payload(usize::MAX);
-            let bytes = codec.encode(node(), Incarnation(inc), ctr, &body).unwrap();
+            let mut codec = peer_codec().with_max_payload(usize::MAX);
+            let bytes = codec.encode(&env(inc, ctr), &body).unwrap();
             let frame = codec.decode_datagram(&bytes).unwrap();
             prop_assert_eq!(&frame.body, &body);
             prop_assert_eq!(frame.envelope.sender, node());
             prop_assert_eq!(frame.envelope.incarnation, Incarnation(inc));
             prop_assert_eq!(frame.envelope.counter, ctr);
+            prop_assert_eq!(frame.envelope.to, env(inc, ctr).to);
+            prop_assert_eq!(frame.envelope.instance, env(inc, ctr).instance);
+            prop_assert_eq!(frame.envelope.cluster, ClusterId::from_name("test"));
             prop_assert_eq!(
                 codec.decode_stream(&bytes).unwrap().map(|(_, n)| n),
                 Some(bytes.len())
@@ -104,8 +120,8 @@ fn any_bit_flip_in_a_peer_frame_is_rejected() {
         || (any::<PeerBody>(), any::<prop::sample::Index>()),
         256,
         |(body, bit)| {
-            let codec = peer_codec().with_max_payload(usize::MAX);
-            let mut bytes = codec.encode(node(), Incarnation(1), 1, &body).unwrap();
+            let mut codec = peer_codec().with_max_payload(usize::MAX);
+            let mut bytes = codec.encode(&env(1, 1), &body).unwrap();
             let bit = bit.index(bytes.len() * 8);
             bytes[bit / 8] ^= 1 << (bit % 8);
             prop_assert!(codec.decode_datagram(&bytes).is_err());
@@ -178,8 +194,8 @@ proptest! {
 
 #[test]
 fn wrong_key_is_unknown_key() {
-    let other = PeerCodec::new(ClusterId::from_name("test"), Keyring::new(key(2)));
-    let bytes = other.encode(node(), Incarnation(1), 1, &sample_peer()).unwrap();
+    let mut other = PeerCodec::new(ClusterId::from_name("test"), Keyring::new(key(2)));
+    let bytes = other.encode(&env(1, 1), &sample_peer()).unwrap();
     assert_eq!(
         peer_codec().decode_datagram(&bytes),
         Err(DecodeError::UnknownKey { key: key(2).id() })
@@ -200,14 +216,20 @@ fn tampered_body_or_envelope_is_bad_tag() {
     bytes[PEER_HEADER_LEN] ^= 0x01;
     assert_eq!(peer_codec().decode_datagram(&bytes), Err(DecodeError::BadTag));
     let mut bytes = encode_peer(&sample_peer());
-    bytes[52] ^= 0x01; // the counter is under the tag
+    bytes[95] ^= 0x01; // the counter is under the header tag
     assert_eq!(peer_codec().decode_datagram(&bytes), Err(DecodeError::BadTag));
+    let mut bytes = encode_peer(&sample_peer());
+    bytes[70] ^= 0x01; // so is the receiver
+    assert_eq!(peer_codec().decode_header(&bytes), Err(DecodeError::BadTag));
+    let mut bytes = encode_peer(&sample_peer());
+    bytes[105] ^= 0x01; // and the header tag itself
+    assert_eq!(peer_codec().decode_header(&bytes), Err(DecodeError::BadTag));
 }
 
 #[test]
 fn wrong_cluster_is_rejected_before_the_key() {
-    let other = PeerCodec::new(ClusterId::from_name("other"), Keyring::new(key(1)));
-    let bytes = other.encode(node(), Incarnation(1), 1, &sample_peer()).unwrap();
+    let mut other = PeerCodec::new(ClusterId::from_name("other"), Keyring::new(key(1)));
+    let bytes = other.encode(&env(1, 1), &sample_peer()).unwrap();
     assert_eq!(
         peer_codec().decode_datagram(&bytes),
         Err(DecodeError::WrongCluster { got: ClusterId::from_name("other") })
@@ -265,14 +287,14 @@ fn peer_limit_is_separate_from_client_limit() {
     });
     let bytes = encode_peer(&body);
     assert_eq!(peer_codec().decode_datagram(&bytes).unwrap().body, body);
-    let small = peer_codec().with_max_payload(1024);
+    let mut small = peer_codec().with_max_payload(1024);
     assert!(matches!(small.decode_datagram(&bytes), Err(DecodeError::Oversize { max: 1024, .. })));
 }
 
 #[test]
 fn truncated_trailing_magic_and_kind_errors() {
     let bytes = encode_peer(&sample_peer());
-    let codec = peer_codec();
+    let mut codec = peer_codec();
     assert_eq!(
         codec.decode_datagram(&bytes[..bytes.len() - 1]),
         Err(DecodeError::Truncated { needed: bytes.len(), got: bytes.len() - 1 })
@@ -324,8 +346,8 @@ fn rotated_keys_are_accepted_during_rollover() {
     let mut new = PeerCodec::new(ClusterId::from_name("test"), Keyring::new(key(2)));
     old.keys_mut().accept(key(2));
     new.keys_mut().accept(key(1));
-    let from_new = new.encode(node(), Incarnation(1), 1, &sample_peer()).unwrap();
-    let from_old = old.encode(node(), Incarnation(1), 1, &sample_peer()).unwrap();
+    let from_new = new.encode(&env(1, 1), &sample_peer()).unwrap();
+    let from_old = old.encode(&env(1, 1), &sample_peer()).unwrap();
     assert!(old.decode_datagram(&from_new).is_ok());
     assert!(new.decode_datagram(&from_old).is_ok());
 }
@@ -397,10 +419,10 @@ fn encoded_sizes_are_pinned() {
         ("client Bid request", 15),
         ("client Accepted response", 26),
         ("client Unavailable response", 22),
-        ("peer Ack", 96),
-        ("peer Commit", 98),
-        ("peer Ping", 96),
-        ("peer Discover", 126),
+        ("peer Ack", 136),
+        ("peer Commit", 138),
+        ("peer Ping", 136),
+        ("peer Discover", 166),
     ];
     assert_eq!(sizes, expected);
 }

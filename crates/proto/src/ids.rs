@@ -94,6 +94,14 @@ uuid_id!(
     "cluster:"
 );
 
+uuid_id!(
+    /// One cluster instance: chosen at random when a cluster is bootstrapped, persisted by
+    /// every member, and bound into every peer frame, so two clusters that share a name and a
+    /// key (a founder re-bootstrapped on a wiped disk) refuse each other's frames.
+    InstanceId,
+    "instance:"
+);
+
 impl ClusterId {
     /// Derives the cluster id from a human-readable cluster name (first 16 bytes of SHA-256).
     ///

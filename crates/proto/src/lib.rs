@@ -34,11 +34,15 @@ pub mod auth;
 pub mod codec;
 pub mod ids;
 pub mod msg;
+pub mod seal;
 
 pub use amount::{Amount, ParseAmountError};
 pub use auth::{ClusterKey, KeyError, KeyId, Keyring, ReplayError, ReplayWindow};
-pub use codec::{ClientCodec, DecodeError, EncodeError, Envelope, PeerCodec, PeerFrame};
-pub use ids::{
-    AuctionId, ClientId, ClusterId, Incarnation, LogPosition, NodeId, RequestNo, Seq, Term,
-    Timestamp,
+pub use codec::{
+    Addressee, ClientCodec, DecodeError, EncodeError, Envelope, PeerCodec, PeerFrame, PeerHeader,
 };
+pub use ids::{
+    AuctionId, ClientId, ClusterId, Incarnation, InstanceId, LogPosition, NodeId, RequestNo, Seq,
+    Term, Timestamp,
+};
+pub use seal::{Channel, Opened, PeerSeal, Refusal, SealStats};

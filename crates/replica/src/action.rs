@@ -8,16 +8,19 @@ use auction_proto::msg::auction::{AuctionEvent, Outcome};
 use auction_proto::msg::client::Role;
 use auction_proto::msg::log::{LogEntry, RequestId};
 use auction_proto::msg::peer::PeerBody;
-use auction_proto::{NodeId, Seq, Term, Timestamp};
+use auction_proto::{Addressee, InstanceId, NodeId, Seq, Term, Timestamp};
 
 /// One output, drained with [`crate::Replica::poll_action`]. The driver carries them out
 /// strictly in the order polled.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
-    /// Send `body` to the peer at `to` (unicast).
+    /// Send `body` to the peer at `to` (unicast), sealed for `receiver` (`None` only for
+    /// discovery to a peer whose incarnation is not known yet).
     Send {
         /// The peer's address.
         to: SocketAddr,
+        /// The node and incarnation the frame is bound to.
+        receiver: Option<Addressee>,
         /// The message.
         body: PeerBody,
     },
@@ -27,6 +30,20 @@ pub enum Action {
         to: SocketAddr,
         /// The message.
         body: PeerBody,
+    },
+    /// This node founded `instance`: make it durable, and seal every later frame with it,
+    /// before carrying out any later action.
+    PersistInstance {
+        /// The instance.
+        instance: InstanceId,
+    },
+    /// Told to bootstrap on an empty data directory, this node found an existing instance
+    /// of the cluster and refuses to found a second one (which would fork the service):
+    /// the driver must stop and tell the operator to start it without `--bootstrap`, so it
+    /// joins. Nothing after it is valid.
+    BootstrapRefused {
+        /// The instance found.
+        instance: InstanceId,
     },
     /// Make `(term, accepted)` durable before carrying out any later action.
     PersistTerm {

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use auction_proto::{NodeId, Term};
+use auction_proto::{InstanceId, NodeId, Term};
 
 /// Settings of one [`crate::Replica`]: the cores' own settings plus the composition's.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -17,6 +17,9 @@ pub struct ReplicaConfig {
     pub snapshot_every: u64,
     /// A member `Down` this long is removed from the configuration by the leader.
     pub removal_grace: Duration,
+    /// How long a node told to bootstrap on an empty data directory first looks for an
+    /// existing instance of the cluster (by discovery) before it founds one.
+    pub bootstrap_probe: Duration,
 }
 
 impl Default for ReplicaConfig {
@@ -28,6 +31,7 @@ impl Default for ReplicaConfig {
             ordering: auction_ordering::OrderingConfig::default(),
             snapshot_every: 10_000,
             removal_grace: Duration::from_secs(60),
+            bootstrap_probe: Duration::from_secs(3),
         }
     }
 }
@@ -42,13 +46,23 @@ pub struct Durable {
     /// The snapshot, the durable log after it and the applied seq. Its `term` may be left at
     /// zero: the replica uses the larger of it and [`Durable::term`].
     pub ordering: auction_ordering::Persisted,
+    /// The cluster instance this node founded or joined (written by
+    /// [`crate::Action::PersistInstance`], or by the driver when its seal adopted one).
+    pub instance: Option<InstanceId>,
 }
 
 /// How a replica with an empty log starts. Ignored when the durable log is not empty.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Start {
-    /// Found a new cluster of one (this node), lead it, and add discovered servers.
-    Bootstrap,
+    /// Found a new cluster of one (this node), lead it, and add discovered servers. With no
+    /// durable instance, the node first probes for an existing instance for
+    /// [`ReplicaConfig::bootstrap_probe`]; if one answers it refuses to found
+    /// ([`crate::Action::BootstrapRefused`]), otherwise it founds `instance` (a fresh random
+    /// id from the driver).
+    Bootstrap {
+        /// The id of the instance to found.
+        instance: InstanceId,
+    },
     /// Join a cluster found by discovery: wait until its leader adds this node.
     Join,
 }

@@ -73,7 +73,9 @@ impl<R: RngCore> Replica<R> {
             None => self
                 .membership
                 .live_members()
-                .find(|n| !members.contains(n) && !self.left.contains(n))
+                .find(|n| {
+                    !members.contains(n) && !self.left.contains(n) && self.peers.is_vouched(*n)
+                })
                 .and_then(|n| self.membership.member(&n))
                 .map(|m| ConfigChange::AddMember(m.info)),
         };

@@ -25,16 +25,9 @@ impl<R: RngCore> Replica<R> {
         now: Instant,
     ) {
         let origin = Origin { node: from, incarnation };
+        self.heard_addressed(from, incarnation);
         match body {
-            PeerBody::Discovery(msg) => {
-                if let DiscoveryMsg::Announce { from: info, clients, .. } = &msg {
-                    let known = self.peer_clients.contains_key(&info.node);
-                    if known || self.peer_clients.len() < MAX_TRACKED_PEERS {
-                        self.peer_clients.insert(info.node, *clients);
-                    }
-                }
-                self.membership.handle_discovery(origin, msg, now);
-            }
+            PeerBody::Discovery(msg) => self.handle_discovery(from, incarnation, msg, now),
             PeerBody::Membership(msg) => self.membership.handle_membership(origin, msg, now),
             PeerBody::Election(msg) => {
                 self.membership.handle_heard(origin, now);
@@ -54,8 +47,26 @@ impl<R: RngCore> Replica<R> {
         self.after_input(now);
     }
 
+    /// Discovery from `from`, addressed or not.
+    pub(crate) fn handle_discovery(
+        &mut self,
+        from: NodeId,
+        incarnation: Incarnation,
+        msg: DiscoveryMsg,
+        now: Instant,
+    ) {
+        if let DiscoveryMsg::Announce { from: info, clients, .. } = &msg {
+            let known = self.peer_clients.contains_key(&info.node);
+            if known || self.peer_clients.len() < MAX_TRACKED_PEERS {
+                self.peer_clients.insert(info.node, *clients);
+            }
+        }
+        self.membership.handle_discovery(Origin { node: from, incarnation }, msg, now);
+    }
+
     /// The clock reached [`Replica::poll_timeout`] (early and repeated calls are harmless).
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.probe_timeout(now);
         self.membership.handle_timeout(now);
         self.election.handle_timeout(now);
         self.ordering.handle_timeout(now);

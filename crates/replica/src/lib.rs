@@ -51,7 +51,7 @@
 //! ```
 //! use std::time::Instant;
 //! use auction_replica::{Action, Durable, Replica, ReplicaConfig, Start};
-//! use auction_proto::{Incarnation, NodeId, Timestamp};
+//! use auction_proto::{Incarnation, InstanceId, NodeId, Timestamp};
 //! use auction_proto::msg::discovery::NodeInfo;
 //! use rand::SeedableRng;
 //!
@@ -63,7 +63,10 @@
 //! };
 //! let now = Instant::now();
 //! let rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
-//! let mut r = Replica::new(me, Start::Bootstrap, Durable::default(), ReplicaConfig::default(), rng, now)?;
+//! // Found a cluster at once (a real founder on an empty disk first probes for a running one).
+//! let config = ReplicaConfig { bootstrap_probe: std::time::Duration::ZERO, ..ReplicaConfig::default() };
+//! let start = Start::Bootstrap { instance: InstanceId::from_bytes([7; 16]) };
+//! let mut r = Replica::new(me, start, Durable::default(), config, rng, now)?;
 //! r.handle_wall_clock(Timestamp(1_000), now);
 //! // A cluster of one: confirm every write at once; it elects itself and leads.
 //! while let Some(action) = r.poll_action() {
@@ -84,6 +87,7 @@ mod action;
 mod config;
 mod duties;
 mod inputs;
+mod peers;
 mod pump;
 mod replica;
 

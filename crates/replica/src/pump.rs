@@ -4,9 +4,9 @@ use std::time::Instant;
 
 use auction_core::AuctionMachine;
 use auction_membership::{AnnounceStatus, MembershipEvent};
+use auction_proto::Seq;
 use auction_proto::msg::log::{Command, EntryPayload, LogEntry};
 use auction_proto::msg::peer::PeerBody;
-use auction_proto::{NodeId, Seq};
 use rand::RngCore;
 
 use crate::replica::MAX_TRACKED_PEERS;
@@ -60,9 +60,7 @@ impl<R: RngCore> Replica<R> {
 
     fn on_membership(&mut self, action: auction_membership::Action, now: Instant) {
         match action {
-            auction_membership::Action::Send { addr, msg, .. } => {
-                self.actions.push_back(Action::Send { to: addr, body: msg });
-            }
+            auction_membership::Action::Send { node, addr, msg } => self.send_to(node, addr, msg),
             auction_membership::Action::Broadcast { to, msg } => {
                 self.actions.push_back(Action::Broadcast { to, body: msg });
             }
@@ -206,20 +204,6 @@ impl<R: RngCore> Replica<R> {
         if (term, accepted) != self.persisted {
             self.persisted = (term, accepted);
             self.actions.push_back(Action::PersistTerm { term, accepted });
-        }
-    }
-
-    /// Sends to a member by id: its address from membership, else from the configuration.
-    fn route(&mut self, to: NodeId, body: PeerBody) {
-        let addr =
-            self.membership.member(&to).map(|m| m.info.peer_addr).or_else(|| {
-                self.ordering.members().iter().find(|m| m.node == to).map(|m| m.peer_addr)
-            });
-        match addr {
-            Some(to) if to != self.me.peer_addr => {
-                self.actions.push_back(Action::Send { to, body });
-            }
-            _ => self.stats.unroutable += 1,
         }
     }
 

@@ -11,7 +11,7 @@ use auction_proto::msg::client::{NodeReport, Role, ServerInfo};
 use auction_proto::msg::discovery::NodeInfo;
 use auction_proto::msg::log::LogEntry;
 use auction_proto::msg::peer::MemberState;
-use auction_proto::{AuctionId, LogPosition, NodeId, Seq, Term, Timestamp};
+use auction_proto::{AuctionId, InstanceId, LogPosition, NodeId, Seq, Term, Timestamp};
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -92,6 +92,13 @@ pub struct Replica<R: RngCore> {
     pub(crate) now: Instant,
     pub(crate) stats: ReplicaStats,
     pub(crate) faults: Faults,
+    /// What this node knows of its peers' boots and which of them are vouched for.
+    pub(crate) peers: crate::peers::Peers,
+    /// The instance this node founded or joined.
+    pub(crate) instance: Option<InstanceId>,
+    /// Told to bootstrap with no instance: probing for an existing one until then, founding
+    /// this instance afterwards.
+    pub(crate) probing: Option<(Instant, InstanceId)>,
 }
 
 impl<R: RngCore> Replica<R> {
@@ -113,7 +120,7 @@ impl<R: RngCore> Replica<R> {
         if config.snapshot_every == 0 {
             return Err(ReplicaError::Setting { setting: "snapshot_every" });
         }
-        let Durable { term, accepted, ordering: persisted } = durable;
+        let Durable { term, accepted, ordering: persisted, instance } = durable;
         let accepted = accepted.filter(|_| term >= persisted.term);
         let term = term.max(persisted.term);
         let machine = restore_machine(&persisted)?;
@@ -151,14 +158,21 @@ impl<R: RngCore> Replica<R> {
             now,
             stats: ReplicaStats::default(),
             faults: Faults::default(),
+            peers: crate::peers::Peers::default(),
+            instance,
+            probing: None,
             config,
         };
         this.replay_applied();
         let empty = this.ordering.last_log().seq == Seq::ZERO;
-        if empty && start == Start::Bootstrap {
-            let _ = this.ordering.handle_bootstrap(vec![this.me.clone()], now);
-            this.pump(now);
-            this.election.start(now);
+        if let (true, Start::Bootstrap { instance: fresh }) = (empty, start) {
+            match this.instance {
+                // It founded this instance before and lost its log before the `Bootstrap`
+                // entry was durable: nobody can have joined it yet.
+                Some(instance) => this.found(instance, now),
+                None if this.config.bootstrap_probe.is_zero() => this.found(fresh, now),
+                None => this.probing = Some((now + this.config.bootstrap_probe, fresh)),
+            }
         }
         this.pump(now);
         Ok(this)
@@ -324,6 +338,7 @@ impl<R: RngCore> Replica<R> {
             leaderless,
             removal,
             self.close_deadline(),
+            self.probing.map(|(until, _)| until),
         ]
         .into_iter()
         .flatten()
@@ -374,6 +389,11 @@ impl<R: RngCore> Replica<R> {
         assert!(self.down_since.len() <= MAX_TRACKED_PEERS, "down table over bound");
         assert!(self.left.len() <= MAX_TRACKED_PEERS, "left table over bound");
         assert!(self.peer_clients.len() <= MAX_TRACKED_PEERS, "client table over bound");
+        self.peers.check_invariants();
+        assert!(
+            self.probing.is_none() || self.ordering.last_log().seq == Seq::ZERO,
+            "probing with a log"
+        );
     }
 }
 

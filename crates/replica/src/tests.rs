@@ -2,8 +2,11 @@
 
 use std::time::{Duration, Instant};
 
+use auction_proto::msg::discovery::DiscoveryMsg;
 use auction_proto::msg::discovery::NodeInfo;
-use auction_proto::{Incarnation, NodeId, Seq, Timestamp};
+use auction_proto::msg::log::{ConfigChange, EntryPayload};
+use auction_proto::msg::peer::{MembershipMsg, PeerBody};
+use auction_proto::{Addressee, Incarnation, InstanceId, NodeId, Seq, Timestamp};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -29,20 +32,41 @@ fn drain(r: &mut Replica<ChaCha8Rng>, now: Instant) -> Vec<Action> {
     out
 }
 
-#[test]
-fn bootstrap_leads_alone() {
-    let now = Instant::now();
+fn instance(b: u8) -> InstanceId {
+    InstanceId::from_bytes([b; 16])
+}
+
+fn bootstrap() -> Start {
+    Start::Bootstrap { instance: instance(7) }
+}
+
+/// A founder on an empty disk, past its probe.
+fn founder(now: Instant) -> (Replica<ChaCha8Rng>, Vec<Action>) {
     let rng = ChaCha8Rng::seed_from_u64(1);
     let cfg = ReplicaConfig::default();
-    let mut r = Replica::new(info(1), Start::Bootstrap, Durable::default(), cfg, rng, now).unwrap();
+    let probe = cfg.bootstrap_probe;
+    let mut r = Replica::new(info(1), bootstrap(), Durable::default(), cfg, rng, now).unwrap();
     r.handle_wall_clock(Timestamp(1_000), now);
-    let actions = drain(&mut r, now);
+    let mut actions = drain(&mut r, now);
+    assert!(r.is_probing() && !r.is_leading());
+    r.handle_timeout(now + probe);
+    r.handle_wall_clock(Timestamp(1_000 + probe.as_millis() as u64), now + probe);
+    actions.extend(drain(&mut r, now + probe));
+    (r, actions)
+}
+
+#[test]
+fn bootstrap_probes_then_founds_and_leads_alone() {
+    let now = Instant::now();
+    let (mut r, actions) = founder(now);
     assert!(r.is_leading(), "{actions:?}");
+    assert!(actions.contains(&Action::PersistInstance { instance: instance(7) }), "{actions:?}");
+    assert_eq!(r.instance(), Some(instance(7)));
     assert!(actions.iter().any(|a| matches!(a, Action::PersistTerm { .. })));
     assert_eq!(r.applied(), Seq(2));
     assert_eq!(r.leader(), Some(info(1).node));
     r.check_invariants();
-    let later = now + Duration::from_secs(1);
+    let later = now + Duration::from_secs(4);
     r.handle_timeout(later);
     drain(&mut r, later);
     assert!(r.is_leading());
@@ -85,4 +109,95 @@ fn a_snapshot_that_does_not_decode_halts_the_replica() {
         "garbage state must stop the node, not be installed: {actions:?}"
     );
     assert!(!actions.iter().any(|a| matches!(a, Action::InstallSnapshot { .. })));
+}
+
+#[test]
+fn bootstrap_on_an_empty_disk_refuses_to_fork_a_running_cluster() {
+    let now = Instant::now();
+    let rng = ChaCha8Rng::seed_from_u64(1);
+    let cfg = ReplicaConfig::default();
+    let mut r = Replica::new(info(1), bootstrap(), Durable::default(), cfg, rng, now).unwrap();
+    drain(&mut r, now);
+    assert!(r.is_probing());
+    // The seal adopted the instance of a member that answered the probe.
+    r.handle_instance(instance(3), now);
+    let actions = drain(&mut r, now);
+    assert_eq!(actions, vec![Action::BootstrapRefused { instance: instance(3) }]);
+    let later = now + Duration::from_secs(10);
+    r.handle_timeout(later);
+    let actions = drain(&mut r, later);
+    assert!(!r.is_leading() && !r.is_member() && !r.is_probing(), "{actions:?}");
+    assert!(!actions.iter().any(|a| matches!(a, Action::PersistInstance { .. })));
+}
+
+#[test]
+fn bootstrap_with_its_instance_on_disk_founds_at_once() {
+    let now = Instant::now();
+    let rng = ChaCha8Rng::seed_from_u64(1);
+    let durable = Durable { instance: Some(instance(4)), ..Durable::default() };
+    let cfg = ReplicaConfig::default();
+    let mut r = Replica::new(info(1), bootstrap(), durable, cfg, rng, now).unwrap();
+    r.handle_wall_clock(Timestamp(1_000), now);
+    drain(&mut r, now);
+    assert!(!r.is_probing());
+    assert!(r.is_leading());
+    assert_eq!(r.instance(), Some(instance(4)));
+}
+
+fn discover(n: u8) -> DiscoveryMsg {
+    DiscoveryMsg::Discover { from: info(n) }
+}
+
+fn adds(actions: &[Action]) -> bool {
+    actions.iter().any(|a| match a {
+        Action::Store { entries, .. } => entries
+            .iter()
+            .any(|e| matches!(e.payload, EntryPayload::Config(ConfigChange::AddMember(_)))),
+        _ => false,
+    })
+}
+
+#[test]
+fn unaddressed_discovery_makes_a_server_known_but_never_a_member() {
+    let now = Instant::now();
+    let (mut r, _) = founder(now);
+    let t = now + Duration::from_secs(4);
+    r.handle_unaddressed(info(2).node, Incarnation(1), discover(2), t);
+    let actions = drain(&mut r, t);
+    // It answers, addressed to the boot the Discover came from.
+    let to = Some(Addressee { node: info(2).node, incarnation: Incarnation(1) });
+    assert!(
+        actions.iter().any(|a| matches!(a, Action::Send { receiver, .. } if *receiver == to)),
+        "{actions:?}"
+    );
+    let later = t + Duration::from_secs(1);
+    r.handle_timeout(later);
+    assert!(!adds(&drain(&mut r, later)), "added on the strength of an unaddressed frame");
+    // An unaddressed Leave (a replay of a broadcast, say) is ignored.
+    let leave = DiscoveryMsg::Leave { node: info(2).node, incarnation: Incarnation(1) };
+    r.handle_unaddressed(info(2).node, Incarnation(1), leave, later);
+    drain(&mut r, later);
+    // An addressed frame vouches for it: the leader adds it.
+    let ping = MembershipMsg::Ping { probe: 1, updates: vec![] };
+    r.handle_peer(info(2).node, Incarnation(1), PeerBody::Membership(ping), later);
+    let actions = drain(&mut r, later);
+    assert!(adds(&actions), "{actions:?}");
+}
+
+#[test]
+fn a_frame_for_an_old_boot_is_answered_with_this_boot() {
+    let now = Instant::now();
+    let (mut r, _) = founder(now);
+    let t = now + Duration::from_secs(4);
+    r.handle_unaddressed(info(2).node, Incarnation(1), discover(2), t);
+    drain(&mut r, t);
+    // Node 2 restarted (incarnation 2) and sent to an earlier boot of this node.
+    r.handle_misaddressed(info(2).node, Incarnation(2), t);
+    let actions = drain(&mut r, t);
+    let to = Some(Addressee { node: info(2).node, incarnation: Incarnation(2) });
+    let hello = PeerBody::Discovery(DiscoveryMsg::Discover { from: info(1) });
+    assert_eq!(actions, vec![Action::Send { to: info(2).peer_addr, receiver: to, body: hello }]);
+    // Rate-limited.
+    r.handle_misaddressed(info(2).node, Incarnation(2), t);
+    assert_eq!(drain(&mut r, t), vec![]);
 }
