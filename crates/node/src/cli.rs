@@ -98,10 +98,15 @@ pub struct RunArgs {
     /// Peer addresses of known servers to contact directly (repeatable, or comma-separated).
     #[arg(long, env = "AUCTION_JOIN", value_delimiter = ',')]
     pub join: Vec<SocketAddr>,
-    /// Start a new cluster with this node as its first member (the seed's entry-point server).
-    /// Without it the node joins a cluster it finds.
+    /// Start a new cluster with this node as its first member (the seed's entry-point server),
+    /// on its first boot only, and only if no running instance of the cluster answers the
+    /// probe (by broadcast and --join). Without it the node joins a cluster it finds.
     #[arg(long, env = "AUCTION_BOOTSTRAP")]
     pub bootstrap: bool,
+    /// How long --bootstrap on an empty data directory first looks for a running instance
+    /// of the cluster (it refuses to found a second one if one answers).
+    #[arg(long, env = "AUCTION_BOOTSTRAP_PROBE", value_parser = parse_duration, default_value = "3s")]
+    pub bootstrap_probe: Duration,
     /// The cluster's name: nodes and clients of other clusters are ignored.
     #[arg(long, env = "AUCTION_CLUSTER", default_value = "auction")]
     pub cluster: String,

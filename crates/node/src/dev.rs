@@ -1,7 +1,8 @@
 //! `auction-node dev`: a local cluster of real server processes on loopback, for trying the
 //! system out. Server 1 founds the cluster; the others join it (by broadcast on
-//! `127.255.255.255`, with server 1's address as an explicit fallback). Ctrl-C (or SIGTERM)
-//! stops them all with SIGTERM and removes the temporary data directories.
+//! `127.255.255.255`, where their discovery sockets bind, with server 1's address as an explicit
+//! fallback). Ctrl-C (or SIGTERM) stops them all with SIGTERM and removes the temporary data
+//! directories.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -61,7 +62,9 @@ pub fn server_args(args: &DevArgs, servers: &[DevServer], i: usize) -> Vec<Strin
         },
     ];
     if i == 0 {
-        argv.push("--bootstrap".into());
+        // A fresh directory every time; a short probe still keeps a second dev cluster on
+        // the same discovery port from founding a rival instance.
+        argv.extend(["--bootstrap".into(), "--bootstrap-probe".into(), "1s".into()]);
     } else {
         argv.push("--join".into());
         argv.push(servers[0].peer.clone());
@@ -142,6 +145,8 @@ fn print_banner(servers: &[DevServer], root: &std::path::Path) {
     }
     println!();
     println!("connect a client:  cargo run -p auction-client -- --server {}", servers[0].client);
+    // Dev servers' discovery sockets are bound to loopback (the key is public).
+    println!("find the servers:  cargo run -p auction-client -- --broadcast 127.255.255.255 find");
     // The servers run with the development key and its derived admin token.
     let dev = crate::cli::KeyArgs { cluster_key_file: None, cluster_key: None, dev_key: true };
     if let Ok(key) = crate::settings::key_from(&dev) {

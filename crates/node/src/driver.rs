@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use auction_proto::msg::client::{ClientToServer, ServerInfo, ServerToClient};
 use auction_proto::msg::discovery::NodeInfo;
-use auction_proto::msg::peer::MemberState;
-use auction_proto::{ClientCodec, Keyring, PeerCodec};
+use auction_proto::msg::peer::{MemberState, PeerBody};
+use auction_proto::{ClientCodec, InstanceId, Keyring, Opened, PeerCodec, PeerSeal, Refusal};
 use auction_replica::{Action, Durable, Replica, ReplicaConfig, Start};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -24,7 +24,7 @@ use crate::metrics::MetricsHandle;
 use crate::session::{Effect, Sessions, wall_clock};
 use crate::settings::NodeSettings;
 use crate::storage::{Done, FsyncPolicy, Job, Storage, StorageError, WriterHandle, spawn_writer};
-use crate::transport::{Channel, PeerNet, PeerSockets};
+use crate::transport::{Channel, PeerNet, PeerSockets, TransportLimits};
 
 /// Why a node stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +48,17 @@ pub enum NodeError {
     /// The replica cannot go on without diverging; the node stops.
     #[error("halted: {0}")]
     Halted(&'static str),
+    /// Told to bootstrap on an empty data directory, the node found a running instance of
+    /// the cluster: founding a second one would fork the service.
+    #[error(
+        "a cluster instance ({instance}) already runs with this key: refusing to found a second \
+         cluster, which would fork the service (bids acknowledged by one would be lost). Start \
+         this server again without --bootstrap: it joins the running cluster"
+    )]
+    BootstrapRefused {
+        /// The instance found.
+        instance: auction_proto::InstanceId,
+    },
     /// The protocol state could not be built from what was recovered.
     #[error("cannot start the replica: {0}")]
     Replica(#[from] auction_replica::ReplicaError),
@@ -56,6 +67,9 @@ pub enum NodeError {
 /// A driver turn (one input, its actions) taking this long is logged as a warning: the node
 /// answers nothing meanwhile.
 const SLOW_TURN: Duration = Duration::from_millis(100);
+
+/// At most one WARN line per this long for frames of another cluster instance.
+const WARN_EVERY: Duration = Duration::from_secs(60);
 
 /// How long a leaving node waits for its removal to commit before it stops anyway.
 const LEAVE_GRACE: Duration = Duration::from_secs(10);
@@ -84,9 +98,26 @@ pub async fn run(
     info!(node = %meta.node, incarnation = meta.incarnation.0, entries = recovered.entries.len(),
         snapshot = recovered.snapshot.is_some(), "recovered");
 
-    let start =
-        if settings.bootstrap && recovered.first_boot { Start::Bootstrap } else { Start::Join };
+    // A fresh id in case this boot founds a cluster (after its probe found none running).
+    let start = if settings.bootstrap && recovered.first_boot {
+        Start::Bootstrap { instance: InstanceId::random() }
+    } else {
+        Start::Join
+    };
+    let instance = meta.instance;
+    if matches!(start, Start::Bootstrap { .. }) && instance.is_none() {
+        if settings.discovery_targets.is_empty() {
+            warn!(
+                "--bootstrap with --no-broadcast and no --join: the probe cannot find a \
+                running instance of this cluster; founding one after the probe"
+            );
+        } else {
+            info!(probe = ?settings.bootstrap_probe, "empty data directory: looking for a \
+                running instance of the cluster before founding one");
+        }
+    }
     let durable = Durable {
+        instance,
         term: meta.term,
         accepted: meta.accepted,
         ordering: auction_ordering::Persisted {
@@ -101,12 +132,12 @@ pub async fn run(
     let replica = Replica::new(info.clone(), start, durable, replica_config(&settings), rng, now)?;
 
     let codec = PeerCodec::new(settings.cluster, Keyring::new(settings.key.clone()));
+    let seal = PeerSeal::new(codec, meta.node, meta.incarnation, instance);
     let (net, sockets) = PeerNet::bind(
-        codec,
-        meta.node,
-        meta.incarnation,
+        seal,
         settings.peer_addr,
-        settings.discovery_port,
+        settings.discovery_addr,
+        TransportLimits::default(),
     )
     .await
     .map_err(|source| NodeError::Bind {
@@ -134,6 +165,7 @@ pub async fn run(
         jobs: Vec::new(),
         metrics,
         leaving: None,
+        other_instance_warned: None,
         here_limit: RateLimit::new(HERE_PER_SOURCE, HERE_PER_SECOND, Duration::from_secs(1)),
     };
     let result = driver.run(sockets, client_rx, done_rx, shutdown).await;
@@ -157,6 +189,7 @@ fn replica_config(s: &NodeSettings) -> ReplicaConfig {
     c.membership.suspicion_timeout = s.suspect_after;
     c.membership.confirmation_timeout = s.down_after;
     c.election.election_timeout = s.election_timeout;
+    c.bootstrap_probe = s.bootstrap_probe;
     c
 }
 
@@ -171,6 +204,8 @@ struct Driver {
     jobs: Vec<Job>,
     metrics: MetricsHandle,
     leaving: Option<Instant>,
+    /// When a frame of another cluster instance was last logged at WARN.
+    other_instance_warned: Option<Instant>,
     /// Bounds the `Here` answers to `FindServers`, which go to whatever source address the
     /// datagram claims: a spoofed flood gets little reflected towards any one address.
     here_limit: RateLimit,
@@ -279,14 +314,17 @@ impl Driver {
                         return Ok(());
                     }
                 }
-                Ok((n, _)) = sockets.udp.recv_from(&mut udp_buf) => {
+                Ok((n, from)) = sockets.udp.recv_from(&mut udp_buf) => {
                     woke = Instant::now();
-                    self.peer(&udp_buf[..n], Channel::Udp);
+                    self.peer(&udp_buf[..n], from).await?;
                 }
-                Some(run) = sockets.tcp_in.recv() => {
+                // Authenticated by the reader task; the batch's bytes are released when it
+                // drops, after its frames are handled.
+                Some(mut batch) = sockets.tcp_in.recv() => {
                     woke = Instant::now();
-                    for frame in crate::transport::frames(&run) {
-                        self.peer(frame, Channel::Tcp);
+                    for frame in batch.take() {
+                        let opened = self.net.admit(frame, Channel::Tcp);
+                        self.deliver(opened).await?;
                     }
                 }
                 Some(ev) = clients.recv() => {
@@ -295,7 +333,11 @@ impl Driver {
                 }
                 Ok((n, from)) = sockets.discovery.recv_from(&mut disc_buf) => {
                     woke = Instant::now();
-                    self.discovery(&sockets, &disc_buf[..n], from);
+                    if disc_buf[..n].starts_with(&auction_proto::codec::PEER_MAGIC) {
+                        self.peer(&disc_buf[..n], from).await?;
+                    } else {
+                        self.discovery(&sockets, &disc_buf[..n], from);
+                    }
                 }
                 // Last, so only when no input is ready: the writes of every input handled
                 // since the last hand-over go to the writer together (one wake-up, one
@@ -315,22 +357,60 @@ impl Driver {
         }
     }
 
-    fn peer(&mut self, bytes: &[u8], channel: Channel) {
-        let _span = tracing::trace_span!("peer_frame", ?channel, len = bytes.len()).entered();
-        if let Some(frame) = self.net.accept(bytes, channel) {
-            let env = frame.envelope;
-            self.replica.handle_peer(env.sender, env.incarnation, frame.body, Instant::now());
-        }
+    async fn peer(&mut self, bytes: &[u8], from: SocketAddr) -> Result<(), NodeError> {
+        let opened = {
+            let _span = tracing::trace_span!("peer_frame", %from, len = bytes.len()).entered();
+            self.net.accept(bytes, from)
+        };
+        self.deliver(opened).await
     }
 
-    /// The discovery port carries servers' `Discover` (peer frames) and clients'
-    /// `FindServers` (client frames); anything else is ignored.
+    /// Hands what the seal accepted to the replica (an instance adopted from it is made
+    /// durable first), and tells it of authentic frames sent to an earlier boot of this node.
+    async fn deliver(&mut self, opened: Result<Opened, Refusal>) -> Result<(), NodeError> {
+        let now = Instant::now();
+        match opened {
+            Ok(Opened { frame, adopted }) => {
+                if let Some(instance) = adopted {
+                    info!(%instance, "joined cluster instance");
+                    self.writer.submit_all(&mut self.jobs)?;
+                    self.writer.save_instance(instance).await.map_err(NodeError::StorageFailed)?;
+                    self.replica.handle_instance(instance, now);
+                }
+                let env = frame.envelope;
+                tracing::trace!(sender = %env.sender, inc = env.incarnation.0, to = ?env.to,
+                    body = ?frame.body, "peer frame");
+                match (env.to, frame.body) {
+                    (None, PeerBody::Discovery(msg)) => {
+                        self.replica.handle_unaddressed(env.sender, env.incarnation, msg, now);
+                    }
+                    (None, _) => {}
+                    (Some(_), body) => {
+                        self.replica.handle_peer(env.sender, env.incarnation, body, now);
+                    }
+                }
+            }
+            Err(Refusal::StaleReceiver { sender, sender_incarnation, .. }) => {
+                self.replica.handle_misaddressed(sender, sender_incarnation, now);
+            }
+            Err(Refusal::OtherInstance { got, mine }) => {
+                if self.other_instance_warned.is_none_or(|at| now >= at + WARN_EVERY) {
+                    self.other_instance_warned = Some(now);
+                    warn!(other = %got, mine = %mine,
+                        "frame of another cluster instance with this key and name refused \
+                         (a second cluster on the network: a re-bootstrapped server?)");
+                }
+            }
+            Err(_) => {}
+        }
+        Ok(())
+    }
+
+    /// The discovery port carries servers' `Discover` (peer frames, handled as any peer
+    /// frame) and clients' `FindServers` (client frames, answered here); anything else is
+    /// ignored.
     fn discovery(&mut self, sockets: &PeerSockets, bytes: &[u8], from: SocketAddr) {
         let _span = tracing::trace_span!("discovery", %from).entered();
-        if bytes.starts_with(&auction_proto::codec::PEER_MAGIC) {
-            self.peer(bytes, Channel::Udp);
-            return;
-        }
         let codec = ClientCodec::default();
         let Ok(ClientToServer::FindServers { cluster }) =
             codec.decode_datagram::<ClientToServer>(bytes)
@@ -380,7 +460,7 @@ impl Driver {
         let now = Instant::now();
         self.sessions.expire(now, self.replica.applied());
         self.replica.set_client_count(u32::try_from(self.sessions.len()).unwrap_or(u32::MAX));
-        self.metrics.publish(&self.replica, &self.sessions, &self.net.stats);
+        self.metrics.publish(&self.replica, &self.sessions, &self.net.stats());
         self.leaving.is_some_and(|t| {
             self.replica.has_left() || now.saturating_duration_since(t) >= LEAVE_GRACE
         })
@@ -390,8 +470,19 @@ impl Driver {
     async fn drain(&mut self) -> Result<(), NodeError> {
         while let Some(action) = self.replica.poll_action() {
             match action {
-                Action::Send { to, body } | Action::Broadcast { to, body } => {
-                    self.net.send(to, body)
+                Action::Send { to, receiver, body } => {
+                    tracing::trace!(%to, ?receiver, ?body, "send");
+                    self.net.send(to, receiver, body)
+                }
+                Action::Broadcast { to, body } => self.net.send(to, None, body),
+                Action::PersistInstance { instance } => {
+                    info!(%instance, "founded a new cluster instance");
+                    self.writer.submit_all(&mut self.jobs)?;
+                    self.writer.save_instance(instance).await.map_err(NodeError::StorageFailed)?;
+                    self.net.set_instance(instance);
+                }
+                Action::BootstrapRefused { instance } => {
+                    return Err(NodeError::BootstrapRefused { instance });
                 }
                 Action::PersistTerm { term, accepted } => {
                     // Durable before anything after it is carried out (the writes queued
@@ -428,11 +519,9 @@ impl Driver {
                 }
             }
         }
-        if self.net.stats.dropped > 0 && self.net.stats.dropped % 1000 == 1 {
-            warn!(
-                dropped = self.net.stats.dropped,
-                "peer frames dropped (slow or unreachable peers)"
-            );
+        let dropped = self.net.stats().dropped;
+        if dropped > 0 && dropped % 1000 == 1 {
+            warn!(dropped, "peer frames dropped (slow or unreachable peers)");
         }
         Ok(())
     }

@@ -130,7 +130,7 @@ impl MetricsHandle {
         gauge("auction_applied_writes", "Client writes applied since start.", self.writes as f64);
         gauge(
             "auction_peer_frames_rejected",
-            "Peer frames refused by the codec.",
+            "Peer frames refused by the codec (a refused TCP frame closes its connection).",
             net.rejected as f64,
         );
         gauge(
@@ -139,6 +139,21 @@ impl MetricsHandle {
             net.replayed as f64,
         );
         gauge("auction_peer_frames_dropped", "Outbound peer frames dropped.", net.dropped as f64);
+        gauge(
+            "auction_peer_connections_refused",
+            "Inbound peer connections closed at once over a cap.",
+            net.refused_connections as f64,
+        );
+        gauge(
+            "auction_peer_connections_timed_out",
+            "Inbound peer connections closed by a timeout.",
+            net.timed_out as f64,
+        );
+        gauge(
+            "auction_peer_buffered_bytes",
+            "Bytes read from inbound peer connections, not yet handled.",
+            net.buffered_bytes as f64,
+        );
         let servers = replica.servers();
         let _ = writeln!(out, "# HELP auction_members Members by failure-detector state.");
         let _ = writeln!(out, "# TYPE auction_members gauge");

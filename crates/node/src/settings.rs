@@ -31,12 +31,18 @@ pub enum SettingsError {
     /// The key is unusable.
     #[error("bad cluster key: {0}")]
     BadKey(#[from] KeyError),
-    /// The development key outside loopback.
-    #[error("--dev-key is only allowed when the peer and client addresses are loopback")]
-    DevKeyOffLoopback,
-    /// Bootstrap and join together.
-    #[error("--bootstrap starts a new cluster; do not combine it with --join")]
-    BootstrapAndJoin,
+    /// The development key (public, so anyone could join) with an address other hosts can
+    /// reach.
+    #[error(
+        "--dev-key is a public key, so every address must be loopback: {what} {addr} is not \
+         (give a 127.x.x.x address, or a real key with --cluster-key-file)"
+    )]
+    DevKeyOffLoopback {
+        /// Which flag.
+        what: &'static str,
+        /// The address.
+        addr: SocketAddr,
+    },
     /// An unspecified advertised address.
     #[error("{what} {addr} is not an address other hosts can reach (give a concrete IP)")]
     Unspecified {
@@ -60,10 +66,16 @@ pub struct NodeSettings {
     pub client_addr: SocketAddr,
     /// Discovery port.
     pub discovery_port: u16,
+    /// Where the discovery socket binds: every interface, or with the development key the
+    /// loopback broadcast address `127.255.255.255` (which receives the broadcasts of other
+    /// local servers and nothing from other hosts).
+    pub discovery_addr: SocketAddr,
     /// Where `Discover` goes: broadcast addresses on the discovery port, then `--join` peers.
     pub discovery_targets: Vec<SocketAddr>,
-    /// Start a new cluster.
+    /// Start a new cluster (after probing for a running one).
     pub bootstrap: bool,
+    /// How long the bootstrap probe lasts.
+    pub bootstrap_probe: Duration,
     /// The cluster.
     pub cluster: ClusterId,
     /// The cluster's name.
@@ -93,15 +105,13 @@ pub struct NodeSettings {
 impl NodeSettings {
     /// Validates the flags of `auction-node run`.
     pub fn from_args(args: &RunArgs) -> Result<Self, SettingsError> {
-        if args.bootstrap && !args.join.is_empty() {
-            return Err(SettingsError::BootstrapAndJoin);
-        }
         for (what, addr) in [("--peer-addr", args.peer_addr), ("--client-addr", args.client_addr)] {
             if addr.ip().is_unspecified() {
                 return Err(SettingsError::Unspecified { what, addr });
             }
         }
-        let key = load_key(args)?;
+        let (key, dev_key) = load_key(args)?;
+        let discovery_ip = if dev_key { LOOPBACK_BROADCAST } else { Ipv4Addr::UNSPECIFIED };
         let broadcast_ips = if args.no_broadcast {
             Vec::new()
         } else if args.broadcast.is_empty() {
@@ -118,8 +128,10 @@ impl NodeSettings {
             peer_addr: args.peer_addr,
             client_addr: args.client_addr,
             discovery_port: args.discovery_port,
+            discovery_addr: SocketAddr::from((discovery_ip, args.discovery_port)),
             discovery_targets,
             bootstrap: args.bootstrap,
+            bootstrap_probe: args.bootstrap_probe,
             cluster: ClusterId::from_name(&args.cluster),
             cluster_name: args.cluster.clone(),
             admin_token: args.admin_token.clone().unwrap_or_else(|| default_admin_token(&key)),
@@ -161,15 +173,26 @@ pub fn key_from(args: &KeyArgs) -> Result<ClusterKey, SettingsError> {
     Ok(ClusterKey::new(secret.as_bytes())?)
 }
 
-fn load_key(args: &RunArgs) -> Result<ClusterKey, SettingsError> {
+/// The key, and whether it is the development key. With the development key every socket
+/// binds loopback only: any address another host can reach is refused.
+fn load_key(args: &RunArgs) -> Result<(ClusterKey, bool), SettingsError> {
     let k = &args.key;
     let explicit = k.cluster_key_file.is_some() || k.cluster_key.is_some();
-    let loopback = args.peer_addr.ip().is_loopback() && args.client_addr.ip().is_loopback();
-    if k.dev_key && !explicit && !loopback {
-        return Err(SettingsError::DevKeyOffLoopback);
+    let dev_key = k.dev_key && !explicit;
+    if dev_key {
+        let binds =
+            [("--peer-addr", Some(args.peer_addr)), ("--client-addr", Some(args.client_addr))];
+        for (what, addr) in binds.into_iter().chain([("--metrics-addr", args.metrics_addr)]) {
+            if let Some(addr) = addr.filter(|a| !a.ip().is_loopback()) {
+                return Err(SettingsError::DevKeyOffLoopback { what, addr });
+            }
+        }
     }
-    key_from(k)
+    Ok((key_from(k)?, dev_key))
 }
+
+/// The loopback broadcast address, where dev servers' discovery sockets bind.
+const LOOPBACK_BROADCAST: Ipv4Addr = Ipv4Addr::new(127, 255, 255, 255);
 
 /// The subnet broadcast address of every up IPv4 interface (inside a network namespace,
 /// 255.255.255.255 fails without a route while the subnet address works). On loopback-only
@@ -218,7 +241,7 @@ mod tests {
         assert!(NodeSettings::from_args(&run_args(&["--dev-key"])).is_ok());
         assert!(matches!(
             NodeSettings::from_args(&run_args(&["--dev-key", "--peer-addr", "10.1.2.3:7000"])),
-            Err(SettingsError::DevKeyOffLoopback)
+            Err(SettingsError::DevKeyOffLoopback { what: "--peer-addr", .. })
         ));
         assert!(matches!(
             NodeSettings::from_args(&run_args(&["--cluster-key", "short"])),
@@ -227,16 +250,53 @@ mod tests {
     }
 
     #[test]
-    fn bootstrap_and_join_conflict() {
-        assert!(matches!(
-            NodeSettings::from_args(&run_args(&[
-                "--dev-key",
-                "--bootstrap",
-                "--join",
-                "127.0.0.1:1"
-            ])),
-            Err(SettingsError::BootstrapAndJoin)
-        ));
+    fn the_dev_key_binds_loopback_only() {
+        for (flag, addr) in [
+            ("--client-addr", "192.168.1.5:7100"),
+            ("--metrics-addr", "0.0.0.0:9100"),
+            ("--peer-addr", "[2001:db8::1]:7000"),
+        ] {
+            let err = NodeSettings::from_args(&run_args(&["--dev-key", flag, addr])).unwrap_err();
+            match &err {
+                SettingsError::DevKeyOffLoopback { what, addr: a } => {
+                    assert_eq!((*what, a.to_string()), (flag, addr.to_string()));
+                }
+                other => panic!("{flag} {addr}: {other:?}"),
+            }
+            let text = err.to_string();
+            assert!(text.contains(flag) && text.contains("loopback"), "{text}");
+        }
+        let dev =
+            NodeSettings::from_args(&run_args(&["--dev-key", "--metrics-addr", "127.0.0.1:9100"]))
+                .unwrap();
+        assert_eq!(dev.discovery_addr, "127.255.255.255:7946".parse().unwrap());
+        // A real key binds discovery on every interface, and lets addresses be anything.
+        let real = NodeSettings::from_args(&run_args(&[
+            "--cluster-key",
+            "a-real-key-of-enough-bytes",
+            "--dev-key",
+            "--peer-addr",
+            "10.1.2.3:7000",
+        ]))
+        .unwrap();
+        assert_eq!(real.discovery_addr, "0.0.0.0:7946".parse().unwrap());
+    }
+
+    #[test]
+    fn bootstrap_probes_its_join_list() {
+        let s = NodeSettings::from_args(&run_args(&[
+            "--dev-key",
+            "--bootstrap",
+            "--bootstrap-probe",
+            "700ms",
+            "--no-broadcast",
+            "--join",
+            "127.0.0.1:1",
+        ]))
+        .unwrap();
+        assert!(s.bootstrap);
+        assert_eq!(s.bootstrap_probe, Duration::from_millis(700));
+        assert_eq!(s.discovery_targets, vec!["127.0.0.1:1".parse().unwrap()]);
     }
 
     #[test]

@@ -203,11 +203,18 @@ fn a_forged_peer_frame_changes_nothing() {
     use auction_proto::msg::client::ListFilter;
     use auction_proto::msg::log::{Command, Operation};
     use auction_proto::msg::peer::{OrderingMsg, PeerBody};
-    use auction_proto::{ClusterId, ClusterKey, Incarnation, Keyring, NodeId, PeerCodec, Term};
+    use auction_proto::{
+        Addressee, ClusterId, ClusterKey, Envelope, Incarnation, Keyring, NodeId, PeerCodec, Term,
+    };
     let mut cluster = TestCluster::start(1);
+    // The leader's view change is over (its no-op at seq 2 is committed and applied), so
+    // nothing legitimate moves the commit point during the test.
+    cluster.wait_for(Duration::from_secs(10), |c| {
+        c.report(0).is_some_and(|r| r.commit >= Seq(2) && r.applied == r.commit)
+    });
     let node = cluster.report(0).unwrap();
     // Same cluster name, wrong key: a forged order and a forged proposal.
-    let forger = PeerCodec::new(
+    let mut forger = PeerCodec::new(
         ClusterId::from_name(&cluster.cluster),
         Keyring::new(ClusterKey::new(&[7; 32]).unwrap()),
     );
@@ -215,14 +222,24 @@ fn a_forged_peer_frame_changes_nothing() {
         term: node.term,
         commands: vec![Command { origin: None, op: Operation::Close { auction: AuctionId(1) } }],
     });
-    let frame = forger.encode(NodeId::random(), Incarnation(1), 1u64 << 63 | 1, &forged).unwrap();
+    // Addressed to the node's current boot: everything right but the key.
+    let env = Envelope {
+        cluster: ClusterId::from_name(&cluster.cluster),
+        instance: None,
+        key: auction_proto::KeyId(0),
+        sender: NodeId::random(),
+        incarnation: Incarnation(1),
+        to: Some(Addressee { node: node.node, incarnation: node.incarnation }),
+        counter: 1u64 << 63 | 1,
+    };
+    let frame = forger.encode(&env, &forged).unwrap();
     let mut tcp = std::net::TcpStream::connect(cluster.nodes[0].peer).unwrap();
     std::io::Write::write_all(&mut tcp, &frame).unwrap();
     let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let stepdown =
         PeerBody::Ordering(OrderingMsg::NotLeader { term: Term(node.term.0 + 5), leader: None });
     udp.send_to(
-        &forger.encode(NodeId::random(), Incarnation(1), 2, &stepdown).unwrap(),
+        &forger.encode(&Envelope { counter: 2, ..env }, &stepdown).unwrap(),
         cluster.nodes[0].peer,
     )
     .unwrap();

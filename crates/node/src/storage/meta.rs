@@ -1,8 +1,9 @@
-//! The metadata file `meta`: node id, incarnation, term and the vote of that term.
+//! The metadata file `meta`: node id, incarnation, cluster instance, term and the vote of that
+//! term.
 
 use std::path::Path;
 
-use auction_proto::{Incarnation, NodeId, Term};
+use auction_proto::{Incarnation, InstanceId, NodeId, Term};
 use serde::{Deserialize, Serialize};
 
 use super::files::{encode_blob, read_blob, write_atomic};
@@ -10,7 +11,9 @@ use super::{CorruptReason, FsyncPolicy, StorageError};
 
 /// File name of the metadata in the data directory.
 pub(crate) const META_FILE: &str = "meta";
-const META_MAGIC: &[u8; 8] = b"AUCMETA1";
+/// Version 2 added the cluster instance (a version-1 file is refused as corrupt: data
+/// directories of protocol 1 are not carried over).
+const META_MAGIC: &[u8; 8] = b"AUCMETA2";
 
 /// What a node keeps about itself across restarts.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -23,6 +26,8 @@ pub struct Meta {
     pub term: Term,
     /// The node this one accepted as leader (voted for) in `term`, if any.
     pub accepted: Option<NodeId>,
+    /// The cluster instance this node founded or joined (saved before it is used).
+    pub instance: Option<InstanceId>,
 }
 
 impl Meta {

@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! <dir>/LOCK                      flock'ed by the running node; holds its pid
-//! <dir>/meta                      node id, incarnation, term, vote (replaced atomically)
+//! <dir>/meta                      node id, incarnation, instance, term, vote (replaced atomically)
 //! <dir>/snapshot-<n>.snap         the newest snapshot (replaced atomically, n grows)
 //! <dir>/wal-<n>.log               WAL segments, n grows; records with crc32c checksums
 //! ```
@@ -39,7 +39,7 @@ use std::path::{Path, PathBuf};
 
 use auction_ordering::{Persisted, Snapshot};
 use auction_proto::msg::log::LogEntry;
-use auction_proto::{Incarnation, NodeId, Seq, Term};
+use auction_proto::{Incarnation, InstanceId, NodeId, Seq, Term};
 
 pub use error::{CorruptReason, StorageError};
 pub use meta::Meta;
@@ -173,6 +173,7 @@ impl Storage {
             incarnation: Incarnation::ZERO,
             term: Term::ZERO,
             accepted: None,
+            instance: None,
         });
         // Saved before anything else is written: a directory with log files always has a
         // meta (a crash during the first boot must not leave it unopenable), and every boot
@@ -230,6 +231,19 @@ impl Storage {
     pub fn save_term(&mut self, term: Term, accepted: Option<NodeId>) -> Result<(), StorageError> {
         self.check()?;
         let meta = Meta { term, accepted, ..self.meta };
+        let r = meta.save(&self.dir, self.fsync);
+        self.poison_on_err(r)?;
+        self.meta = meta;
+        Ok(())
+    }
+
+    /// Saves the cluster instance atomically and durably, as [`Storage::save_term`] does.
+    ///
+    /// # Errors
+    /// `Io` / `SyncFailed`: poisoned; the file holds the old or the new meta.
+    pub fn save_instance(&mut self, instance: InstanceId) -> Result<(), StorageError> {
+        self.check()?;
+        let meta = Meta { instance: Some(instance), ..self.meta };
         let r = meta.save(&self.dir, self.fsync);
         self.poison_on_err(r)?;
         self.meta = meta;

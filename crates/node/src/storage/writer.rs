@@ -16,7 +16,7 @@ use std::thread::JoinHandle;
 
 use auction_ordering::{Snapshot, StoreId};
 use auction_proto::msg::log::LogEntry;
-use auction_proto::{NodeId, Seq, Term};
+use auction_proto::{InstanceId, NodeId, Seq, Term};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{Storage, StorageError, StorageStats};
@@ -63,6 +63,13 @@ pub enum Job {
         term: Term,
         /// The vote of that term.
         accepted: Option<NodeId>,
+        /// Completion.
+        done: oneshot::Sender<Result<(), Arc<StorageError>>>,
+    },
+    /// Save the cluster instance; `done` gets the outcome once it is durable.
+    SaveInstance {
+        /// The instance.
+        instance: InstanceId,
         /// Completion.
         done: oneshot::Sender<Result<(), Arc<StorageError>>>,
     },
@@ -204,6 +211,19 @@ impl WriterHandle {
         }
     }
 
+    /// Saves the cluster instance durably (after the jobs already submitted).
+    ///
+    /// # Errors
+    /// The storage error (the node must stop), or `WriterStopped`.
+    pub async fn save_instance(&self, instance: InstanceId) -> Result<(), Arc<StorageError>> {
+        let (done, wait) = oneshot::channel();
+        self.submit(Job::SaveInstance { instance, done }).map_err(Arc::new)?;
+        match wait.await {
+            Ok(r) => r,
+            Err(_) => Err(Arc::new(StorageError::WriterStopped)),
+        }
+    }
+
     /// Stats as of the end of the last batch.
     pub fn stats(&self) -> StorageStats {
         *self.stats.lock().unwrap_or_else(PoisonError::into_inner)
@@ -300,6 +320,16 @@ fn run_batch(
                 stored = Some(id);
             }
             Job::SaveSnapshot(snapshot) => storage.save_snapshot(&snapshot).map_err(Arc::new)?,
+            Job::SaveInstance { instance, done } => match storage.save_instance(instance) {
+                Ok(()) => {
+                    let _ = done.send(Ok(()));
+                }
+                Err(e) => {
+                    let e = Arc::new(e);
+                    let _ = done.send(Err(Arc::clone(&e)));
+                    return Err(e);
+                }
+            },
             Job::SaveTerm { term, accepted, done } => match storage.save_term(term, accepted) {
                 Ok(()) => {
                     let _ = done.send(Ok(()));

@@ -28,6 +28,8 @@ pub struct TestNode {
     pub child: Option<Child>,
     pub bootstrap: bool,
     pub join: Option<SocketAddr>,
+    /// Where the process's stderr goes (inherited if `None`).
+    pub stderr: Option<PathBuf>,
 }
 
 /// A cluster of real processes; killed on drop.
@@ -78,6 +80,7 @@ impl TestCluster {
                 child: None,
                 bootstrap: i == 0,
                 join,
+                stderr: None,
             });
         }
         let mut c = Self { dir, nodes, cluster, discovery_port };
@@ -121,18 +124,36 @@ impl TestCluster {
             .env("RUST_LOG", std::env::var("TEST_NODE_LOG").unwrap_or_else(|_| "warn".into()))
             .stdin(Stdio::null());
         if node.bootstrap && !node.dir.exists() {
-            cmd.arg("--bootstrap");
-        } else {
-            // Everyone knows everyone's address, as an operator's --join list would.
-            let peers: Vec<String> = self
-                .nodes
-                .iter()
-                .filter(|n| n.peer != node.peer)
-                .map(|n| n.peer.to_string())
-                .collect();
+            // On an empty directory the founder first probes its --join list for a running
+            // instance (nobody answers on the first start).
+            cmd.args(["--bootstrap", "--bootstrap-probe", "500ms"]);
+        }
+        // Everyone knows everyone's address, as an operator's --join list would.
+        let peers: Vec<String> =
+            self.nodes.iter().filter(|n| n.peer != node.peer).map(|n| n.peer.to_string()).collect();
+        if !peers.is_empty() {
             cmd.args(["--join", &peers.join(",")]);
         }
+        if let Some(path) = &self.nodes[i].stderr {
+            cmd.stderr(std::fs::File::create(path).unwrap());
+        }
         self.nodes[i].child = Some(cmd.spawn().unwrap());
+    }
+
+    /// Server `i`'s exit status once it has exited by itself within `limit` (`None` if it
+    /// still runs then).
+    pub fn wait_exit(&mut self, i: usize, limit: Duration) -> Option<std::process::ExitStatus> {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if let Some(child) = self.nodes[i].child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    self.nodes[i].child = None;
+                    return Some(status);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
     }
 
     /// `kill -9` of server `i`.

@@ -1,20 +1,33 @@
 //! Peer transport: UDP for discovery, failure detection and election; TCP for ordering.
 //!
-//! Frames are built and checked by `auction_proto::PeerCodec` (HMAC with the cluster key).
-//! Replay protection: the sender's counter space is split by channel (top bit clear for UDP,
-//! set for TCP), and the receiver keeps one `ReplayWindow` per sender and channel, so TCP
-//! frames queued behind a reconnect never fall out of the UDP window and a frame captured on
-//! one channel cannot be replayed on the other.
+//! Frames are sealed and checked by `auction_proto::PeerSeal` (AEAD with keys derived from the
+//! cluster key; the envelope binds the receiver's node and boot and the cluster instance; one
+//! replay window per sender and channel). See docs/protocol.md.
+//!
+//! Inbound TCP is read by one task per connection (module `inbound`), which authenticates and
+//! decrypts every frame before the driver sees it, skips a frame addressed to another node or
+//! boot without decrypting its body, and bounds what hosts without the key can
+//! cost ([`TransportLimits`]); the driver then runs the seal's remaining checks
+//! ([`PeerNet::admit`]).
+
+mod inbound;
+
+pub use inbound::{InboundFrames, Opener, TransportLimits};
 
 use std::collections::HashMap;
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use auction_proto::codec::PEER_HEADER_LEN;
 use auction_proto::msg::peer::{OrderingMsg, PeerBody};
-use auction_proto::{DecodeError, Incarnation, NodeId, PeerCodec, PeerFrame, ReplayWindow};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use auction_proto::seal::Channel as SealChannel;
+use auction_proto::{
+    Addressee, DecodeError, Incarnation, NodeId, Opened, PeerCodec, PeerFrame, PeerSeal, Refusal,
+};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
@@ -25,15 +38,12 @@ const MAX_UDP_FRAME: usize = 60 * 1024;
 const WRITER_QUEUE: usize = 4096;
 /// Most outbound TCP connections kept.
 const MAX_WRITERS: usize = 256;
-/// Most senders whose replay windows are kept.
-const MAX_WINDOWS: usize = 1024;
-/// Most inbound peer TCP connections at once (more are closed at once).
-const MAX_INBOUND: usize = 256;
+/// Authenticated batches queued from the TCP readers to the driver (their bytes are bounded
+/// by [`TransportLimits::inbound_bytes`]).
+const INBOUND_QUEUE: usize = 1024;
 /// An inbound peer connection silent this long is closed; an outbound writer with nothing to
 /// send this long ends (and is removed from the table).
 const PEER_IDLE: Duration = Duration::from_secs(60);
-/// The counter bit that marks TCP frames.
-const TCP_BIT: u64 = 1 << 63;
 /// Most commands (or entries) one merged `Propose` (or `Order`) carries: each is at most a
 /// client frame, 64 KiB, so a merged frame stays below the 4 MiB peer payload limit.
 const MAX_MERGED_COMMANDS: usize = 32;
@@ -47,32 +57,48 @@ pub enum Channel {
     Tcp,
 }
 
+impl Channel {
+    fn seal(self) -> SealChannel {
+        match self {
+            Channel::Udp => SealChannel::Datagram,
+            Channel::Tcp => SealChannel::Stream,
+        }
+    }
+}
+
 /// Counters of refused input, for metrics.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TransportStats {
-    /// Frames refused by the codec (bad tag, wrong cluster, junk...).
+    /// Frames refused by the codec (bad tag, wrong cluster, unknown key, junk...), on UDP or
+    /// TCP (where each also closed its connection).
     pub rejected: u64,
-    /// Frames refused as replays.
+    /// Frames refused as replays (or own, or on the wrong channel).
     pub replayed: u64,
+    /// Authentic frames refused for their envelope: addressed to another node or an earlier
+    /// boot of this one, of another cluster instance, or unaddressed and not discovery.
+    pub misaddressed: u64,
     /// Outbound frames dropped (queue full, too big, socket busy).
     pub dropped: u64,
+    /// Inbound peer connections closed at once, over the per-source or the total cap.
+    pub refused_connections: u64,
+    /// Inbound peer connections closed by a timeout (no valid first frame, idle, a frame too
+    /// slow to arrive).
+    pub timed_out: u64,
+    /// Bytes read from inbound peer connections and not yet handled (a gauge).
+    pub buffered_bytes: u64,
 }
 
 /// The peer side of one node: sockets, signing, replay windows, outbound TCP writers.
 #[derive(Debug)]
 pub struct PeerNet {
-    codec: PeerCodec,
-    me: NodeId,
-    incarnation: Incarnation,
-    udp_counter: u64,
-    tcp_counter: u64,
+    seal: PeerSeal,
     udp: Arc<UdpSocket>,
     writers: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>,
-    /// TCP messages not yet encoded, in send order (see [`PeerNet::flush`]).
-    pending: Vec<(SocketAddr, PeerBody)>,
-    windows: HashMap<(NodeId, Channel), ReplayWindow>,
-    /// Refusal counters.
-    pub stats: TransportStats,
+    /// TCP messages not yet sealed, in send order (see [`PeerNet::flush`]).
+    pending: Vec<(SocketAddr, Option<Addressee>, PeerBody)>,
+    /// Counters of the driver's side (the readers count theirs in `inbound`).
+    stats: TransportStats,
+    inbound: Arc<inbound::Inbound>,
 }
 
 /// The sockets the driver polls.
@@ -82,37 +108,35 @@ pub struct PeerSockets {
     pub udp: Arc<UdpSocket>,
     /// Discovery socket: broadcast `Discover` from servers, `FindServers` from clients.
     pub discovery: Arc<UdpSocket>,
-    /// Runs of whole frames read by the TCP reader tasks (split them with [`frames`]).
-    pub tcp_in: mpsc::Receiver<Vec<u8>>,
+    /// Authenticated frames read by the TCP reader tasks (replay-check each with
+    /// [`PeerNet::admit`], then drop the batch to release its bytes).
+    pub tcp_in: mpsc::Receiver<InboundFrames>,
 }
 
 impl PeerNet {
-    /// Binds the peer UDP socket, the peer TCP listener and the discovery socket.
+    /// Binds the peer UDP socket, the peer TCP listener (on the UDP socket's port, so port 0
+    /// picks one port for both) and the discovery socket (shared with other local servers).
     pub async fn bind(
-        codec: PeerCodec,
-        me: NodeId,
-        incarnation: Incarnation,
+        seal: PeerSeal,
         peer_addr: SocketAddr,
-        discovery_port: u16,
+        discovery_addr: SocketAddr,
+        limits: TransportLimits,
     ) -> io::Result<(Self, PeerSockets)> {
         let udp = Arc::new(bind_udp(peer_addr, false)?);
-        let discovery =
-            Arc::new(bind_udp(SocketAddr::from((Ipv4Addr::UNSPECIFIED, discovery_port)), true)?);
-        let listener = TcpListener::bind(peer_addr).await?;
-        let (tcp_tx, tcp_in) = mpsc::channel(WRITER_QUEUE);
-        let max = codec_max(&codec);
-        tokio::spawn(accept_peers(listener, tcp_tx, max));
+        let discovery = Arc::new(bind_udp(discovery_addr, true)?);
+        let listener = TcpListener::bind(udp.local_addr()?).await?;
+        let (tcp_tx, tcp_in) = mpsc::channel(INBOUND_QUEUE);
+        let (me, incarnation) = seal.me();
+        let opener = ReaderOpener { codec: seal.codec().clone(), me, incarnation };
+        let inbound = Arc::new(inbound::Inbound::new(limits, opener.max_frame_len()));
+        tokio::spawn(inbound::accept_peers(listener, opener, tcp_tx, inbound.clone()));
         let net = Self {
-            codec,
-            me,
-            incarnation,
-            udp_counter: 0,
-            tcp_counter: TCP_BIT,
+            seal,
             udp: udp.clone(),
             writers: HashMap::new(),
             pending: Vec::new(),
-            windows: HashMap::new(),
             stats: TransportStats::default(),
+            inbound,
         };
         Ok((net, PeerSockets { udp, discovery, tcp_in }))
     }
@@ -130,10 +154,13 @@ impl PeerNet {
     /// commit point, which a leader never lowers in its term), and `Ack`s of one term (the
     /// highest is kept, as the leader keeps the highest it has heard; an ack it does not see
     /// can only hold the commit point back, never move it).
-    pub fn send(&mut self, to: SocketAddr, body: PeerBody) {
+    ///
+    /// `receiver` is the node and boot the frame is sealed for (`None`: unaddressed
+    /// discovery).
+    pub fn send(&mut self, to: SocketAddr, receiver: Option<Addressee>, body: PeerBody) {
         let tcp = matches!(body, PeerBody::Ordering(_));
         if !tcp {
-            match self.encode(&body, Channel::Udp) {
+            match self.encode(receiver, &body, Channel::Udp) {
                 Some(frame) if frame.len() <= MAX_UDP_FRAME => {
                     if self.udp.try_send_to(&frame, to).is_err() {
                         self.stats.dropped += 1;
@@ -144,21 +171,28 @@ impl PeerNet {
                 None => return,
             }
         }
-        let last = self.pending.iter_mut().rev().find(|(dest, _)| *dest == to);
-        if let Some((_, PeerBody::Ordering(prev))) = last {
-            if let PeerBody::Ordering(next) = body {
-                match merge(prev, next) {
-                    None => return,
-                    Some(next) => {
-                        self.pending.push((to, PeerBody::Ordering(next)));
-                        return;
+        let last = self.pending.iter_mut().rev().find(|(dest, _, _)| *dest == to);
+        if let Some((_, r, PeerBody::Ordering(prev))) = last {
+            if *r == receiver {
+                if let PeerBody::Ordering(next) = body {
+                    match merge(prev, next) {
+                        None => return,
+                        Some(next) => {
+                            self.pending.push((to, receiver, PeerBody::Ordering(next)));
+                            return;
+                        }
                     }
                 }
             }
-            self.pending.push((to, body));
+            self.pending.push((to, receiver, body));
             return;
         }
-        self.pending.push((to, body));
+        self.pending.push((to, receiver, body));
+    }
+
+    /// The seal's instance (a founder's, once it has founded one).
+    pub fn set_instance(&mut self, instance: auction_proto::InstanceId) -> bool {
+        self.seal.set_instance(instance)
     }
 
     /// Whether TCP messages wait for [`PeerNet::flush`].
@@ -171,7 +205,7 @@ impl PeerNet {
     pub fn flush(&mut self) {
         let mut pending = std::mem::take(&mut self.pending);
         let mut out: Vec<(SocketAddr, Vec<u8>)> = Vec::new();
-        for (to, body) in pending.drain(..) {
+        for (to, receiver, body) in pending.drain(..) {
             let i = match out.iter().position(|(dest, _)| *dest == to) {
                 Some(i) => i,
                 None => {
@@ -179,14 +213,8 @@ impl PeerNet {
                     out.len() - 1
                 }
             };
-            self.tcp_counter += 1;
-            if let Err(e) = self.codec.encode_into(
-                self.me,
-                self.incarnation,
-                self.tcp_counter,
-                &body,
-                &mut out[i].1,
-            ) {
+            if let Err(e) = self.seal.seal_into(receiver, &body, SealChannel::Stream, &mut out[i].1)
+            {
                 warn!(error = %e, "cannot encode a peer message; dropped");
                 self.stats.dropped += 1;
             }
@@ -199,13 +227,13 @@ impl PeerNet {
         }
     }
 
-    fn encode(&mut self, body: &PeerBody, channel: Channel) -> Option<Vec<u8>> {
-        let counter = match channel {
-            Channel::Udp => &mut self.udp_counter,
-            Channel::Tcp => &mut self.tcp_counter,
-        };
-        *counter += 1;
-        match self.codec.encode(self.me, self.incarnation, *counter, body) {
+    fn encode(
+        &mut self,
+        receiver: Option<Addressee>,
+        body: &PeerBody,
+        channel: Channel,
+    ) -> Option<Vec<u8>> {
+        match self.seal.seal(receiver, body, channel.seal()) {
             Ok(frame) => Some(frame),
             Err(e) => {
                 warn!(error = %e, "cannot encode a peer message; dropped");
@@ -237,37 +265,83 @@ impl PeerNet {
         }
     }
 
-    /// Decodes, authenticates and replay-checks one frame; `None` if refused (logged at
-    /// debug level and counted).
-    pub fn accept(&mut self, bytes: &[u8], channel: Channel) -> Option<PeerFrame> {
-        let frame = match self.codec.decode_datagram(bytes) {
-            Ok(frame) => frame,
-            Err(e) => {
-                self.refuse(&e);
-                return None;
-            }
-        };
-        let env = frame.envelope;
-        let on_tcp = env.counter & TCP_BIT != 0;
-        if on_tcp != (channel == Channel::Tcp) || env.sender == self.me {
-            self.stats.replayed += 1;
-            return None;
+    /// Counters of refused input, the readers' included.
+    pub fn stats(&self) -> TransportStats {
+        let i = &self.inbound;
+        TransportStats {
+            rejected: self.stats.rejected + i.rejected.load(Ordering::Relaxed),
+            misaddressed: self.stats.misaddressed + i.skipped.load(Ordering::Relaxed),
+            refused_connections: i.refused.load(Ordering::Relaxed),
+            timed_out: i.timed_out.load(Ordering::Relaxed),
+            buffered_bytes: i.buffered() as u64,
+            ..self.stats
         }
-        if !self.windows.contains_key(&(env.sender, channel)) && self.windows.len() >= MAX_WINDOWS {
-            self.windows.clear();
-        }
-        let window = self.windows.entry((env.sender, channel)).or_default();
-        if let Err(e) = window.check(env.incarnation, env.counter) {
-            debug!(sender = %env.sender, error = %e, "replayed peer frame refused");
-            self.stats.replayed += 1;
-            return None;
-        }
-        Some(frame)
     }
 
-    fn refuse(&mut self, e: &DecodeError) {
-        self.stats.rejected += 1;
-        debug!(error = %e, "peer frame refused");
+    /// Authenticates, decrypts and checks one datagram from `from` (see
+    /// `auction_proto::PeerSeal::open`); refusals are counted, and logged at debug level
+    /// except those the caller acts on (returned as they are).
+    pub fn accept(&mut self, bytes: &[u8], from: SocketAddr) -> Result<Opened, Refusal> {
+        let result = self.seal.open(bytes, SealChannel::Datagram);
+        if let Err(Refusal::Decode(e)) = &result {
+            self.stats.rejected += 1;
+            self.inbound.log_refused(from, e);
+        }
+        self.count(result)
+    }
+
+    /// Runs the seal's checks on a frame a TCP reader authenticated and decrypted.
+    pub fn admit(&mut self, frame: PeerFrame, channel: Channel) -> Result<Opened, Refusal> {
+        let result = self.seal.admit(frame, channel.seal());
+        self.count(result)
+    }
+
+    fn count(&mut self, result: Result<Opened, Refusal>) -> Result<Opened, Refusal> {
+        match &result {
+            Ok(_) | Err(Refusal::Decode(_)) => {}
+            Err(Refusal::Replayed(_) | Refusal::FromSelf | Refusal::WrongChannel) => {
+                self.stats.replayed += 1;
+            }
+            Err(e) => {
+                self.stats.misaddressed += 1;
+                debug!(error = %e, "peer frame refused");
+            }
+        }
+        result
+    }
+}
+
+/// What a TCP reader opens frames with: the codec, plus this node's identity so that a frame
+/// addressed to another node or boot is refused from its header, before its body is read.
+#[derive(Clone, Debug)]
+pub struct ReaderOpener {
+    codec: PeerCodec,
+    me: NodeId,
+    incarnation: Incarnation,
+}
+
+impl Opener for ReaderOpener {
+    fn frame_len(&self, buf: &[u8]) -> Result<Option<usize>, DecodeError> {
+        // Checks the header's own tag too, so a forged header is refused before its body.
+        Ok(self.codec.decode_header(buf)?.map(|h| h.frame_len))
+    }
+
+    fn open(&mut self, frame: &[u8]) -> Result<Option<PeerFrame>, DecodeError> {
+        let Some(header) = self.codec.decode_header(frame)? else {
+            return Err(DecodeError::Truncated { needed: PEER_HEADER_LEN, got: frame.len() });
+        };
+        match header.envelope.to {
+            // Authentic, but for another node (one that had this address before) or an
+            // earlier boot of this one: skipped without decrypting or decoding its body. The
+            // connection stays: frames for this node may follow on it. The seal tells the
+            // sender this node's boot through the UDP path (`Refusal::StaleReceiver`).
+            Some(a) if a.node != self.me || a.incarnation != self.incarnation => Ok(None),
+            _ => self.codec.decode_datagram(frame).map(Some),
+        }
+    }
+
+    fn max_frame_len(&self) -> usize {
+        self.codec.max_frame_len()
     }
 }
 
@@ -290,9 +364,10 @@ fn merge(prev: &mut OrderingMsg, next: OrderingMsg) -> Option<OrderingMsg> {
             *stored = (*stored).max(s);
             None
         }
+        // The merged `Order` keeps the first one's `prev`: the second one's entries follow on.
         (
-            OrderingMsg::Order { term, entries, commit },
-            OrderingMsg::Order { term: t, entries: more, commit: c },
+            OrderingMsg::Order { term, entries, commit, .. },
+            OrderingMsg::Order { term: t, entries: more, commit: c, .. },
         ) if *term == t
             && entries.len() + more.len() <= MAX_MERGED_COMMANDS
             && entries.last().zip(more.first()).is_some_and(|(a, b)| a.seq.next() == b.seq) =>
@@ -303,10 +378,6 @@ fn merge(prev: &mut OrderingMsg, next: OrderingMsg) -> Option<OrderingMsg> {
         }
         (_, next) => Some(next),
     }
-}
-
-fn codec_max(_codec: &PeerCodec) -> usize {
-    auction_proto::codec::DEFAULT_MAX_PEER_PAYLOAD
 }
 
 fn bind_udp(addr: SocketAddr, shared: bool) -> io::Result<UdpSocket> {
@@ -321,102 +392,6 @@ fn bind_udp(addr: SocketAddr, shared: bool) -> io::Result<UdpSocket> {
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     UdpSocket::from_std(socket.into())
-}
-
-async fn accept_peers(listener: TcpListener, tx: mpsc::Sender<Vec<u8>>, max: usize) {
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_INBOUND));
-    loop {
-        match listener.accept().await {
-            Ok((stream, addr)) => {
-                // Unauthenticated hosts can connect: bound how many at once.
-                let Ok(permit) = slots.clone().try_acquire_owned() else {
-                    debug!(%addr, "too many inbound peer connections; closed");
-                    continue;
-                };
-                let _ = stream.set_nodelay(true);
-                let tx = tx.clone();
-                tokio::spawn(async move {
-                    read_peer(stream, addr, tx, max).await;
-                    drop(permit);
-                });
-            }
-            Err(e) => {
-                warn!(error = %e, "peer accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-        if tx.is_closed() {
-            return;
-        }
-    }
-}
-
-/// Reads a TCP stream and hands the driver every run of whole frames (checked for size from
-/// their headers) as one buffer, which [`frames`] splits again; the driver authenticates each.
-/// A junk header closes the connection.
-async fn read_peer(mut stream: TcpStream, addr: SocketAddr, tx: mpsc::Sender<Vec<u8>>, max: usize) {
-    let mut buf: Vec<u8> = Vec::with_capacity(READ_CHUNK);
-    loop {
-        let whole = match whole_frames(&buf, max) {
-            Ok(whole) => whole,
-            Err(why) => {
-                debug!(%addr, why, "bad peer stream; connection closed");
-                return;
-            }
-        };
-        if whole > 0 {
-            // Only the partial frame after the whole ones is copied.
-            let rest = buf.split_off(whole);
-            let frames = std::mem::replace(&mut buf, rest);
-            if tx.send(frames).await.is_err() {
-                return;
-            }
-        }
-        buf.reserve(READ_CHUNK);
-        match tokio::time::timeout(PEER_IDLE, stream.read_buf(&mut buf)).await {
-            Ok(Ok(0) | Err(_)) | Err(_) => return,
-            Ok(Ok(_)) => {}
-        }
-    }
-}
-
-/// Bytes read from a peer stream at a time (at least).
-const READ_CHUNK: usize = 64 * 1024;
-
-/// The length of the longest prefix of `buf` made of whole frames, or why the stream is junk.
-fn whole_frames(buf: &[u8], max: usize) -> Result<usize, &'static str> {
-    use auction_proto::codec::{PEER_HEADER_LEN, PEER_MAGIC};
-    let mut at = 0;
-    while let Some(header) = buf.get(at..at + PEER_HEADER_LEN) {
-        if header[..2] != PEER_MAGIC {
-            return Err("junk");
-        }
-        let len = u32::from_be_bytes([header[4], header[5], header[6], header[7]]) as usize;
-        if len > max {
-            return Err("oversized frame");
-        }
-        let total = PEER_HEADER_LEN + len + auction_proto::auth::TAG_LEN;
-        if buf.len() - at < total {
-            break;
-        }
-        at += total;
-    }
-    Ok(at)
-}
-
-/// Splits a buffer handed over by a peer reader into its frames (each still to be
-/// authenticated by [`PeerNet::accept`]).
-pub fn frames(buf: &[u8]) -> impl Iterator<Item = &[u8]> {
-    use auction_proto::codec::PEER_HEADER_LEN;
-    let mut rest = buf;
-    std::iter::from_fn(move || {
-        let header = rest.get(..PEER_HEADER_LEN)?;
-        let len = u32::from_be_bytes([header[4], header[5], header[6], header[7]]) as usize;
-        let total = (PEER_HEADER_LEN + len + auction_proto::auth::TAG_LEN).min(rest.len());
-        let (frame, tail) = rest.split_at(total);
-        rest = tail;
-        Some(frame)
-    })
 }
 
 /// One outbound connection: connects lazily, writes queued frames in batches, reconnects with
@@ -462,7 +437,10 @@ async fn write_peer(to: SocketAddr, mut rx: mpsc::Receiver<Vec<u8>>) {
 }
 
 #[cfg(test)]
-mod tests {
+mod tests;
+
+#[cfg(test)]
+mod merge_tests {
     use auction_proto::msg::log::{Command, EntryPayload, LogEntry, Operation};
     use auction_proto::{AuctionId, Seq, Term, Timestamp};
 
@@ -508,6 +486,7 @@ mod tests {
         };
         let order = |term, seqs: std::ops::RangeInclusive<u64>, commit| OrderingMsg::Order {
             term: Term(term),
+            prev: auction_proto::LogPosition { term: Term(2), seq: Seq(seqs.start() - 1) },
             entries: seqs.map(entry).collect(),
             commit: Seq(commit),
         };
