@@ -122,6 +122,7 @@ fn setup() -> (AuctionMachine, Vec<LogEntry>) {
             bidder: bidder(rng.below(BIDDERS)),
             amount,
             kind,
+            expected: None,
         };
         let c = rng.below(CLIENTS);
         next_no[c as usize] += 1;

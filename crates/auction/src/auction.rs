@@ -15,9 +15,19 @@
 //!
 //! A valid new bid is always above the current runner-up, so after it the runner-up is either
 //! the new bid (the leader holds) or the old leader's maximum (the new bid leads). Ties go to
-//! the earlier maximum: the new bid leads only if it is strictly higher.
+//! the earlier maximum: the new bid leads only if it is strictly higher. The price never
+//! decreases: it is `max(price before, formula)`.
+//!
+//! # The leader raising their own maximum (eBay's rule)
+//!
+//! A *raise* is a bid by the current leader. It replaces their maximum and changes the price
+//! only to meet an unmet reserve (`new max >= reserve > price`: price = reserve); the formula is
+//! not applied, so nobody pays for competing against themselves. A raise emits no
+//! `NewHighBid` unless the reserve bump moved the price, and does not extend a soft close. It
+//! is an accepted bid like any other in the history (at the unchanged price). Later competing
+//! bids use the formula on the raised maximum as usual.
 
-use auction_proto::msg::auction::{AuctionSpec, AuctionState, BidKind};
+use auction_proto::msg::auction::{AuctionSpec, AuctionState, BidKind, MAX_PRICE};
 use auction_proto::{Amount, AuctionId, Seq, Timestamp};
 use serde::{Deserialize, Serialize};
 
@@ -31,7 +41,7 @@ pub(crate) struct Lead {
     pub(crate) max: Amount,
 }
 
-/// One accepted bid, compactly (40 bytes): the wire `BidRecord` is built only for queries.
+/// One accepted bid, compactly: the wire `BidRecord` is built only for queries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Bid {
     pub(crate) seq: Seq,
@@ -42,6 +52,63 @@ pub(crate) struct Bid {
     pub(crate) max: Amount,
     /// The current price right after this bid.
     pub(crate) price: Amount,
+    /// A raise by the leader of their own maximum (see the module docs).
+    pub(crate) raise: bool,
+}
+
+/// The pricing state: the leading maximum, the runner-up maximum and the price.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Pricing {
+    pub(crate) leader: Option<Lead>,
+    pub(crate) runner_up: Option<Amount>,
+    pub(crate) price: Amount,
+}
+
+impl Pricing {
+    /// Before any bid.
+    fn start(spec: &AuctionSpec) -> Self {
+        Self { leader: None, runner_up: None, price: spec.starting_price }
+    }
+
+    /// The state after an accepted bid of maximum `max` by `bidder`, and whether it was a raise
+    /// by the leader.
+    pub(crate) fn after(self, spec: &AuctionSpec, bidder: BidderIx, max: Amount) -> (Self, bool) {
+        let mut next = self;
+        let new = Lead { bidder, max };
+        match self.leader {
+            Some(lead) if lead.bidder == bidder => {
+                next.leader = Some(new);
+                if let Some(reserve) = spec.reserve {
+                    if max >= reserve && self.price < reserve {
+                        next.price = reserve;
+                    }
+                }
+                return (next, true);
+            }
+            None => next.leader = Some(new),
+            Some(lead) if max > lead.max => {
+                next.runner_up = Some(lead.max);
+                next.leader = Some(new);
+            }
+            Some(_) => next.runner_up = Some(max),
+        }
+        next.price = self.price.max(next.formula_price(spec));
+        (next, false)
+    }
+
+    /// The pricing formula (see the module docs) on these maxima.
+    pub(crate) fn formula_price(&self, spec: &AuctionSpec) -> Amount {
+        let Some(lead) = self.leader else { return spec.starting_price };
+        let top = lead.max;
+        let base = match self.runner_up {
+            None => spec.starting_price,
+            Some(r) => r.checked_add(increment_at(&spec.increment, r)).map_or(top, |p| p.min(top)),
+        };
+        match spec.reserve {
+            Some(reserve) if top >= reserve && base < reserve => reserve,
+            _ => base,
+        }
+    }
 }
 
 /// How an auction ended.
@@ -57,9 +124,10 @@ pub(crate) struct Ending {
 
 /// One auction.
 ///
-/// Invariants (checked by `validate`): `price` is the pricing formula above applied to
-/// `leader`/`runner_up`; bid prices never decrease and the last equals `price`; the leader holds
-/// the highest maximum in `bids`, reached first; every bid is before `ends_at` and before the
+/// Invariants (checked by `validate`): replaying `bids` through [`Pricing::after`] gives every
+/// bid's price and raise flag and ends at `leader`, `runner_up` and `price` (so prices never
+/// decrease, the leader holds the highest maximum reached first, and a raise only raises);
+/// the price is at most [`MAX_PRICE`]; every bid is before `ends_at` and before the
 /// ending entry; `state == Open` exactly when `ending` is `None`; `ends_at` lies between the
 /// original end and the original end plus the soft-close cap.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -107,23 +175,27 @@ impl Auction {
         self.state == AuctionState::Open && now < self.ends_at
     }
 
-    /// The smallest bid anyone but the leader may place now; `None` if it overflows.
+    /// The smallest bid anyone but the leader may place now; `None` if it would exceed
+    /// [`MAX_PRICE`] (no bid is possible).
     pub(crate) fn minimum_bid(&self) -> Option<Amount> {
-        match self.leader {
+        let minimum = match self.leader {
             None => Some(self.spec.starting_price),
             Some(_) => self.price.checked_add(increment_at(&self.spec.increment, self.price)),
-        }
+        };
+        minimum.filter(|m| *m <= MAX_PRICE)
     }
 
     /// The smallest bid `bidder` may place now: the leader must also raise its own maximum.
+    /// `None` if it would exceed [`MAX_PRICE`].
     pub(crate) fn minimum_bid_for(&self, bidder: BidderIx) -> Option<Amount> {
         let minimum = self.minimum_bid()?;
-        match self.leader {
+        let minimum = match self.leader {
             Some(lead) if lead.bidder == bidder => {
-                Some(minimum.max(lead.max.checked_add(Amount::from_minor(1))?))
+                minimum.max(lead.max.checked_add(Amount::from_minor(1))?)
             }
-            _ => Some(minimum),
-        }
+            _ => minimum,
+        };
+        Some(minimum).filter(|m| *m <= MAX_PRICE)
     }
 
     /// Whether the reserve is met (`None` without a reserve).
@@ -142,45 +214,19 @@ impl Auction {
     }
 
     /// Applies a bid already checked against [`Auction::minimum_bid_for`]. Returns the leader
-    /// before the bid.
-    pub(crate) fn place(
-        &mut self,
-        bid_max: Amount,
-        bidder: BidderIx,
-        mut rec: Bid,
-    ) -> Option<Lead> {
-        let before = self.leader;
-        match before {
-            None => self.leader = Some(Lead { bidder, max: bid_max }),
-            Some(lead) if lead.bidder == bidder => {
-                self.leader = Some(Lead { bidder, max: bid_max })
-            }
-            Some(lead) if bid_max > lead.max => {
-                self.runner_up = Some(lead.max);
-                self.leader = Some(Lead { bidder, max: bid_max });
-            }
-            Some(_) => self.runner_up = Some(bid_max),
-        }
-        self.price = self.price.max(self.formula_price());
+    /// before the bid and whether the bid was a raise by the leader (`rec.raise` is set here).
+    pub(crate) fn place(&mut self, mut rec: Bid) -> (Option<Lead>, bool) {
+        let before = self.pricing();
+        let (after, raise) = before.after(&self.spec, rec.bidder, rec.max);
+        (self.leader, self.runner_up, self.price) = (after.leader, after.runner_up, after.price);
         rec.price = self.price;
+        rec.raise = raise;
         self.bids.push(rec);
-        before
+        (before.leader, raise)
     }
 
-    /// The pricing formula (see the module docs) on the current maxima.
-    pub(crate) fn formula_price(&self) -> Amount {
-        let Some(lead) = self.leader else { return self.spec.starting_price };
-        let top = lead.max;
-        let base = match self.runner_up {
-            None => self.spec.starting_price,
-            Some(r) => {
-                r.checked_add(increment_at(&self.spec.increment, r)).map_or(top, |p| p.min(top))
-            }
-        };
-        match self.spec.reserve {
-            Some(reserve) if top >= reserve && base < reserve => reserve,
-            _ => base,
-        }
+    fn pricing(&self) -> Pricing {
+        Pricing { leader: self.leader, runner_up: self.runner_up, price: self.price }
     }
 
     /// Soft close: a bid at `now` within the last `window` moves the end to `now + extension`,
@@ -223,9 +269,6 @@ impl Auction {
             return Err("end time outside [original end, original end + cap]");
         }
         self.validate_bids()?;
-        if self.price != self.formula_price() && self.leader.is_some() {
-            return Err("price differs from the proxy pricing formula");
-        }
         if self.leader.is_none()
             && (self.price != self.spec.starting_price || self.runner_up.is_some())
         {
@@ -235,26 +278,29 @@ impl Auction {
     }
 
     fn validate_bids(&self) -> Result<(), &'static str> {
-        let mut price = self.spec.starting_price;
         let mut seq = Seq::ZERO;
-        let mut top: Option<Lead> = None;
+        let mut pricing = Pricing::start(&self.spec);
         for b in &self.bids {
-            if b.price < price || b.seq <= seq || b.at >= self.ends_at || b.at < self.opened_at {
-                return Err("bids out of order, price decreased, or bid after the end");
+            if b.seq <= seq || b.at >= self.ends_at || b.at < self.opened_at {
+                return Err("bids out of order, or bid after the end");
             }
             if self.ending.is_some_and(|e| b.seq >= e.seq) || b.bidder == self.seller {
                 return Err("bid accepted after the close, or by the seller");
             }
-            if top.is_none_or(|t| b.max > t.max) {
-                top = Some(Lead { bidder: b.bidder, max: b.max });
+            let (next, raise) = pricing.after(&self.spec, b.bidder, b.max);
+            if next.price != b.price || raise != b.raise || next.price < pricing.price {
+                return Err("a bid's price or raise flag differs from the pricing rules");
             }
-            (price, seq) = (b.price, b.seq);
+            if pricing.leader.is_some_and(|l| l.bidder == b.bidder && b.max <= l.max) {
+                return Err("a raise did not raise the leader's maximum");
+            }
+            (pricing, seq) = (next, b.seq);
         }
-        if self.bids.last().is_some_and(|b| b.price != self.price) {
-            return Err("current price differs from the last bid's price");
+        if pricing != self.pricing() {
+            return Err("the leader, runner-up or price differs from replaying the bids");
         }
-        if top != self.leader {
-            return Err("the leader does not hold the highest maximum, reached first");
+        if self.price > MAX_PRICE {
+            return Err("the price exceeds the money range");
         }
         Ok(())
     }

@@ -15,26 +15,33 @@ pub(crate) struct BidderIx(pub(crate) u32);
 
 /// Registered bidders.
 ///
-/// Invariants: `names` and `hashes` have the same length; names are unique; `index` maps each
-/// name to its position (it is derived and rebuilt on restore, never serialized).
+/// Invariants: `names` and `hashes` have the same length; names are unique by
+/// [`BidderName::key`] (case-insensitively: `Ann` and `ann` cannot both register); `index` maps
+/// each name to its position and `keys` each key (both derived and rebuilt on restore, never
+/// serialized). Lookups are by the exact (normalised) name.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub(crate) struct Bidders {
     names: Vec<BidderName>,
     hashes: Vec<TokenHash>,
     #[serde(skip)]
     index: HashMap<BidderName, BidderIx>,
+    #[serde(skip)]
+    keys: HashMap<String, BidderIx>,
 }
 
 impl Bidders {
-    /// Registers `name`; `None` if it is taken (or the registry holds `u32::MAX` names).
+    /// Registers `name`; `None` if it or a name with the same key is taken (or the registry
+    /// holds `u32::MAX` names).
     pub(crate) fn register(&mut self, name: &BidderName, hash: TokenHash) -> Option<BidderIx> {
-        if self.index.contains_key(name) {
+        let key = name.key();
+        if self.keys.contains_key(&key) {
             return None;
         }
         let ix = BidderIx(u32::try_from(self.names.len()).ok()?);
         self.names.push(name.clone());
         self.hashes.push(hash);
         self.index.insert(name.clone(), ix);
+        self.keys.insert(key, ix);
         Some(ix)
     }
 
@@ -57,13 +64,16 @@ impl Bidders {
         self.names.len()
     }
 
-    /// Rebuilds the derived index after deserialization; `false` if names repeat or the two
-    /// columns differ in length.
+    /// Rebuilds the derived indexes after deserialization; `false` if names (or their keys)
+    /// repeat or the two columns differ in length.
     pub(crate) fn rebuild_index(&mut self) -> bool {
         self.index.clear();
+        self.keys.clear();
         for (i, name) in self.names.iter().enumerate() {
             let Ok(i) = u32::try_from(i) else { return false };
-            if self.index.insert(name.clone(), BidderIx(i)).is_some() {
+            if self.index.insert(name.clone(), BidderIx(i)).is_some()
+                || self.keys.insert(name.key(), BidderIx(i)).is_some()
+            {
                 return false;
             }
         }
@@ -72,12 +82,15 @@ impl Bidders {
 
     /// Invariants, as an error message for the first one broken.
     pub(crate) fn validate(&self) -> Result<(), &'static str> {
-        if self.names.len() != self.hashes.len() || self.index.len() != self.names.len() {
-            return Err("bidder columns and index differ in length");
+        let n = self.names.len();
+        if self.hashes.len() != n || self.index.len() != n || self.keys.len() != n {
+            return Err("bidder columns and indexes differ in length (or two names share a key)");
         }
         for (i, name) in self.names.iter().enumerate() {
-            if self.index.get(name).map(|ix| ix.0 as usize) != Some(i) {
-                return Err("bidder index does not match the names");
+            if self.index.get(name).map(|ix| ix.0 as usize) != Some(i)
+                || self.keys.get(&name.key()).map(|ix| ix.0 as usize) != Some(i)
+            {
+                return Err("bidder indexes do not match the names");
             }
         }
         Ok(())

@@ -37,7 +37,8 @@
 //! the `auction` module, the exactly-once window in the [`dedup`] module, the spec limits in
 //! [`spec`]. Rejections are checked in a fixed order: unknown bidder, unknown auction, role
 //! (seller bidding / non-seller cancelling), auction ended or past its end, amount (zero or
-//! overflowing), too low.
+//! above `MAX_PRICE`), the price or leader the bid expected has moved, too low. A raise by the
+//! leader of their own maximum follows eBay's rule (the `auction` module).
 //!
 //! ```
 //! use auction_core::AuctionMachine;
@@ -72,6 +73,7 @@
 //!     bidder: name("bea"),
 //!     amount: Amount::from_minor(2_000),
 //!     kind: BidKind::Proxy,
+//!     expected: None,
 //! };
 //! let applied = run(&mut m, bid);
 //! // Alone, bea leads at the starting price; her maximum of 20.00 stays secret.

@@ -3,7 +3,8 @@
 use std::collections::BTreeSet;
 
 use auction_proto::msg::auction::{
-    AuctionEvent, AuctionSpec, AuctionState, BidKind, BidderName, Outcome, RejectReason,
+    AuctionEvent, AuctionSpec, AuctionState, BidKind, BidderName, Expected, MAX_PRICE, Outcome,
+    RejectReason,
 };
 use auction_proto::msg::log::{Command, EntryPayload, LogEntry, Operation, TokenHash};
 use auction_proto::{Amount, AuctionId, Seq, Timestamp};
@@ -100,10 +101,13 @@ impl AuctionMachine {
         let result = match op {
             Operation::RegisterBidder { name, token_hash } => self.register(name, *token_hash),
             Operation::OpenAuction { seller, spec } => self.open(seller, spec),
-            Operation::PlaceBid { auction, bidder, amount, kind } => {
-                self.bid(seq, *auction, bidder, *amount, *kind)
+            Operation::PlaceBid { auction, bidder, amount, kind, expected } => {
+                let bid = BidOp { amount: *amount, kind: *kind, expected: expected.as_ref() };
+                self.bid(seq, *auction, bidder, bid)
             }
-            Operation::BuyNow { auction, bidder } => self.buy_now(seq, *auction, bidder),
+            Operation::BuyNow { auction, bidder, price } => {
+                self.buy_now(seq, *auction, bidder, *price)
+            }
             Operation::Cancel { auction, seller } => self.cancel(seq, *auction, seller),
             Operation::Close { auction } => self.close(seq, *auction),
         };
@@ -118,7 +122,12 @@ impl AuctionMachine {
 
     fn open(&mut self, seller: &BidderName, spec: &AuctionSpec) -> Reject<Applied> {
         let seller = self.bidders.lookup(seller).ok_or(RejectReason::UnknownBidder)?;
-        spec::validate(spec).map_err(|_| RejectReason::InvalidSpec)?;
+        spec::validate(spec).map_err(|e| match e {
+            spec::SpecError::Text { field, position, code_point, class } => {
+                RejectReason::UnsafeText { field, position, code_point, class }
+            }
+            _ => RejectReason::InvalidSpec,
+        })?;
         let id = AuctionId(self.auctions.len() as u64 + 1);
         let auction = Auction::new(id, seller, spec.clone(), self.clock);
         let ends_at = auction.ends_at;
@@ -140,8 +149,7 @@ impl AuctionMachine {
         seq: Seq,
         id: AuctionId,
         name: &BidderName,
-        amount: Amount,
-        kind: BidKind,
+        op: BidOp<'_>,
     ) -> Reject<Applied> {
         let now = self.clock;
         let (a, bidder) = self.find(id, name)?;
@@ -151,36 +159,63 @@ impl AuctionMachine {
         if !a.is_open_at(now) {
             return Err(RejectReason::AuctionClosed);
         }
-        if amount.is_zero() {
+        if op.amount.is_zero() || op.amount > MAX_PRICE {
             return Err(RejectReason::InvalidAmount);
         }
+        let (price, lead) = (a.price, a.leader.map(|l| l.bidder));
+        if let Some(expected) = op.expected {
+            let leader = lead.map(|l| self.bidders.name(l));
+            let moved = expected.price != price
+                || expected.leader.as_ref().is_some_and(|e| Some(e) != leader);
+            if moved {
+                return Err(RejectReason::PriceMoved { price, leader: leader.cloned() });
+            }
+        }
+        let (a, _) = self.find(id, name)?;
         let minimum = a.minimum_bid_for(bidder).ok_or(RejectReason::InvalidAmount)?;
-        if amount < minimum {
+        if op.amount < minimum {
             return Err(RejectReason::TooLow { minimum });
         }
-        let rec = Bid { seq, at: now, bidder, kind, max: amount, price: Amount::ZERO };
-        let before = a.place(amount, bidder, rec);
-        let (price, lead) = (a.price, a.leader.map_or(bidder, |l| l.bidder));
+        let rec = Bid {
+            seq,
+            at: now,
+            bidder,
+            kind: op.kind,
+            max: op.amount,
+            price: Amount::ZERO,
+            raise: false,
+        };
+        let (before, raise) = a.place(rec);
+        let (price_now, lead) = (a.price, a.leader.map_or(bidder, |l| l.bidder));
         let old_end = a.ends_at;
-        let extended = a.extend_for_bid_at(now);
+        let extended = if raise { None } else { a.extend_for_bid_at(now) };
         if let Some(new_end) = extended {
             self.deadlines.remove(&(old_end, id));
             self.deadlines.insert((new_end, id));
         }
         let leader = self.bidders.name(lead).clone();
+        let outcome = Outcome::Accepted { auction: id, price: price_now, leader: leader.clone() };
         let mut events = Vec::with_capacity(3);
-        events.push(AuctionEvent::NewHighBid { auction: id, price, leader: leader.clone() });
+        if !raise || price_now != price {
+            events.push(AuctionEvent::NewHighBid { auction: id, price: price_now, leader });
+        }
         if let Some(prev) = before.filter(|p| p.bidder != lead) {
             let bidder = self.bidders.name(prev.bidder).clone();
-            events.push(AuctionEvent::Outbid { auction: id, bidder, price });
+            events.push(AuctionEvent::Outbid { auction: id, bidder, price: price_now });
         }
         if let Some(new_end) = extended {
             events.push(AuctionEvent::Extended { auction: id, new_end });
         }
-        Ok(Applied { outcome: Outcome::Accepted { auction: id, price, leader }, events })
+        Ok(Applied { outcome, events })
     }
 
-    fn buy_now(&mut self, seq: Seq, id: AuctionId, name: &BidderName) -> Reject<Applied> {
+    fn buy_now(
+        &mut self,
+        seq: Seq,
+        id: AuctionId,
+        name: &BidderName,
+        expected: Amount,
+    ) -> Reject<Applied> {
         let now = self.clock;
         let (a, buyer) = self.find(id, name)?;
         if a.seller == buyer {
@@ -190,6 +225,9 @@ impl AuctionMachine {
             return Err(RejectReason::AuctionClosed);
         }
         let price = a.buy_now_available().ok_or(RejectReason::BuyNowUnavailable)?;
+        if price != expected {
+            return Err(RejectReason::BuyNowPriceDiffers { buy_now: price });
+        }
         a.state = AuctionState::Bought;
         a.ending = Some(Ending { seq, winner: Some(buyer), price: Some(price) });
         let end = a.ends_at;
@@ -243,6 +281,14 @@ impl AuctionMachine {
         let outcome = Outcome::Closed { auction: id, winner, price: ending.price };
         Ok(Applied { outcome, events: vec![event] })
     }
+}
+
+/// A bid's own fields, as the log entry carries them.
+#[derive(Clone, Copy, Debug)]
+struct BidOp<'a> {
+    amount: Amount,
+    kind: BidKind,
+    expected: Option<&'a Expected>,
 }
 
 /// Auction ids are positions plus one: id 1 is the first auction opened.

@@ -22,15 +22,25 @@ impl AuctionMachine {
         self.auctions.iter().filter(wanted).map(|a| self.summary(a)).collect()
     }
 
-    /// Everything a bidder may see about auction `id` (never the maxima or the reserve).
+    /// Everything anybody may see about auction `id` (never the maxima or the reserve);
+    /// `your_minimum` is `None`. See [`AuctionMachine::auction_for`].
     pub fn auction(&self, id: AuctionId) -> Option<AuctionView> {
+        self.auction_for(id, None)
+    }
+
+    /// Auction `id` as `viewer` sees it: as [`AuctionMachine::auction`], with `your_minimum`
+    /// the smallest bid `viewer` may place (for the leader: above their own maximum).
+    pub fn auction_for(&self, id: AuctionId, viewer: Option<&BidderName>) -> Option<AuctionView> {
         let a = self.get(id)?;
+        let open = a.state == AuctionState::Open;
+        let viewer = viewer.and_then(|v| self.bidders.lookup(v)).filter(|v| *v != a.seller);
         Some(AuctionView {
             summary: self.summary(a),
             description: a.spec.description.clone(),
             starting_price: a.spec.starting_price,
             increment: a.spec.increment.clone(),
-            minimum_bid: a.minimum_bid().unwrap_or(auction_proto::Amount::MAX),
+            minimum_bid: a.minimum_bid().filter(|_| open),
+            your_minimum: viewer.and_then(|v| a.minimum_bid_for(v)).filter(|_| open),
             buy_now: a.buy_now_available(),
             soft_close: a.spec.soft_close.clone(),
             opened_at: a.opened_at,

@@ -7,7 +7,8 @@
 use std::time::Duration;
 
 use auction_proto::Amount;
-use auction_proto::msg::auction::{AuctionSpec, IncrementRule};
+use auction_proto::msg::auction::{AuctionSpec, CharClass, IncrementRule, MAX_PRICE, TextField};
+use auction_proto::msg::text::first_refused;
 
 /// Longest title, in bytes.
 pub const MAX_TITLE: usize = 120;
@@ -18,8 +19,9 @@ pub const MAX_TIERS: usize = 32;
 /// Longest auction (and longest soft-close window, extension or cap): 90 days.
 pub const MAX_DURATION: Duration = Duration::from_secs(90 * 24 * 3600);
 
-/// Why a spec is refused; folded into `RejectReason::InvalidSpec` on the wire but kept precise
-/// here for tests and logs.
+/// Why a spec is refused; folded into `RejectReason::InvalidSpec` on the wire (except
+/// [`SpecError::Text`], which is `RejectReason::UnsafeText`) but kept precise here for tests and
+/// logs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum SpecError {
     /// Empty (or blank) title, or longer than [`MAX_TITLE`].
@@ -28,6 +30,23 @@ pub enum SpecError {
     /// Description longer than [`MAX_DESCRIPTION`].
     #[error("the description must have at most {MAX_DESCRIPTION} bytes")]
     Description,
+    /// A title or description holds a control (a newline is allowed in the description), a
+    /// bidirectional control or an invisible format character (see
+    /// `auction_proto::msg::text::classify`).
+    #[error("the {field:?} holds U+{code_point:04X} ({class:?}) at character {position}")]
+    Text {
+        /// Which text.
+        field: TextField,
+        /// Where, in characters.
+        position: u32,
+        /// The character.
+        code_point: u32,
+        /// Its class.
+        class: CharClass,
+    },
+    /// An amount (price, reserve, buy-now, increment, tier start) above [`MAX_PRICE`].
+    #[error("amounts must be at most {MAX_PRICE}")]
+    TooLarge,
     /// Starting price of zero.
     #[error("the starting price must be at least 0.01")]
     StartingPrice,
@@ -43,8 +62,9 @@ pub enum SpecError {
     /// Zero duration or longer than [`MAX_DURATION`].
     #[error("the duration must be positive and at most 90 days")]
     Duration,
-    /// Soft close with a zero window or extension, or a setting longer than [`MAX_DURATION`].
-    #[error("soft close needs a positive window and extension, each at most 90 days")]
+    /// Soft close with a zero window, extension or cap, or a setting longer than
+    /// [`MAX_DURATION`].
+    #[error("soft close needs a positive window, extension and cap, each at most 90 days")]
     SoftClose,
 }
 
@@ -55,6 +75,11 @@ pub fn validate(spec: &AuctionSpec) -> Result<(), SpecError> {
     }
     if spec.description.len() > MAX_DESCRIPTION {
         return Err(SpecError::Description);
+    }
+    check_text(TextField::Title, &spec.title, false)?;
+    check_text(TextField::Description, &spec.description, true)?;
+    if amounts(spec).any(|a| a > MAX_PRICE) {
+        return Err(SpecError::TooLarge);
     }
     if spec.starting_price.is_zero() {
         return Err(SpecError::StartingPrice);
@@ -72,7 +97,8 @@ pub fn validate(spec: &AuctionSpec) -> Result<(), SpecError> {
         return Err(SpecError::Duration);
     }
     if let Some(sc) = &spec.soft_close {
-        let positive = sc.window.as_millis() > 0 && sc.extension.as_millis() > 0;
+        let positive =
+            [sc.window, sc.extension, sc.max_extension].iter().all(|d| d.as_millis() > 0);
         let bounded =
             [sc.window, sc.extension, sc.max_extension].iter().all(|d| *d <= MAX_DURATION);
         if !positive || !bounded {
@@ -80,6 +106,34 @@ pub fn validate(spec: &AuctionSpec) -> Result<(), SpecError> {
         }
     }
     Ok(())
+}
+
+fn check_text(field: TextField, text: &str, newline: bool) -> Result<(), SpecError> {
+    match first_refused(text, newline) {
+        None => Ok(()),
+        Some((position, c, class)) => Err(SpecError::Text {
+            field,
+            position: u32::try_from(position).unwrap_or(u32::MAX),
+            code_point: u32::from(c),
+            class,
+        }),
+    }
+}
+
+/// Every amount a spec holds.
+fn amounts(spec: &AuctionSpec) -> impl Iterator<Item = Amount> + '_ {
+    let tiers: &[_] = match &spec.increment {
+        IncrementRule::Fixed(_) => &[],
+        IncrementRule::Tiered(t) => t,
+    };
+    let fixed = match spec.increment {
+        IncrementRule::Fixed(a) => Some(a),
+        IncrementRule::Tiered(_) => None,
+    };
+    [Some(spec.starting_price), spec.reserve, spec.buy_now, fixed]
+        .into_iter()
+        .flatten()
+        .chain(tiers.iter().flat_map(|t| [t.from, t.increment]))
 }
 
 fn validate_increment(rule: &IncrementRule) -> Result<(), SpecError> {

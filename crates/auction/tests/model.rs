@@ -2,6 +2,13 @@
 //! time, applied to the real machine and to a small reference model written for clarity, not
 //! speed. Outcomes, lists and histories must match after every step; invariants, snapshot
 //! round trips and replica agreement are checked along the way.
+//!
+//! The model keeps the current price as state: a competing bid sets it to
+//! `max(price, formula over all maxima)`; a raise by the leader of their own maximum (eBay's
+//! rule, docs/auction-rules.md) changes it only to meet an unmet reserve and does not extend
+//! a soft close. Bids may carry what the bidder saw (`expected`) and buy-now
+//! the price the buyer saw; a zero there is a placeholder that `run` fills with the current
+//! state, so matching and stale expectations are both exercised.
 
 #![allow(clippy::unwrap_used)]
 
@@ -46,6 +53,8 @@ struct MAuction {
     original_end: u64,
     ends_at: u64,
     state: AuctionState,
+    /// The current price (state: a raise does not apply the formula).
+    price: Amount,
     bids: Vec<MBid>,
     sold: Option<(Option<BidderName>, Amount)>,
 }
@@ -67,6 +76,12 @@ impl MAuction {
     }
 
     fn price(&self) -> Amount {
+        self.price
+    }
+
+    /// The proxy formula over all maxima: the second highest plus its increment, capped at the
+    /// highest, raised to a reserve the highest reaches.
+    fn formula(&self) -> Amount {
         let r = self.ranking();
         let Some(top) = r.first() else { return self.spec.starting_price };
         let base = match r.get(1) {
@@ -169,6 +184,16 @@ impl Model {
                 if spec.title.trim().is_empty() {
                     return Err(RejectReason::InvalidSpec);
                 }
+                // The strategy's hostile texts, with the refusal each must get.
+                let unsafe_text = |field, position, code_point, class| {
+                    Err(RejectReason::UnsafeText { field, position, code_point, class })
+                };
+                if spec.title == HOSTILE_TITLE {
+                    return unsafe_text(TextField::Title, 3, 0x1b, CharClass::Control);
+                }
+                if spec.description == HOSTILE_DESCRIPTION {
+                    return unsafe_text(TextField::Description, 5, 0x202e, CharClass::Bidi);
+                }
                 let end = now + spec.duration.as_millis() as u64;
                 self.auctions.push(MAuction {
                     seller: seller.clone(),
@@ -176,13 +201,14 @@ impl Model {
                     original_end: end,
                     ends_at: end,
                     state: AuctionState::Open,
+                    price: spec.starting_price,
                     bids: vec![],
                     sold: None,
                 });
                 let id = AuctionId(self.auctions.len() as u64);
                 Ok(Outcome::Opened { auction: id, ends_at: Timestamp(end) })
             }
-            Operation::PlaceBid { auction, bidder, amount, kind } => {
+            Operation::PlaceBid { auction, bidder, amount, kind, expected } => {
                 let a = self.lookup(bidder, *auction)?;
                 if *bidder == a.seller {
                     return Err(RejectReason::SellerCannotBid);
@@ -190,8 +216,16 @@ impl Model {
                 if !a.open_at(now) {
                     return Err(RejectReason::AuctionClosed);
                 }
-                if amount.is_zero() {
+                if amount.is_zero() || *amount > MAX_PRICE {
                     return Err(RejectReason::InvalidAmount);
+                }
+                if let Some(e) = expected {
+                    let leader = a.leader().map(|l| l.0);
+                    if e.price != a.price
+                        || e.leader.as_ref().is_some_and(|l| Some(l) != leader.as_ref())
+                    {
+                        return Err(RejectReason::PriceMoved { price: a.price, leader });
+                    }
                 }
                 let mut minimum = if a.bids.is_empty() {
                     a.spec.starting_price
@@ -200,11 +234,13 @@ impl Model {
                     p.checked_add(increment_at(&a.spec.increment, p))
                         .ok_or(RejectReason::InvalidAmount)?
                 };
-                if let Some((lead, max)) = a.leader() {
-                    if lead == *bidder {
-                        minimum = minimum
-                            .max(max.checked_add(amt(1)).ok_or(RejectReason::InvalidAmount)?);
-                    }
+                let raise = a.leader().is_some_and(|(lead, _)| lead == *bidder);
+                if let Some((_, max)) = a.leader().filter(|_| raise) {
+                    minimum =
+                        minimum.max(max.checked_add(amt(1)).ok_or(RejectReason::InvalidAmount)?);
+                }
+                if minimum > MAX_PRICE {
+                    return Err(RejectReason::InvalidAmount);
                 }
                 if *amount < minimum {
                     return Err(RejectReason::TooLow { minimum });
@@ -217,9 +253,14 @@ impl Model {
                     max: *amount,
                     price: Amount::ZERO,
                 });
+                a.price = match a.spec.reserve {
+                    Some(r) if raise && *amount >= r && a.price < r => r,
+                    _ if raise => a.price,
+                    _ => a.price.max(a.formula()),
+                };
                 let price = a.price();
                 a.bids.last_mut().unwrap().price = price;
-                if let Some(sc) = &a.spec.soft_close {
+                if let Some(sc) = a.spec.soft_close.as_ref().filter(|_| !raise) {
                     let w = sc.window.as_millis() as u64;
                     if now + w >= a.ends_at {
                         let cap = a.original_end + sc.max_extension.as_millis() as u64;
@@ -228,7 +269,7 @@ impl Model {
                 }
                 Ok(Outcome::Accepted { auction: *auction, price, leader: a.leader().unwrap().0 })
             }
-            Operation::BuyNow { auction, bidder } => {
+            Operation::BuyNow { auction, bidder, price: expected } => {
                 let a = self.lookup(bidder, *auction)?;
                 if *bidder == a.seller {
                     return Err(RejectReason::SellerCannotBid);
@@ -237,6 +278,9 @@ impl Model {
                     return Err(RejectReason::AuctionClosed);
                 }
                 let price = a.buy_now().ok_or(RejectReason::BuyNowUnavailable)?;
+                if price != *expected {
+                    return Err(RejectReason::BuyNowPriceDiffers { buy_now: price });
+                }
                 a.state = AuctionState::Bought;
                 a.sold = Some((Some(bidder.clone()), price));
                 Ok(Outcome::Bought { auction: *auction, price })
@@ -303,6 +347,11 @@ enum Step {
     Retry(usize),
 }
 
+/// Clears the screen.
+const HOSTILE_TITLE: &str = "bad\u{1b}[2J";
+/// A right-to-left override after a newline (the newline alone is allowed).
+const HOSTILE_DESCRIPTION: &str = "ok\nx \u{202e}05.5";
+
 fn spec_strategy() -> impl Strategy<Value = AuctionSpec> {
     (
         prop_oneof![Just(100u64), Just(200)],
@@ -318,22 +367,56 @@ fn spec_strategy() -> impl Strategy<Value = AuctionSpec> {
         5u64..40,
         any::<bool>(),
         prop::option::of(0u64..2000),
-        prop::bool::weighted(0.05),
+        prop_oneof![18 => Just("item"), 1 => Just(" "), 1 => Just(HOSTILE_TITLE)],
+        prop_oneof![9 => Just(""), 1 => Just("two\nlines"), 1 => Just(HOSTILE_DESCRIPTION)],
     )
-        .prop_map(|(start, reserve, increment, secs, soft, buy, blank)| AuctionSpec {
-            title: if blank { " ".into() } else { "item".into() },
-            description: String::new(),
-            starting_price: amt(start),
-            reserve: reserve.map(amt),
-            increment,
-            duration: Duration::from_secs(secs),
-            soft_close: soft.then(|| SoftClose {
-                window: Duration::from_secs(5),
-                extension: Duration::from_secs(10),
-                max_extension: Duration::from_secs(20),
-            }),
-            buy_now: buy.map(|b| amt(start.max(reserve.unwrap_or(0)) + b)),
+        .prop_map(|(start, reserve, increment, secs, soft, buy, title, description)| {
+            AuctionSpec {
+                title: title.into(),
+                description: description.into(),
+                starting_price: amt(start),
+                reserve: reserve.map(amt),
+                increment,
+                duration: Duration::from_secs(secs),
+                soft_close: soft.then(|| SoftClose {
+                    window: Duration::from_secs(5),
+                    extension: Duration::from_secs(10),
+                    max_extension: Duration::from_secs(20),
+                }),
+                buy_now: buy.map(|b| amt(start.max(reserve.unwrap_or(0)) + b)),
+            }
         })
+}
+
+/// `None` mostly; a zero price is a placeholder for "what the model shows now".
+fn expected_strategy() -> impl Strategy<Value = Option<Expected>> {
+    let leader = prop::option::of((0usize..NAMES.len()).prop_map(name));
+    prop_oneof![
+        6 => Just(None),
+        2 => leader.clone().prop_map(|leader| Some(Expected { price: Amount::ZERO, leader })),
+        1 => (0u64..150, leader).prop_map(|(k, leader)| Some(Expected { price: amt(k * 10), leader })),
+    ]
+}
+
+/// Fills the placeholders of [`expected_strategy`] and the buy-now price from the model's view.
+fn resolve(model: &Model, op: Operation) -> Operation {
+    let view = |id: AuctionId| model.auctions.get((id.0 as usize).checked_sub(1)?);
+    match op {
+        Operation::PlaceBid { auction, bidder, amount, kind, expected: Some(e) }
+            if e.price.is_zero() =>
+        {
+            let expected = view(auction).map(|a| Expected {
+                price: a.price(),
+                leader: e.leader.and_then(|_| a.leader().map(|l| l.0)),
+            });
+            Operation::PlaceBid { auction, bidder, amount, kind, expected }
+        }
+        Operation::BuyNow { auction, bidder, price } if price.is_zero() => {
+            let price = view(auction).and_then(MAuction::buy_now).unwrap_or(amt(1));
+            Operation::BuyNow { auction, bidder, price }
+        }
+        op => op,
+    }
 }
 
 fn op_strategy() -> impl Strategy<Value = Operation> {
@@ -342,15 +425,17 @@ fn op_strategy() -> impl Strategy<Value = Operation> {
     prop_oneof![
         1 => who.clone().prop_map(|i| Operation::RegisterBidder { name: name(i), token_hash: [i as u8; 32] }),
         2 => (who.clone(), spec_strategy()).prop_map(|(i, spec)| Operation::OpenAuction { seller: name(i), spec }),
-        10 => (auction.clone(), who.clone(), 0u64..150, any::<bool>()).prop_map(|(a, i, k, proxy)| {
+        10 => (auction.clone(), who.clone(), 0u64..150, any::<bool>(), expected_strategy()).prop_map(|(a, i, k, proxy, expected)| {
             Operation::PlaceBid {
                 auction: a,
                 bidder: name(i),
                 amount: amt(k * 10),
                 kind: if proxy { BidKind::Proxy } else { BidKind::Plain },
+                expected,
             }
         }),
-        1 => (auction.clone(), who.clone()).prop_map(|(a, i)| Operation::BuyNow { auction: a, bidder: name(i) }),
+        // Price zero: the buy-now price the model shows now (filled in by `run`).
+        1 => (auction.clone(), who.clone(), prop_oneof![3 => Just(0u64), 1 => 100u64..3000]).prop_map(|(a, i, p)| Operation::BuyNow { auction: a, bidder: name(i), price: amt(p) }),
         1 => (auction.clone(), who).prop_map(|(a, i)| Operation::Cancel { auction: a, seller: name(i) }),
         2 => auction.prop_map(|a| Operation::Close { auction: a }),
     ]
@@ -385,8 +470,9 @@ fn run(steps: Vec<Step>, restore_at: usize) -> Result<(), TestCaseError> {
                 continue;
             }
             Step::Noop => (None, None),
-            Step::Op(None, op) => (None, Some(op)),
+            Step::Op(None, op) => (None, Some(resolve(&model, op))),
             Step::Op(Some(c), op) => {
+                let op = resolve(&model, op);
                 next_no[c as usize] += 1;
                 let no = next_no[c as usize];
                 sent.push((c, no, op.clone()));

@@ -115,11 +115,15 @@ fn bid_on_unknown_auction_is_refused() {
 fn zero_or_overflowing_amounts_are_invalid() {
     let mut h = H::new();
     let a = h.open(spec());
+    let max = MAX_PRICE.minor();
     assert_eq!(h.bid(a, "alice", 0), rejected(RejectReason::InvalidAmount));
-    assert_eq!(h.bid(a, "alice", u64::MAX), accepted(a, 100, "alice"));
-    assert_eq!(h.bid(a, "bob", u64::MAX), accepted(a, u64::MAX, "alice"));
-    // price + increment now overflows: nothing is high enough.
-    assert_eq!(h.bid(a, "carol", u64::MAX), rejected(RejectReason::InvalidAmount));
+    assert_eq!(h.bid(a, "alice", u64::MAX), rejected(RejectReason::InvalidAmount));
+    assert_eq!(h.bid(a, "alice", max + 1), rejected(RejectReason::InvalidAmount));
+    assert_eq!(h.bid(a, "alice", max), accepted(a, 100, "alice"));
+    assert_eq!(h.bid(a, "bob", max), accepted(a, max, "alice"));
+    // price + increment is now past the money range: nothing is high enough, and `show` says so.
+    assert_eq!(h.m.auction(a).unwrap().minimum_bid, None);
+    assert_eq!(h.bid(a, "carol", max), rejected(RejectReason::InvalidAmount));
 }
 
 #[test]
@@ -129,7 +133,7 @@ fn proxy_bid_leads_at_just_enough() {
     assert_eq!(h.proxy(a, "alice", 1000), accepted(a, 100, "alice"));
     // bob's 300 is beaten by alice's secret 1000: the price is 300 + one increment.
     assert_eq!(h.bid(a, "bob", 300), accepted(a, 310, "alice"));
-    assert_eq!(h.m.auction(a).unwrap().minimum_bid, amt(320));
+    assert_eq!(h.m.auction(a).unwrap().minimum_bid, Some(amt(320)));
 }
 
 #[test]
@@ -142,6 +146,7 @@ fn higher_maximum_takes_the_lead_at_second_maximum_plus_increment() {
         bidder: name("bob"),
         amount: amt(800),
         kind: BidKind::Proxy,
+        expected: None,
     });
     assert_eq!(applied.outcome, accepted(a, 510, "bob"));
     assert_eq!(
@@ -272,6 +277,7 @@ fn soft_close_extends_the_end_up_to_the_cap() {
         bidder: name("bob"),
         amount: amt(200),
         kind: BidKind::Plain,
+        expected: None,
     });
     assert!(
         applied.events.contains(&AuctionEvent::Extended { auction: a, new_end: Timestamp(76_000) })
@@ -292,7 +298,7 @@ fn soft_close_extends_the_end_up_to_the_cap() {
 fn buy_now_ends_the_auction_at_the_buy_now_price() {
     let mut h = H::new();
     let a = h.open(AuctionSpec { buy_now: Some(amt(5000)), ..spec() });
-    let applied = h.op(Operation::BuyNow { auction: a, bidder: name("alice") });
+    let applied = h.op(Operation::BuyNow { auction: a, bidder: name("alice"), price: amt(5000) });
     assert_eq!(applied.outcome, Outcome::Bought { auction: a, price: amt(5000) });
     let s = h.summary(a);
     assert_eq!(
@@ -309,7 +315,7 @@ fn buy_now_without_reserve_is_gone_after_the_first_bid() {
     let a = h.open(AuctionSpec { buy_now: Some(amt(5000)), ..spec() });
     h.bid(a, "alice", 100);
     assert_eq!(h.m.auction(a).unwrap().buy_now, None);
-    let out = h.op(Operation::BuyNow { auction: a, bidder: name("bob") }).outcome;
+    let out = h.op(Operation::BuyNow { auction: a, bidder: name("bob"), price: amt(5000) }).outcome;
     assert_eq!(out, rejected(RejectReason::BuyNowUnavailable));
 }
 
@@ -318,11 +324,11 @@ fn buy_now_with_reserve_stays_until_a_bid_reaches_the_reserve() {
     let mut h = H::new();
     let a = h.open(AuctionSpec { reserve: Some(amt(1000)), buy_now: Some(amt(5000)), ..spec() });
     h.bid(a, "alice", 500);
-    let out = h.op(Operation::BuyNow { auction: a, bidder: name("bob") }).outcome;
+    let out = h.op(Operation::BuyNow { auction: a, bidder: name("bob"), price: amt(5000) }).outcome;
     assert_eq!(out, Outcome::Bought { auction: a, price: amt(5000) });
     let b = h.open(AuctionSpec { reserve: Some(amt(1000)), buy_now: Some(amt(5000)), ..spec() });
     h.bid(b, "alice", 1000);
-    let out = h.op(Operation::BuyNow { auction: b, bidder: name("bob") }).outcome;
+    let out = h.op(Operation::BuyNow { auction: b, bidder: name("bob"), price: amt(5000) }).outcome;
     assert_eq!(out, rejected(RejectReason::BuyNowUnavailable));
 }
 
@@ -351,6 +357,7 @@ fn retried_request_returns_its_first_outcome_and_changes_nothing() {
         bidder: name("alice"),
         amount: amt(100),
         kind: BidKind::Plain,
+        expected: None,
     };
     let first = h.req(1, 1, bid.clone());
     let before = h.m.snapshot();
@@ -372,6 +379,7 @@ fn retried_rejection_returns_the_same_rejection() {
         bidder: name("alice"),
         amount: amt(50),
         kind: BidKind::Plain,
+        expected: None,
     };
     assert_eq!(
         h.req(1, 1, low.clone()).outcome,
@@ -438,7 +446,7 @@ fn queries_list_show_and_history() {
     assert_eq!(h.m.auctions(ListFilter::Ended).iter().map(|s| s.id).collect::<Vec<_>>(), vec![b]);
     assert_eq!(h.m.auctions(ListFilter::All).len(), 2);
     let view = h.m.auction(a).unwrap();
-    assert_eq!((view.summary.bids, view.minimum_bid), (1, amt(110)));
+    assert_eq!((view.summary.bids, view.minimum_bid), (1, Some(amt(110))));
     assert_eq!(h.m.history(a).unwrap()[0].bidder, name("alice"));
     assert!(h.m.auction(AuctionId(3)).is_none() && h.m.history(AuctionId(3)).is_none());
 }
@@ -458,6 +466,7 @@ fn snapshot_restore_then_rest_of_log_equals_applying_everything() {
                 bidder: name("bob"),
                 amount: amt(700),
                 kind: BidKind::Proxy,
+                expected: None,
             },
         ),
         h.entry(None, Operation::Close { auction: a }),

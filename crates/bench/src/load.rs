@@ -144,7 +144,11 @@ async fn bidder(
         let k = (rng.next() % auctions.len() as u64) as usize;
         // A small random jump over the known minimum beats most concurrent bids.
         let amount = next[k] + INCREMENT * (rng.next() % 4);
-        let body = RequestBody::Bid { auction: auctions[k], amount: Amount::from_minor(amount) };
+        let body = RequestBody::Bid {
+            auction: auctions[k],
+            amount: Amount::from_minor(amount),
+            expected: None,
+        };
         let sent = Instant::now();
         let r = match tokio::time::timeout_at(window.end, c.call(&body)).await {
             Ok(r) => r?,

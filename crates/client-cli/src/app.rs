@@ -7,12 +7,13 @@ use std::sync::{Arc, Mutex};
 
 use auction_client::discovery::least_loaded;
 use auction_client::exit::Exit;
+use auction_client::neutral::clean;
 use auction_client::parse::{COMMANDS, Command, help_for};
 use auction_client::render::{self, Ctx};
 use auction_client::session::{Answer, Session, SessionError};
-use auction_proto::AuctionId;
 use auction_proto::msg::auction::{BidderName, Outcome};
 use auction_proto::msg::client::{ListFilter, Reply, RequestBody};
+use auction_proto::{Amount, AuctionId};
 
 /// What one command produced.
 #[derive(Debug)]
@@ -41,6 +42,15 @@ pub(crate) struct App {
     pub(crate) ids: Arc<Mutex<BTreeSet<AuctionId>>>,
     /// Who this session is logged in as, for the event printer.
     pub(crate) me: Arc<Mutex<Option<BidderName>>>,
+    /// The amount of the bid being answered (to tell a tie from a higher maximum).
+    pub(crate) last_bid: Option<Amount>,
+}
+
+/// What `buy` would pay: the auction's buy-now price and a line to confirm it by.
+#[derive(Debug)]
+pub(crate) struct Quote {
+    pub(crate) price: Amount,
+    pub(crate) text: String,
 }
 
 impl App {
@@ -49,12 +59,18 @@ impl App {
             color: self.color && !self.json,
             now: self.session.server_now(),
             me: self.session.login_name(),
+            bid: self.last_bid,
         }
     }
 
     /// Runs one command (not `exit` or `clear`, which the shell handles).
     pub(crate) async fn run(&mut self, cmd: Command) -> Printed {
         let name = command_name(&cmd);
+        self.last_bid = match &cmd {
+            Command::Bid { amount, .. } => Some(*amount),
+            Command::MaxBid { max, .. } => Some(*max),
+            _ => None,
+        };
         let body = match cmd {
             Command::Help(topic) => return help(topic.as_deref()),
             Command::Exit | Command::Clear => return Printed::ok(String::new()),
@@ -75,7 +91,9 @@ impl App {
                         Some(t) => t,
                         None => {
                             return self.usage(&format!(
-                                "no saved token for {name}; use `login {name} TOKEN`"
+                                "no saved token for {name}; use --token-file FILE or \
+                                 AUCTION_TOKEN (a token typed on the command line is visible \
+                                 to other users)"
                             ));
                         }
                     },
@@ -98,15 +116,67 @@ impl App {
             Command::Show { auction } => RequestBody::ShowAuction { auction },
             Command::History { auction } => RequestBody::History { auction },
             Command::Open(spec) => RequestBody::Open { spec: *spec },
-            Command::Bid { auction, amount } => RequestBody::Bid { auction, amount },
-            Command::MaxBid { auction, max } => RequestBody::MaxBid { auction, max },
-            Command::Buy { auction } => RequestBody::BuyNow { auction },
+            Command::Bid { auction, amount, expected } => {
+                RequestBody::Bid { auction, amount, expected }
+            }
+            Command::MaxBid { auction, max, expected } => {
+                RequestBody::MaxBid { auction, max, expected }
+            }
+            Command::Buy { auction, price: Some(price), .. } => {
+                RequestBody::BuyNow { auction, price }
+            }
+            Command::Buy { auction, price: None, yes: true } => match self.quote(auction).await {
+                Ok(q) => RequestBody::BuyNow { auction, price: q.price },
+                Err(p) => return p,
+            },
+            Command::Buy { price: None, yes: false, .. } => {
+                return self.usage(
+                    "buy: give the buy-now price you expect (`buy ID PRICE`) or --yes to pay \
+                     the price `show` gives now",
+                );
+            }
             Command::Cancel { auction } => RequestBody::Cancel { auction },
             Command::Watch { auction } => RequestBody::Subscribe { auction },
             Command::Unwatch => RequestBody::Unsubscribe,
         };
         let result = self.session.request(body).await;
         self.answer(name, result)
+    }
+
+    /// What `buy auction` would pay now, with a line saying so; an error to print otherwise
+    /// (unknown auction, buy-now not offered, no server).
+    pub(crate) async fn quote(&mut self, auction: AuctionId) -> Result<Quote, Printed> {
+        let result = self.session.request(RequestBody::ShowAuction { auction }).await;
+        let view = match result {
+            Ok(Answer { reply: Reply::Auction(view), .. }) => view,
+            Ok(_) => {
+                let text = "the server did not answer with the auction; nothing bought";
+                return Err(Printed { exit: Exit::Other, text: text.into() });
+            }
+            Err(e) => return Err(self.error("buy", &e)),
+        };
+        let Some(price) = view.buy_now else {
+            let text = format!("buy-now is not available on #{auction}");
+            return Err(Printed { exit: Exit::Rejected, text: self.plain_or_json("buy", text) });
+        };
+        let s = &view.summary;
+        let text = format!(
+            "buy #{auction} \"{}\" from {} for {price}",
+            clean(&s.title),
+            clean(s.seller.as_str())
+        );
+        Ok(Quote { price, text })
+    }
+
+    fn plain_or_json(&self, command: &str, text: String) -> String {
+        if !self.json {
+            return text;
+        }
+        let v = serde_json::json!({
+            "ok": false, "command": command, "error": "rejected", "message": text,
+            "exit": Exit::Rejected.code(),
+        });
+        v.to_string()
     }
 
     /// Logs in as `name` with `token`, or the saved token.
@@ -228,15 +298,36 @@ impl App {
     }
 
     fn saved_token(&self, name: &BidderName) -> Option<String> {
-        let path = self.token_dir.as_ref()?.join(name.as_str());
-        let text = std::fs::read_to_string(path).ok()?;
+        let dir = self.token_dir.as_ref()?;
+        // Files saved before the safe names were named after the name itself.
+        let legacy = Some(name.as_str())
+            .filter(|n| n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'));
+        let text = std::fs::read_to_string(dir.join(token_file_name(name)))
+            .or_else(|e| legacy.map_or(Err(e), |l| std::fs::read_to_string(dir.join(l))))
+            .ok()?;
         Some(text.trim().to_string()).filter(|t| !t.is_empty())
     }
 }
 
+/// The token file of `name`: lower-case ASCII letters, digits, `_` and `-` as they are, every
+/// other byte of the UTF-8 name (capitals, `.`, non-ASCII) as `%XX`. So no name is `.`, `..`
+/// or a path, and two names never share a file even on a case-insensitive or normalising
+/// file system (`Ann` is `%41nn`, `ann` is `ann`).
+pub(crate) fn token_file_name(name: &BidderName) -> String {
+    let mut out = String::new();
+    for b in name.as_str().bytes() {
+        if b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-' {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 fn save_token(dir: &Path, name: &BidderName, token: &str) -> std::io::Result<PathBuf> {
     std::fs::create_dir_all(dir)?;
-    let path = dir.join(name.as_str());
+    let path = dir.join(token_file_name(name));
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]
@@ -302,3 +393,21 @@ pub(crate) fn command_name(cmd: &Command) -> &'static str {
 /// The default list filter, for completion.
 pub(crate) const FILTERS: [(&str, ListFilter); 3] =
     [("open", ListFilter::Open), ("ended", ListFilter::Ended), ("all", ListFilter::All)];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_files_are_named_safely_and_apart() {
+        let file = |n: &str| BidderName::new(n).map(|n| token_file_name(&n));
+        assert_eq!(file("ann").as_deref(), Ok("ann"));
+        assert_eq!(file("Ann").as_deref(), Ok("%41nn"));
+        assert_eq!(file("a.b").as_deref(), Ok("a%2Eb"));
+        assert_eq!(file("Zoë").as_deref(), Ok("%5Ao%C3%AB"));
+        // No name gives `.`, `..` or a path, and case never folds two names into one file.
+        assert_ne!(file("ANN"), file("ann"));
+        let all = ["x.", "x..", "a/b"].map(|n| file(n).unwrap_or_default());
+        assert!(all.iter().all(|f| !f.contains('/') && f != "." && f != ".."));
+    }
+}

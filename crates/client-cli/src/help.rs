@@ -68,13 +68,13 @@ pub const COMMANDS: &[CommandHelp] = &[
         name: "register",
         usage: "register NAME",
         summary: "register a bidder name; prints and saves its secret token, then logs in",
-        details: "NAME: 1 to 32 letters, digits, '_', '-', '.'. The token is saved under the token directory (see --token-dir) so that `login NAME` finds it.",
+        details: "NAME: 1 to 32 letters (of one alphabet: Latin, Greek or Cyrillic), digits, '_', '-', '.'; starting with a letter or digit, not ending with '.'. Names are compared ignoring case (`Ann` is taken if `ann` is). The token is saved under the token directory (see --token-dir) so that `login NAME` finds it.",
     },
     CommandHelp {
         name: "login",
         usage: "login NAME [TOKEN]",
         summary: "act as a registered bidder",
-        details: "Without TOKEN the saved token of NAME is used. The login is repeated automatically after a failover.",
+        details: "Without TOKEN the saved token of NAME is used. A line with a TOKEN is not saved in the shell history; prefer the saved token, --token-file or AUCTION_TOKEN. The login is repeated automatically after a failover.",
     },
     CommandHelp {
         name: "whoami",
@@ -102,17 +102,22 @@ pub const COMMANDS: &[CommandHelp] = &[
     },
     CommandHelp {
         name: "bid",
-        usage: "bid ID AMOUNT",
+        usage: "bid ID AMOUNT [--expect PRICE [--leader NAME]]",
         summary: "bid exactly AMOUNT (e.g. 12.50)",
-        details: "",
+        details: "--expect PRICE: refused unless the current price is still PRICE (and, with --leader, NAME still leads), so a bid is never placed against a price you did not see.",
     },
     CommandHelp {
         name: "maxbid",
-        usage: "maxbid ID AMOUNT",
+        usage: "maxbid ID AMOUNT [--expect PRICE [--leader NAME]]",
         summary: "proxy bid: the system bids for you up to AMOUNT",
-        details: "",
+        details: "If you lead already, this raises your maximum without raising the price (unless that meets the reserve). --expect as for `bid`.",
     },
-    CommandHelp { name: "buy", usage: "buy ID", summary: "buy at the buy-now price", details: "" },
+    CommandHelp {
+        name: "buy",
+        usage: "buy ID [PRICE] [--yes]",
+        summary: "buy at the buy-now price",
+        details: "The buy is refused unless PRICE is the buy-now price. The shell shows the price and asks before buying (--yes: no question). One-shot mode needs PRICE or --yes (pay the price `show` gives now).",
+    },
     CommandHelp {
         name: "cancel",
         usage: "cancel ID",

@@ -7,7 +7,8 @@
 //! - `conn` and [`session`] (tokio): one TCP connection; a session with one `ClientId`,
 //!   `Hello`, request numbers, and reconnect-and-resend with the same number on failover.
 //! - [`discovery`]: `FindServers` over UDP broadcast and the least-loaded choice.
-//! - [`render`] (pure): answers and events to text or JSON; [`exit`]: exit codes.
+//! - [`render`] (pure): answers and events to text or JSON; [`exit`]: exit codes;
+//!   [`neutral`] (pure): server text made inert for the terminal, cut by display width.
 //!
 //! The binary (`src/main.rs`, `src/shell.rs`) is the only part that prints.
 
@@ -18,6 +19,7 @@ mod conn;
 pub mod discovery;
 pub mod exit;
 mod help;
+pub mod neutral;
 pub mod parse;
 pub mod render;
 pub mod session;

@@ -55,11 +55,16 @@ struct Cli {
     /// How long `find` collects answers.
     #[arg(long, default_value = "500ms", value_parser = parse_duration, value_name = "DUR")]
     find_window: Duration,
-    /// Log in as this bidder before running commands (token from --token or the token dir).
+    /// Log in as this bidder before running commands (token from --token-file, else the
+    /// AUCTION_TOKEN environment variable, else the token dir).
     #[arg(long, short = 'u', env = "AUCTION_USER", value_name = "NAME")]
     user: Option<String>,
-    /// The bidder's secret token (for --user).
-    #[arg(long, env = "AUCTION_TOKEN", hide_env_values = true)]
+    /// A file holding the bidder's secret token (for --user). The token itself is never taken
+    /// from the command line, where other users see it (`ps`); AUCTION_TOKEN also works.
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
+    /// Refused: a token on the command line is visible to other users.
+    #[arg(long, hide = true)]
     token: Option<String>,
     /// Where `register` saves tokens and `login NAME` finds them
     /// [default: $XDG_STATE_HOME/auction/tokens or ~/.local/state/auction/tokens].
@@ -117,6 +122,17 @@ fn run(cli: Cli, runtime: &tokio::runtime::Runtime) -> Exit {
         Ok(u) => u,
         Err(e) => return fail(format!("bad --user: {e}")),
     };
+    if cli.token.is_some() {
+        return fail(
+            "--token is refused: other users can read the command line (ps); use --token-file \
+             FILE or the AUCTION_TOKEN environment variable"
+                .into(),
+        );
+    }
+    let token = match read_token(cli.token_file.as_deref()) {
+        Ok(t) => t,
+        Err(e) => return fail(e),
+    };
     let one_shot = if cli.command.is_empty() {
         None
     } else {
@@ -158,9 +174,10 @@ fn run(cli: Cli, runtime: &tokio::runtime::Runtime) -> Exit {
         token_dir: cli.token_dir.clone().or_else(|| state.as_ref().map(|s| s.join("tokens"))),
         ids: Arc::new(Mutex::new(BTreeSet::new())),
         me: Arc::new(Mutex::new(None)),
+        last_bid: None,
     };
     if let Some(name) = user {
-        let p = runtime.block_on(app.login(name, cli.token.clone()));
+        let p = runtime.block_on(app.login(name, token));
         if p.exit != Exit::Success {
             emit(&p, true);
             return p.exit;
@@ -205,7 +222,12 @@ fn one_shot_run(
                     let line = if app.json {
                         render::event_json(&ev).to_string()
                     } else {
-                        let ctx = Ctx { color: app.color, now: Some(ev.at), me: me.as_ref() };
+                        let ctx = Ctx {
+                            color: app.color,
+                            now: Some(ev.at),
+                            me: me.as_ref(),
+                            bid: None,
+                        };
                         render::event_text(&ev, &ctx)
                     };
                     println!("{line}");
@@ -233,6 +255,21 @@ fn emit(p: &Printed, force_stderr: bool) {
     } else {
         println!("{}", p.text);
     }
+}
+
+/// The token for `--user`: the first line of `--token-file`, else `AUCTION_TOKEN`; `None` to
+/// use the saved one.
+fn read_token(file: Option<&std::path::Path>) -> Result<Option<String>, String> {
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read --token-file {}: {e}", path.display()))?;
+        let token = text.lines().next().unwrap_or("").trim().to_string();
+        if token.is_empty() {
+            return Err(format!("--token-file {} is empty", path.display()));
+        }
+        return Ok(Some(token));
+    }
+    Ok(std::env::var("AUCTION_TOKEN").ok().map(|t| t.trim().to_string()).filter(|t| !t.is_empty()))
 }
 
 fn resolve_servers(given: &[String]) -> Result<Vec<SocketAddr>, String> {

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use auction_proto::msg::auction::{
-    AuctionSpec, BidderName, BidderNameError, IncrementRule, IncrementTier, SoftClose,
+    AuctionSpec, BidderName, BidderNameError, Expected, IncrementRule, IncrementTier, SoftClose,
 };
 use auction_proto::msg::client::{AdminOp, ListFilter};
 use auction_proto::{Amount, AuctionId, ParseAmountError};
@@ -62,24 +62,33 @@ pub enum Command {
     },
     /// `open TITLE --start AMOUNT ...`.
     Open(Box<AuctionSpec>),
-    /// `bid ID AMOUNT`.
+    /// `bid ID AMOUNT [--expect PRICE [--leader NAME]]`.
     Bid {
         /// The auction.
         auction: AuctionId,
         /// The amount.
         amount: Amount,
+        /// The price (and leader) the bid is placed against; the server refuses it if they
+        /// moved.
+        expected: Option<Expected>,
     },
-    /// `maxbid ID AMOUNT`.
+    /// `maxbid ID AMOUNT [--expect PRICE [--leader NAME]]`.
     MaxBid {
         /// The auction.
         auction: AuctionId,
         /// The maximum.
         max: Amount,
+        /// As for `bid`.
+        expected: Option<Expected>,
     },
-    /// `buy ID`.
+    /// `buy ID [PRICE] [--yes]`.
     Buy {
         /// The auction.
         auction: AuctionId,
+        /// The buy-now price the buyer expects; `None`: look it up (and confirm).
+        price: Option<Amount>,
+        /// `--yes`: no confirmation question.
+        yes: bool,
     },
     /// `cancel ID`.
     Cancel {
@@ -209,6 +218,14 @@ pub enum ParseError {
     /// Both `--increment` and `--tiers`.
     #[error("open: give either --increment or --tiers, not both")]
     IncrementTwice,
+    /// An option given twice (the value would silently be the last).
+    #[error("{command}: {option} given twice")]
+    Repeated {
+        /// The command.
+        command: &'static str,
+        /// The option.
+        option: String,
+    },
 }
 
 impl ParseError {
@@ -218,7 +235,8 @@ impl ParseError {
             Self::Missing { command, .. }
             | Self::Unexpected { command, .. }
             | Self::UnknownOption { command, .. }
-            | Self::NotOneOf { command, .. } => Some(command),
+            | Self::NotOneOf { command, .. }
+            | Self::Repeated { command, .. } => Some(command),
             Self::IncrementTwice | Self::BadFormat { .. } => Some("open"),
             _ => None,
         }
@@ -335,21 +353,27 @@ pub fn parse_words<S: AsRef<str>>(words: &[S]) -> Result<Command, ParseError> {
         }
         "show" => one_id(&mut a, "show", |auction| Command::Show { auction })?,
         "history" => one_id(&mut a, "history", |auction| Command::History { auction })?,
-        "buy" => one_id(&mut a, "buy", |auction| Command::Buy { auction })?,
+        "buy" => {
+            a.command = "buy";
+            let auction = a.auction()?;
+            let mut opts = BidOptions::parse(&mut a, &["--yes"])?;
+            let price = opts.price.take();
+            Command::Buy { auction, price, yes: opts.yes }
+        }
         "cancel" => one_id(&mut a, "cancel", |auction| Command::Cancel { auction })?,
         "bid" => {
             a.command = "bid";
             let auction = a.auction()?;
             let amount = a.amount("amount")?;
-            a.done()?;
-            Command::Bid { auction, amount }
+            let expected = BidOptions::parse(&mut a, &["--expect", "--leader"])?.expected()?;
+            Command::Bid { auction, amount, expected }
         }
         "maxbid" => {
             a.command = "maxbid";
             let auction = a.auction()?;
             let max = a.amount("maximum")?;
-            a.done()?;
-            Command::MaxBid { auction, max }
+            let expected = BidOptions::parse(&mut a, &["--expect", "--leader"])?.expected()?;
+            Command::MaxBid { auction, max, expected }
         }
         "watch" => {
             a.command = "watch";
@@ -395,6 +419,75 @@ fn one_id(
     let id = a.auction()?;
     a.done()?;
     Ok(make(id))
+}
+
+/// The options of `bid`, `maxbid` (`--expect PRICE`, `--leader NAME`) and `buy` (`[PRICE]`,
+/// `--yes`), each at most once.
+#[derive(Debug, Default)]
+struct BidOptions {
+    command: &'static str,
+    price: Option<Amount>,
+    leader: Option<BidderName>,
+    yes: bool,
+}
+
+impl BidOptions {
+    fn parse(a: &mut Args<'_>, allowed: &[&str]) -> Result<Self, ParseError> {
+        let mut o = BidOptions { command: a.command, ..Self::default() };
+        let mut seen: Vec<&str> = Vec::new();
+        while let Some(word) = a.optional() {
+            let (key, inline) = match word.split_once('=') {
+                Some((k, v)) if k.starts_with("--") => (k, Some(v)),
+                _ => (word, None),
+            };
+            let key = if key == "-y" { "--yes" } else { key };
+            let positional_price = !key.starts_with('-') && allowed.contains(&"--yes");
+            let key = if positional_price { "PRICE" } else { key };
+            if !positional_price && !allowed.contains(&key) {
+                let command = a.command;
+                if key.starts_with('-') {
+                    return Err(ParseError::UnknownOption { command, option: word.to_string() });
+                }
+                return Err(ParseError::Unexpected { command, arg: word.to_string() });
+            }
+            if seen.contains(&key) {
+                return Err(ParseError::Repeated { command: a.command, option: key.to_string() });
+            }
+            seen.push(key);
+            match key {
+                "--yes" => o.yes = true,
+                "PRICE" => o.price = Some(positive_amount("price", word)?),
+                "--expect" => {
+                    let v = match inline {
+                        Some(v) => v,
+                        None => a.required("--expect PRICE")?,
+                    };
+                    o.price = Some(amount("expected price", v)?);
+                }
+                _ => {
+                    let v = match inline {
+                        Some(v) => v,
+                        None => a.required("--leader NAME")?,
+                    };
+                    let name = BidderName::new(v)
+                        .map_err(|source| ParseError::BadName { got: v.into(), source })?;
+                    o.leader = Some(name);
+                }
+            }
+        }
+        Ok(o)
+    }
+
+    /// `--leader` only with `--expect`.
+    fn expected(self) -> Result<Option<Expected>, ParseError> {
+        match (self.price, self.leader) {
+            (None, None) => Ok(None),
+            (None, Some(_)) => {
+                Err(ParseError::Missing { command: self.command, what: "--expect PRICE" })
+            }
+            (Some(price), leader) => Ok(Some(Expected { price, leader })),
+        }
+    }
 }
 
 /// The words after the command name.
@@ -477,6 +570,7 @@ fn parse_open(args: &[&str]) -> Result<AuctionSpec, ParseError> {
     let mut reserve = None;
     let mut buy_now = None;
     let mut soft_close = None;
+    let mut seen: Vec<&str> = Vec::new();
     let mut it = args.iter().copied();
     while let Some(word) = it.next() {
         if !word.starts_with("--") {
@@ -501,6 +595,11 @@ fn parse_open(args: &[&str]) -> Result<AuctionSpec, ParseError> {
             "--desc" | "--description" => "description",
             _ => return Err(ParseError::UnknownOption { command: CMD, option: word.to_string() }),
         };
+        let canonical = if key == "--description" { "--desc" } else { key };
+        if seen.contains(&canonical) {
+            return Err(ParseError::Repeated { command: CMD, option: key.to_string() });
+        }
+        seen.push(canonical);
         let value = match inline {
             Some(v) => v,
             None => it.next().ok_or(ParseError::Missing { command: CMD, what })?,

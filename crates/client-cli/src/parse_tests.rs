@@ -90,21 +90,23 @@ fn auction_ids() {
     assert_eq!(p("show 3"), Ok(Command::Show { auction: AuctionId(3) }));
     assert_eq!(p("show #12"), Ok(Command::Show { auction: AuctionId(12) }));
     assert_eq!(p("history 1"), Ok(Command::History { auction: AuctionId(1) }));
-    assert_eq!(p("buy 2"), Ok(Command::Buy { auction: AuctionId(2) }));
+    assert_eq!(p("buy 2"), Ok(Command::Buy { auction: AuctionId(2), price: None, yes: false }));
     assert_eq!(p("cancel 2"), Ok(Command::Cancel { auction: AuctionId(2) }));
     for bad in ["show x", "show -1", "show #", "show 1.5", "show 99999999999999999999"] {
         assert!(matches!(p(bad), Err(ParseError::BadAuctionId { .. })), "{bad}");
     }
     assert_eq!(p("show"), Err(ParseError::Missing { command: "show", what: "auction ID" }));
-    assert!(matches!(p("buy 1 2"), Err(ParseError::Unexpected { .. })));
+    assert!(matches!(p("cancel 1 2"), Err(ParseError::Unexpected { .. })));
 }
 
 #[test]
 fn bid_amounts() {
-    assert_eq!(p("bid 1 12"), Ok(Command::Bid { auction: AuctionId(1), amount: cents(1200) }));
-    assert_eq!(p("bid 1 12.5"), Ok(Command::Bid { auction: AuctionId(1), amount: cents(1250) }));
-    assert_eq!(p("bid 1 12.50"), Ok(Command::Bid { auction: AuctionId(1), amount: cents(1250) }));
-    assert_eq!(p("maxbid 4 80"), Ok(Command::MaxBid { auction: AuctionId(4), max: cents(8000) }));
+    let bid = |amount| Ok(Command::Bid { auction: AuctionId(1), amount, expected: None });
+    assert_eq!(p("bid 1 12"), bid(cents(1200)));
+    assert_eq!(p("bid 1 12.5"), bid(cents(1250)));
+    assert_eq!(p("bid 1 12.50"), bid(cents(1250)));
+    let max = Ok(Command::MaxBid { auction: AuctionId(4), max: cents(8000), expected: None });
+    assert_eq!(p("maxbid 4 80"), max);
     assert!(matches!(
         p("bid 1 1.234"),
         Err(ParseError::BadAmount { source: ParseAmountError::TooPrecise { digits: 3 }, .. })
@@ -237,5 +239,63 @@ fn one_shot_words_parse_like_lines() {
 fn parser_never_panics_on_junk() {
     for line in ["\"", "'", "\\", "bid # #", "open --start", "admin '' ''", "show ##1", "bid 1 ."] {
         let _ = p(line);
+    }
+}
+
+#[test]
+fn buy_takes_the_expected_price_or_yes() {
+    let buy = |price, yes| Ok(Command::Buy { auction: AuctionId(3), price, yes });
+    assert_eq!(p("buy 3 50"), buy(Some(cents(5000)), false));
+    assert_eq!(p("buy 3 --yes"), buy(None, true));
+    assert_eq!(p("buy #3 50.00 -y"), buy(Some(cents(5000)), true));
+    assert!(matches!(p("buy 3 --yes --yes"), Err(ParseError::Repeated { .. })));
+    assert!(matches!(p("buy 3 --expect 5"), Err(ParseError::UnknownOption { .. })));
+    assert!(matches!(p("buy 3 0"), Err(ParseError::ZeroAmount { .. })));
+}
+
+#[test]
+fn bids_may_carry_the_price_and_leader_they_expect() {
+    let expected = |price, leader: Option<&str>| Expected { price, leader: leader.map(name) };
+    assert_eq!(
+        p("bid 1 12 --expect 11"),
+        Ok(Command::Bid {
+            auction: AuctionId(1),
+            amount: cents(1200),
+            expected: Some(expected(cents(1100), None)),
+        })
+    );
+    assert_eq!(
+        p("maxbid 1 30 --expect=11 --leader ann"),
+        Ok(Command::MaxBid {
+            auction: AuctionId(1),
+            max: cents(3000),
+            expected: Some(expected(cents(1100), Some("ann"))),
+        })
+    );
+    assert_eq!(
+        p("bid 1 12 --leader ann"),
+        Err(ParseError::Missing { command: "bid", what: "--expect PRICE" })
+    );
+    assert!(matches!(p("bid 1 12 --expect 1 --expect 2"), Err(ParseError::Repeated { .. })));
+    assert!(matches!(p("bid 1 12 --yes"), Err(ParseError::UnknownOption { .. })));
+}
+
+#[test]
+fn repeated_open_options_are_refused() {
+    for line in [
+        "open Lamp --start 5 --start 6",
+        "open Lamp --start 5 --reserve 6 --reserve=7",
+        "open Lamp --start 5 --desc a --description b",
+        "open Lamp --start 5 --increment 1 --increment 2",
+    ] {
+        assert!(matches!(p(line), Err(ParseError::Repeated { command: "open", .. })), "{line}");
+    }
+}
+
+#[test]
+fn names_are_normalised_and_unsafe_ones_refused() {
+    assert_eq!(p("register ＡＮＮ"), Ok(Command::Register { name: name("ANN") }));
+    for bad in ["register .", "register ..", "register -x", "register 'a b'", "register pаypal"] {
+        assert!(matches!(p(bad), Err(ParseError::BadName { .. })), "{bad}");
     }
 }

@@ -2,7 +2,12 @@
 //! to one JSON object each.
 //!
 //! JSON objects serialize the protocol types as they are: amounts are integer minor units
-//! (cents), times are milliseconds of sequencer time since the Unix epoch.
+//! (cents), times are milliseconds of sequencer time since the Unix epoch. An integer beyond
+//! 2^53 - 1, which a JavaScript consumer would round, is written as a decimal string instead
+//! (see [`exact_json`]).
+//!
+//! Human text never carries a server's text raw: titles, descriptions, names and messages go
+//! through [`crate::neutral`], so only this module's own colour codes reach the terminal.
 
 use std::fmt::Write as _;
 
@@ -12,8 +17,10 @@ use auction_proto::msg::auction::{
 };
 use auction_proto::msg::client::{NodeReport, PushEvent, Reply, Role, ServerInfo};
 use auction_proto::msg::peer::MemberState;
-use auction_proto::{Seq, Timestamp};
+use auction_proto::{Amount, Seq, Timestamp};
 use serde_json::{Value, json};
+
+use crate::neutral::{clean, clean_lines, fit};
 
 use crate::exit::Exit;
 use crate::session::{Answer, SessionError};
@@ -28,6 +35,8 @@ pub struct Ctx<'a> {
     pub now: Option<Timestamp>,
     /// Who this session is, to say "you".
     pub me: Option<&'a BidderName>,
+    /// The amount of the bid an outcome answers, to tell a tie from a higher maximum.
+    pub bid: Option<Amount>,
 }
 
 impl Ctx<'_> {
@@ -72,10 +81,13 @@ pub fn reply_text(command: &str, reply: &Reply, ctx: &Ctx<'_>) -> String {
             format!("connected to {} ({} servers known)", server.short(), servers.len())
         }
         Reply::Registered { name, token } => format!(
-            "{} {name}\ntoken: {token}\n(keep the token secret; `login {name} TOKEN` on another machine)",
-            ctx.good("registered")
+            "{} {}\ntoken: {}\n(keep the token secret; on another machine put it in a file for \
+             `--token-file` or in AUCTION_TOKEN)",
+            ctx.good("registered"),
+            who(name),
+            clean(token)
         ),
-        Reply::Identity { name: Some(name) } => format!("logged in as {}", ctx.bold(name)),
+        Reply::Identity { name: Some(name) } => format!("logged in as {}", ctx.bold(who(name))),
         Reply::Identity { name: None } => "not logged in".to_string(),
         Reply::Auctions(list) => auctions_text(list, ctx),
         Reply::Auction(view) => auction_text(view, ctx),
@@ -88,20 +100,26 @@ pub fn reply_text(command: &str, reply: &Reply, ctx: &Ctx<'_>) -> String {
         Reply::Clients(clients) => {
             let mut out = format!("{} client(s)", clients.len());
             for c in clients {
-                let who = c.bidder.as_ref().map_or("-".to_string(), ToString::to_string);
-                let _ = write!(out, "\n  {}  {:<21}  {who}", c.client.short(), c.addr);
+                let name = c.bidder.as_ref().map_or("-".to_string(), who);
+                let _ = write!(out, "\n  {}  {:<21}  {name}", c.client.short(), c.addr);
             }
             out
         }
         Reply::Queue(entries) => {
             let mut out = format!("{} entr{} held back", entries.len(), plural_y(entries.len()));
             for e in entries {
-                let _ = write!(out, "\n  seq {} term {}  {:?}", e.seq, e.term.0, e.payload);
+                let payload = format!("{:?}", e.payload);
+                let _ = write!(out, "\n  seq {} term {}  {}", e.seq, e.term.0, clean(&payload));
             }
             out
         }
         Reply::Done => ctx.good("done"),
     }
+}
+
+/// A name from a server, made inert (names are validated, but the data may be older).
+fn who(name: &BidderName) -> String {
+    clean(name.as_str()).into_owned()
 }
 
 fn plural_y(n: usize) -> &'static str {
@@ -111,15 +129,18 @@ fn plural_y(n: usize) -> &'static str {
 /// Human text of an auction outcome.
 pub fn outcome_text(outcome: &Outcome, ctx: &Ctx<'_>) -> String {
     match outcome {
-        Outcome::Registered { bidder } => format!("{} {bidder}", ctx.good("registered")),
+        Outcome::Registered { bidder } => format!("{} {}", ctx.good("registered"), who(bidder)),
         Outcome::Opened { auction, ends_at } => {
             format!("{} auction #{auction}, ends {}", ctx.good("opened"), ctx.until(*ends_at))
         }
         Outcome::Accepted { auction, price, leader } => {
             let lead = if ctx.me == Some(leader) {
                 ctx.good("you lead")
+            } else if ctx.bid == Some(*price) {
+                // The price equals the bid only on a tie: the earlier maximum leads.
+                ctx.warn(format!("{} leads (an equal maximum, placed earlier)", who(leader)))
             } else {
-                ctx.warn(format!("{leader} leads (a higher maximum)"))
+                ctx.warn(format!("{} leads (a higher maximum)", who(leader)))
             };
             format!("{} on #{auction}: price {price}, {lead}", ctx.good("bid accepted"))
         }
@@ -143,7 +164,7 @@ fn closed_text(
         (Some(w), Some(p)) if ctx.me == Some(w) => {
             format!("#{auction} {}: {} won at {p}", ctx.bold("closed"), ctx.good("you"))
         }
-        (Some(w), Some(p)) => format!("#{auction} {}: {w} won at {p}", ctx.bold("closed")),
+        (Some(w), Some(p)) => format!("#{auction} {}: {} won at {p}", ctx.bold("closed"), who(w)),
         _ => format!("#{auction} {}: no sale", ctx.bold("closed")),
     }
 }
@@ -166,6 +187,31 @@ pub fn reason_text(reason: &RejectReason) -> String {
         }
         RejectReason::RequestExpired => {
             "retry too old to know its outcome; check the auction with `show`".into()
+        }
+        RejectReason::UnsafeText { field, position, code_point, class } => {
+            let field = match field {
+                auction_proto::msg::auction::TextField::Title => "title",
+                auction_proto::msg::auction::TextField::Description => "description",
+            };
+            let class = match class {
+                auction_proto::msg::auction::CharClass::Control => "a control character",
+                auction_proto::msg::auction::CharClass::Bidi => "a bidirectional control",
+                auction_proto::msg::auction::CharClass::Invisible => "an invisible character",
+            };
+            format!(
+                "the {field} holds U+{code_point:04X}, {class}, at character {position}; \
+                 remove it (see docs/auction-rules.md)"
+            )
+        }
+        RejectReason::BuyNowPriceDiffers { buy_now } => {
+            format!("the buy-now price is {buy_now}, not the price you gave; nothing was bought")
+        }
+        RejectReason::PriceMoved { price, leader } => {
+            let leader =
+                leader.as_ref().map_or("no leader".to_string(), |l| format!("{} leads", who(l)));
+            format!(
+                "the auction moved: price now {price}, {leader}; check with `show` and bid again"
+            )
         }
     }
 }
@@ -192,14 +238,14 @@ fn auctions_text(list: &[AuctionSummary], ctx: &Ctx<'_>) -> String {
     }
     let mut out = String::new();
     for s in list {
-        let leader = s.leader.as_ref().map_or("-".to_string(), ToString::to_string);
+        let leader = s.leader.as_ref().map_or("-", |l| l.as_str());
         let _ = writeln!(
             out,
-            "{:>5}  {:<24}  {:>10}  {:<12}  {:>3} bid(s)  {}",
+            "{:>5}  {}  {:>10}  {}  {:>3} bid(s)  {}",
             ctx.dim(format!("#{}", s.id)),
-            truncate(&s.title, 24),
+            fit(&s.title, 24),
             s.price,
-            leader,
+            fit(leader, 12),
             s.bids,
             ends_text(s, ctx)
         );
@@ -208,25 +254,21 @@ fn auctions_text(list: &[AuctionSummary], ctx: &Ctx<'_>) -> String {
     out
 }
 
-fn truncate(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        return s.to_string();
-    }
-    let mut t: String = s.chars().take(max.saturating_sub(1)).collect();
-    t.push('…');
-    t
-}
-
 fn auction_text(v: &AuctionView, ctx: &Ctx<'_>) -> String {
     let s = &v.summary;
-    let mut out = format!("#{} {}  (seller {})", s.id, ctx.bold(&s.title), s.seller);
+    let mut out = format!("#{} {}  (seller {})", s.id, ctx.bold(clean(&s.title)), who(&s.seller));
     if !v.description.is_empty() {
-        let _ = write!(out, "\n  {}", v.description);
+        let _ = write!(out, "\n  {}", clean_lines(&v.description, "  "));
     }
-    let leader = s.leader.as_ref().map_or("no bids yet".to_string(), |l| format!("leader {l}"));
+    let leading = s.leader.is_some() && s.leader.as_ref() == ctx.me;
+    let leader = match &s.leader {
+        None => "no bids yet".to_string(),
+        Some(_) if leading => "you lead".to_string(),
+        Some(l) => format!("leader {}", who(l)),
+    };
     let _ = write!(out, "\n  price {}  {leader}  {} bid(s)", s.price, s.bids);
     if s.state == AuctionState::Open {
-        let _ = write!(out, "\n  next bid at least {}", v.minimum_bid);
+        out.push_str(&next_bid_text(v, leading));
     }
     match s.reserve_met {
         Some(true) => out.push_str("\n  reserve met"),
@@ -258,6 +300,17 @@ fn auction_text(v: &AuctionView, ctx: &Ctx<'_>) -> String {
     out
 }
 
+/// "next bid at least": the public minimum, and the viewer's own when it differs (the leader
+/// must bid above their own maximum); no amount when no bid is possible.
+fn next_bid_text(v: &AuctionView, leading: bool) -> String {
+    match (v.minimum_bid, v.your_minimum) {
+        (_, Some(mine)) if leading => format!("\n  raise your maximum: at least {mine}"),
+        (Some(_), Some(mine)) => format!("\n  next bid at least {mine}"),
+        (Some(min), None) => format!("\n  next bid at least {min}"),
+        (None, _) => "\n  no further bid is possible (the price is at the top of the range)".into(),
+    }
+}
+
 fn history_text(bids: &[BidRecord], ctx: &Ctx<'_>) -> String {
     if bids.is_empty() {
         return "no bids".to_string();
@@ -269,7 +322,8 @@ fn history_text(bids: &[BidRecord], ctx: &Ctx<'_>) -> String {
                 BidKind::Plain => "bid",
                 BidKind::Proxy => "maxbid",
             };
-            format!("  {:>10}  {:<12}  {kind:<6}  {}", b.price, b.bidder, ctx.dim(ctx.until(b.at)))
+            let bidder = fit(b.bidder.as_str(), 12);
+            format!("  {:>10}  {bidder}  {kind:<6}  {}", b.price, ctx.dim(ctx.until(b.at)))
         })
         .collect();
     lines.join("\n")
@@ -336,13 +390,13 @@ pub fn servers_text(servers: &[ServerInfo], current: Option<auction_proto::NodeI
 pub fn event_text(e: &PushEvent, ctx: &Ctx<'_>) -> String {
     match &e.event {
         AuctionEvent::NewHighBid { auction, price, leader } => {
-            format!("#{auction}: new price {price}, {leader} leads")
+            format!("#{auction}: new price {price}, {} leads", who(leader))
         }
         AuctionEvent::Outbid { auction, bidder, price } if ctx.me == Some(bidder) => {
             ctx.warn(format!("#{auction}: you were outbid; price now {price}"))
         }
         AuctionEvent::Outbid { auction, bidder, price } => {
-            format!("#{auction}: {bidder} was outbid; price now {price}")
+            format!("#{auction}: {} was outbid; price now {price}", who(bidder))
         }
         AuctionEvent::Extended { auction, new_end } => {
             ctx.warn(format!("#{auction}: extended, now ends {}", ctx.until(*new_end)))
@@ -355,19 +409,19 @@ pub fn event_text(e: &PushEvent, ctx: &Ctx<'_>) -> String {
 
 /// Human text of a failed request.
 pub fn error_text(err: &SessionError, ctx: &Ctx<'_>) -> String {
-    format!("{}: {err}", ctx.bad("error"))
+    format!("{}: {}", ctx.bad("error"), clean(&err.to_string()))
 }
 
 /// One JSON object for a successful answer.
 pub fn reply_json(command: &str, answer: &Answer) -> Value {
     let exit = Exit::of_reply(&answer.reply);
-    json!({
+    exact_json(json!({
         "ok": exit == Exit::Success,
         "command": command,
         "applied": answer.applied,
         "reply": answer.reply,
         "exit": exit.code(),
-    })
+    }))
 }
 
 /// One JSON object for a failed request.
@@ -383,7 +437,29 @@ pub fn error_json(command: &str, err: &SessionError) -> Value {
     if let SessionError::Server(e) = err {
         v["detail"] = json!(e.0);
     }
-    v
+    exact_json(v)
+}
+
+/// The largest integer a JSON consumer using IEEE doubles (JavaScript) reads exactly.
+pub const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
+
+/// `v` with every integer beyond [`MAX_SAFE_INTEGER`] (in magnitude) written as a decimal
+/// string, so no consumer rounds it. Current servers keep amounts within that range
+/// (`MAX_PRICE`); this covers other numbers and older data.
+pub fn exact_json(v: Value) -> Value {
+    match v {
+        Value::Number(n) => {
+            let safe = n
+                .as_u64()
+                .map(|u| u <= MAX_SAFE_INTEGER)
+                .or_else(|| n.as_i64().map(|i| i.unsigned_abs() <= MAX_SAFE_INTEGER))
+                .unwrap_or(true);
+            if safe { Value::Number(n) } else { Value::String(n.to_string()) }
+        }
+        Value::Array(a) => Value::Array(a.into_iter().map(exact_json).collect()),
+        Value::Object(o) => Value::Object(o.into_iter().map(|(k, v)| (k, exact_json(v))).collect()),
+        other => other,
+    }
 }
 
 /// One JSON object for a usage error.
@@ -393,7 +469,7 @@ pub fn usage_json(message: &str) -> Value {
 
 /// One JSON object for a pushed event.
 pub fn event_json(e: &PushEvent) -> Value {
-    json!({ "event": e })
+    exact_json(json!({ "event": e }))
 }
 
 /// Drops events already shown: after a failover the new server may repeat some.

@@ -9,7 +9,7 @@ fn name(s: &str) -> BidderName {
 }
 
 fn ctx(me: Option<&BidderName>) -> Ctx<'_> {
-    Ctx { color: false, now: Some(Timestamp(1_000_000)), me }
+    Ctx { color: false, now: Some(Timestamp(1_000_000)), me, bid: None }
 }
 
 #[test]
@@ -120,4 +120,125 @@ fn event_filter_drops_repeats() {
     assert!(!f.admit(&ev(5, 1)));
     assert!(!f.admit(&ev(4, 9)));
     assert!(f.admit(&ev(6, 1)));
+}
+
+fn view(title: &str, description: &str) -> AuctionView {
+    AuctionView {
+        summary: AuctionSummary {
+            id: AuctionId(10),
+            title: title.into(),
+            seller: name("sam"),
+            state: AuctionState::Open,
+            price: Amount::from_minor(100),
+            leader: Some(name("ann")),
+            bids: 2,
+            ends_at: Timestamp(2_000_000),
+            reserve_met: None,
+        },
+        description: description.into(),
+        starting_price: Amount::from_minor(100),
+        increment: IncrementRule::Fixed(Amount::from_minor(10)),
+        minimum_bid: Some(Amount::from_minor(110)),
+        your_minimum: Some(Amount::from_minor(110)),
+        buy_now: Some(Amount::from_minor(500_000)),
+        soft_close: None,
+        opened_at: Timestamp(0),
+    }
+}
+
+/// Only the text this client writes itself: newlines between lines, nothing that acts.
+fn inert(text: &str) -> bool {
+    !text.chars().any(|c| c != '\n' && crate::neutral::is_unsafe(c))
+}
+
+#[test]
+fn the_forged_buy_now_line_of_the_issue_cannot_hide_the_real_one() {
+    let v = view("Bike", "Nice bike\n  buy now for 5.00\x1b]0;");
+    let text = reply_text("show", &Reply::Auction(v), &ctx(None));
+    assert!(inert(&text), "{text:?}");
+    assert!(text.contains("  Nice bike\n    buy now for 5.00\\u{1b}]0;\n"), "{text}");
+    assert!(text.contains("\n  buy now for 5000.00"), "{text}");
+}
+
+proptest::proptest! {
+    #[test]
+    fn hostile_summaries_render_without_control_characters(
+        title in proptest::prelude::any::<String>(),
+        description in proptest::prelude::any::<String>(),
+    ) {
+        let v = view(&title, &description);
+        let list = Reply::Auctions(vec![v.summary.clone()]);
+        for text in [
+            reply_text("show", &Reply::Auction(v.clone()), &ctx(None)),
+            reply_text("auctions", &list, &ctx(None)),
+        ] {
+            proptest::prop_assert!(inert(&text), "{:?}", text);
+        }
+    }
+}
+
+#[test]
+fn list_columns_are_cut_by_display_width() {
+    let list = Reply::Auctions(vec![view("日本の古い自転車とランプと時計", "").summary]);
+    let text = reply_text("auctions", &list, &ctx(None));
+    assert!(text.contains("  日本の古い自転車とラン… "), "{text}");
+}
+
+#[test]
+fn a_tie_is_not_called_a_higher_maximum() {
+    let o = Outcome::Accepted {
+        auction: AuctionId(3),
+        price: Amount::from_minor(800),
+        leader: name("ben"),
+    };
+    let me = name("ann");
+    let tie = Ctx { bid: Some(Amount::from_minor(800)), ..ctx(Some(&me)) };
+    assert_eq!(
+        outcome_text(&o, &tie),
+        "bid accepted on #3: price 8.00, ben leads (an equal maximum, placed earlier)"
+    );
+}
+
+#[test]
+fn next_bid_is_right_for_the_leader_and_at_the_top_of_the_range() {
+    let ann = name("ann");
+    let mut v = view("Lamp", "");
+    v.your_minimum = Some(Amount::from_minor(501));
+    let text = reply_text("show", &Reply::Auction(v.clone()), &ctx(Some(&ann)));
+    assert!(text.contains("you lead") && text.contains("raise your maximum: at least 5.01"));
+    let bob = name("bob");
+    v.your_minimum = Some(Amount::from_minor(110));
+    let text = reply_text("show", &Reply::Auction(v.clone()), &ctx(Some(&bob)));
+    assert!(text.contains("next bid at least 1.10"), "{text}");
+    v.minimum_bid = None;
+    v.your_minimum = None;
+    let text = reply_text("show", &Reply::Auction(v), &ctx(Some(&bob)));
+    assert!(text.contains("no further bid is possible"), "{text}");
+}
+
+#[test]
+fn integers_a_javascript_consumer_would_round_are_strings() {
+    let v = serde_json::json!({"a": 9_007_199_254_740_991u64, "b": [9_007_199_254_740_992u64], "c": -5});
+    assert_eq!(
+        exact_json(v),
+        serde_json::json!({"a": 9_007_199_254_740_991u64, "b": ["9007199254740992"], "c": -5})
+    );
+}
+
+#[test]
+fn new_refusals_say_what_to_do() {
+    use auction_proto::msg::auction::{CharClass, TextField};
+    let r = RejectReason::UnsafeText {
+        field: TextField::Description,
+        position: 9,
+        code_point: 0x1b,
+        class: CharClass::Control,
+    };
+    assert_eq!(
+        reason_text(&r),
+        "the description holds U+001B, a control character, at character 9; remove it (see \
+         docs/auction-rules.md)"
+    );
+    let r = RejectReason::BuyNowPriceDiffers { buy_now: Amount::from_minor(500_000) };
+    assert!(reason_text(&r).contains("5000.00"));
 }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use auction_client::exit::Exit;
-use auction_client::parse::{COMMANDS, ParseError, help_for, parse_line};
+use auction_client::parse::{COMMANDS, Command, ParseError, help_for, parse_line};
 use auction_client::render::{self, Ctx, EventFilter};
 use auction_proto::AuctionId;
 use auction_proto::msg::auction::BidderName;
@@ -21,7 +21,7 @@ use rustyline::validate::Validator;
 use rustyline::{Context, Editor, ExternalPrinter, Helper};
 use tokio::sync::mpsc;
 
-use crate::app::{App, FILTERS};
+use crate::app::{App, FILTERS, Printed};
 
 /// A parse error with the usage of its command (named by the error or the line's first word).
 pub(crate) fn usage_message(e: &ParseError, first_word: Option<&str>) -> String {
@@ -93,8 +93,13 @@ pub(crate) fn run(
         if line.trim().is_empty() {
             continue;
         }
-        let _ = editor.add_history_entry(line.as_str());
-        let cmd = match parse_line(&line) {
+        let parsed = parse_line(&line);
+        // A token typed on the line stays out of the history file (as redis-cli does with
+        // AUTH).
+        if !matches!(parsed, Ok(Command::Login { token: Some(_), .. })) {
+            let _ = editor.add_history_entry(line.as_str());
+        }
+        let cmd = match parsed {
             Ok(cmd) => cmd,
             Err(e) => {
                 let first = line.split_whitespace().next();
@@ -104,10 +109,17 @@ pub(crate) fn run(
             }
         };
         match cmd {
-            auction_client::parse::Command::Exit => break,
-            auction_client::parse::Command::Clear => {
+            Command::Exit => break,
+            Command::Clear => {
                 let _ = editor.clear_screen();
                 continue;
+            }
+            Command::Buy { auction, price, yes: false } => {
+                let p = runtime.block_on(confirm_buy(&mut app, &mut editor, auction, price));
+                if !p.text.is_empty() {
+                    println!("{}", p.text);
+                }
+                last = p.exit;
             }
             cmd => {
                 let p = runtime.block_on(app.run(cmd));
@@ -123,6 +135,31 @@ pub(crate) fn run(
     }
     printing.abort();
     last
+}
+
+/// `buy` in the shell: shows the buy-now price it will pay and asks; buys only on `y`, at
+/// exactly that price (the server refuses it if it is not the auction's).
+async fn confirm_buy(
+    app: &mut App,
+    editor: &mut Editor<ShellHelper, DefaultHistory>,
+    auction: AuctionId,
+    price: Option<auction_proto::Amount>,
+) -> Printed {
+    let quote = match app.quote(auction).await {
+        Ok(q) => q,
+        Err(p) => return p,
+    };
+    if let Some(given) = price.filter(|p| *p != quote.price) {
+        let text = format!("{}, not {given}: nothing bought", quote.text);
+        return Printed { exit: Exit::Rejected, text };
+    }
+    // Printed, not only prompted: without a terminal the line editor shows no prompt.
+    println!("{}?", quote.text);
+    let answer = editor.readline("[y/N] ");
+    if !matches!(answer.as_deref().map(str::trim), Ok("y" | "Y" | "yes")) {
+        return Printed { exit: Exit::Success, text: "not bought".into() };
+    }
+    app.run(Command::Buy { auction, price: Some(quote.price), yes: true }).await
 }
 
 fn prompt(app: &App) -> String {
@@ -147,7 +184,7 @@ async fn print_events(
             render::event_json(&ev).to_string()
         } else {
             let me = me.lock().ok().and_then(|m| m.clone());
-            let ctx = Ctx { color, now: Some(ev.at), me: me.as_ref() };
+            let ctx = Ctx { color, now: Some(ev.at), me: me.as_ref(), bid: None };
             render::event_text(&ev, &ctx)
         };
         print(text);

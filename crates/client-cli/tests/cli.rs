@@ -9,7 +9,10 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use auction_proto::msg::auction::{AuctionEvent, BidderName, Outcome, RejectReason};
+use auction_proto::msg::auction::{
+    AuctionEvent, AuctionState, AuctionSummary, AuctionView, BidderName, IncrementRule, Outcome,
+    RejectReason,
+};
 use auction_proto::msg::client::{
     ClientError, PushEvent, Reply, Request, RequestBody, ServerToClient,
 };
@@ -24,8 +27,34 @@ fn name(s: &str) -> BidderName {
     BidderName::new(s).unwrap()
 }
 
+/// #1 as `show` gives it: "Old bike" by sam, buy now for 60.00.
+fn bike() -> AuctionView {
+    AuctionView {
+        summary: AuctionSummary {
+            id: AuctionId(1),
+            title: "Old bike".into(),
+            seller: name("sam"),
+            state: AuctionState::Open,
+            price: Amount::from_minor(1000),
+            leader: None,
+            bids: 0,
+            ends_at: Timestamp(2_000_000),
+            reserve_met: None,
+        },
+        description: String::new(),
+        starting_price: Amount::from_minor(1000),
+        increment: IncrementRule::Fixed(Amount::from_minor(100)),
+        minimum_bid: Some(Amount::from_minor(1000)),
+        your_minimum: None,
+        buy_now: Some(Amount::from_minor(6000)),
+        soft_close: None,
+        opened_at: Timestamp(0),
+    }
+}
+
 /// A server with a small auction world: `alice`/`secret` can log in; bids on #1 of at least
-/// 5.00 are accepted, lower ones are too low; #9 does not exist.
+/// 5.00 are accepted, lower ones are too low; #1 can be bought for exactly 60.00; #9 does not
+/// exist; buying #2 needs a login.
 fn world() -> common::Script {
     Arc::new(|req: &Request, _| {
         let reply = match &req.body {
@@ -43,7 +72,7 @@ fn world() -> common::Script {
             RequestBody::Bid { auction: AuctionId(9), .. } => {
                 return vec![answer(req, 1, Err(ClientError::UnknownAuction))];
             }
-            RequestBody::Bid { auction, amount } if *amount >= Amount::from_minor(500) => {
+            RequestBody::Bid { auction, amount, .. } if *amount >= Amount::from_minor(500) => {
                 Reply::Outcome(Outcome::Accepted {
                     auction: *auction,
                     price: *amount,
@@ -53,6 +82,15 @@ fn world() -> common::Script {
             RequestBody::Bid { .. } => Reply::Outcome(Outcome::Rejected {
                 reason: RejectReason::TooLow { minimum: Amount::from_minor(500) },
             }),
+            RequestBody::ShowAuction { auction: AuctionId(1) } => Reply::Auction(bike()),
+            RequestBody::BuyNow { auction: AuctionId(1), price } => {
+                Reply::Outcome(if *price == Amount::from_minor(6000) {
+                    Outcome::Bought { auction: AuctionId(1), price: *price }
+                } else {
+                    let buy_now = Amount::from_minor(6000);
+                    Outcome::Rejected { reason: RejectReason::BuyNowPriceDiffers { buy_now } }
+                })
+            }
             RequestBody::BuyNow { .. } => {
                 return vec![answer(req, 1, Err(ClientError::NotLoggedIn))];
             }
@@ -92,6 +130,19 @@ struct Run {
 
 async fn run(fake: &Fake, args: &[&str], stdin: &str) -> Run {
     let dir = std::env::temp_dir().join(format!("auction-client-test-{}", rand_suffix()));
+    let r = run_in(fake, args, stdin, &[], &dir).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    r
+}
+
+/// As [`run`], with environment variables, in `dir` (kept).
+async fn run_in(
+    fake: &Fake,
+    args: &[&str],
+    stdin: &str,
+    env: &[(&str, &str)],
+    dir: &std::path::Path,
+) -> Run {
     let mut child = Command::new(BIN)
         .arg("--server")
         .arg(fake.addr.to_string())
@@ -104,6 +155,7 @@ async fn run(fake: &Fake, args: &[&str], stdin: &str) -> Run {
         .env_remove("NO_COLOR")
         .env_remove("AUCTION_USER")
         .env_remove("AUCTION_TOKEN")
+        .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -116,7 +168,6 @@ async fn run(fake: &Fake, args: &[&str], stdin: &str) -> Run {
         .await
         .unwrap()
         .unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
     Run {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -138,7 +189,9 @@ async fn one_shot_success_prints_text_and_exits_0() {
     let fake = Fake::start(1, world()).await;
     let r = run(&fake, &["bid", "1", "12.50"], "").await;
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
-    assert_eq!(r.stdout.trim(), "bid accepted on #1: price 12.50, alice leads (a higher maximum)");
+    // The fake accepts at the bid's own amount with alice leading: under the real rules, a tie.
+    let tie = "bid accepted on #1: price 12.50, alice leads (an equal maximum, placed earlier)";
+    assert_eq!(r.stdout.trim(), tie);
     assert!(!r.stdout.contains('\x1b'), "no colour when stdout is not a terminal");
 }
 
@@ -149,7 +202,8 @@ async fn one_shot_json_and_exit_codes_per_class() {
         (&["--json", "bid", "1", "12.50"][..], 0, None),
         (&["--json", "bid", "1", "1"][..], 3, None),
         (&["--json", "bid", "9", "10"][..], 3, Some("rejected")),
-        (&["--json", "buy", "1"][..], 5, Some("auth")),
+        (&["--json", "buy", "2", "50"][..], 5, Some("auth")),
+        (&["--json", "buy", "2"][..], 1, Some("usage")),
         (&["--json", "cancel", "1"][..], 4, Some("unavailable")),
         (&["--json", "bid", "1", "1.234"][..], 1, Some("usage")),
         (&["--json", "frobnicate"][..], 1, Some("usage")),
@@ -200,14 +254,32 @@ async fn help_documents_exit_codes() {
 #[tokio::test(flavor = "multi_thread")]
 async fn user_flag_logs_in_first() {
     let fake = Fake::start(1, world()).await;
-    let r = run(&fake, &["--user", "alice", "--token", "secret", "bid", "1", "6"], "").await;
+    let dir = std::env::temp_dir().join(format!("auction-client-test-{}", rand_suffix()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("alice.token");
+    std::fs::write(&file, "secret\n").unwrap();
+    let file = file.to_str().unwrap();
+    let args = ["--user", "alice", "--token-file", file, "bid", "1", "6"];
+    let r = run_in(&fake, &args, "", &[], &dir).await;
     assert_eq!(r.code, 0, "{}", r.stderr);
     let bodies: Vec<RequestBody> = fake.requests().into_iter().map(|r| r.body).collect();
-    assert!(matches!(bodies[1], RequestBody::Login { .. }));
+    assert!(matches!(&bodies[1], RequestBody::Login { token, .. } if token == "secret"));
     assert!(r.stdout.contains("you lead"), "{}", r.stdout);
 
-    let r = run(&fake, &["--user", "alice", "--token", "wrong", "whoami"], "").await;
+    let env = [("AUCTION_TOKEN", "secret")];
+    let r = run_in(&fake, &["--user", "alice", "whoami"], "", &env, &dir).await;
+    assert_eq!(r.code, 0, "{} {}", r.stdout, r.stderr);
+    let env = [("AUCTION_TOKEN", "wrong")];
+    let r = run_in(&fake, &["--user", "alice", "whoami"], "", &env, &dir).await;
     assert_eq!(r.code, 5, "{} {}", r.stdout, r.stderr);
+    let _ = std::fs::remove_dir_all(&dir);
+
+    // A token on the command line is refused before anything is sent (`ps` shows it).
+    let before = fake.requests().len();
+    let r = run(&fake, &["--user", "alice", "--token", "secret", "whoami"], "").await;
+    assert_eq!(r.code, 1, "{} {}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("--token-file"), "{}", r.stderr);
+    assert_eq!(fake.requests().len(), before);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -277,4 +349,56 @@ async fn one_shot_watch_streams_json_events() {
     let event = json(&event.unwrap().unwrap());
     assert_eq!(event["event"]["event"]["NewHighBid"]["price"], 700);
     child.kill().await.unwrap();
+}
+
+fn buys(fake: &Fake) -> Vec<Amount> {
+    let bodies = fake.requests().into_iter().map(|r| r.body);
+    bodies
+        .filter_map(|b| if let RequestBody::BuyNow { price, .. } = b { Some(price) } else { None })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_shot_buy_pays_the_price_given_or_shown() {
+    let fake = Fake::start(1, world()).await;
+    let r = run(&fake, &["buy", "1"], "").await;
+    assert_eq!(r.code, 1, "no price and no --yes: {}", r.stderr);
+    assert!(r.stderr.contains("--yes"), "{}", r.stderr);
+    assert!(buys(&fake).is_empty());
+    let r = run(&fake, &["buy", "1", "5"], "").await;
+    assert_eq!(r.code, 3, "a stale price is refused: {}", r.stderr);
+    assert!(r.stderr.contains("the buy-now price is 60.00"), "{}", r.stderr);
+    let r = run(&fake, &["buy", "1", "60"], "").await;
+    assert_eq!((r.code, r.stdout.trim()), (0, "bought #1 for 60.00"), "{}", r.stderr);
+    let r = run(&fake, &["buy", "1", "--yes"], "").await;
+    assert_eq!((r.code, r.stdout.trim()), (0, "bought #1 for 60.00"), "{}", r.stderr);
+    assert_eq!(buys(&fake), [500, 6000, 6000].map(Amount::from_minor));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shell_buy_shows_the_price_and_asks() {
+    let fake = Fake::start(1, world()).await;
+    let r = run(&fake, &[], "buy 1\nn\nbuy 1 50\nbuy 1\ny\nexit\n").await;
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    for expected in [
+        "buy #1 \"Old bike\" from sam for 60.00?",
+        "not bought",
+        "buy #1 \"Old bike\" from sam for 60.00, not 50.00: nothing bought",
+        "bought #1 for 60.00",
+    ] {
+        assert!(r.stdout.contains(expected), "missing {expected:?} in:\n{}", r.stdout);
+    }
+    assert_eq!(buys(&fake), [Amount::from_minor(6000)], "one purchase, at the price shown");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_login_with_a_token_is_not_saved_in_the_history() {
+    let fake = Fake::start(1, world()).await;
+    let dir = std::env::temp_dir().join(format!("auction-client-test-{}", rand_suffix()));
+    let r = run_in(&fake, &[], "login alice secret\nwhoami\nexit\n", &[], &dir).await;
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let history = std::fs::read_to_string(dir.join("history")).unwrap_or_default();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(history.contains("whoami"), "{history:?}");
+    assert!(!history.contains("secret"), "{history:?}");
 }

@@ -34,7 +34,7 @@ fn alice() -> BidderName {
 }
 
 fn bid() -> RequestBody {
-    RequestBody::Bid { auction: AuctionId(1), amount: Amount::from_minor(1250) }
+    RequestBody::Bid { auction: AuctionId(1), amount: Amount::from_minor(1250), expected: None }
 }
 
 fn accepted() -> Reply {

@@ -20,6 +20,7 @@ fn bid(seq: u64, bidder: &BidderName) -> LogEntry {
         bidder: bidder.clone(),
         amount: Amount::from_minor(1_000 + seq),
         kind: BidKind::Plain,
+        expected: None,
     };
     LogEntry {
         term: Term(1),

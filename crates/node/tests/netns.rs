@@ -137,7 +137,11 @@ fn a_cut_off_host_cannot_commit_while_the_others_can_and_catches_up_when_healed(
             let cut_bid = s.spawn(|| {
                 let start = Instant::now();
                 let r = carol
-                    .request(RequestBody::Bid { auction, amount: Amount::from_minor(5000) })
+                    .request(RequestBody::Bid {
+                        auction,
+                        amount: Amount::from_minor(5000),
+                        expected: None,
+                    })
                     .unwrap();
                 (r, start.elapsed())
             });

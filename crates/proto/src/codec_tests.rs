@@ -367,7 +367,11 @@ fn encoded_sizes_are_pinned() {
     let client = ClientCodec::default();
     let bid = ClientToServer::Request(Request {
         no: RequestNo(1234),
-        body: RequestBody::Bid { auction: AuctionId(17), amount: Amount::from_minor(12_50) },
+        body: RequestBody::Bid {
+            auction: AuctionId(17),
+            amount: Amount::from_minor(12_50),
+            expected: None,
+        },
     });
     let accepted = ServerToClient::Response(Response {
         no: RequestNo(1234),
@@ -416,7 +420,7 @@ fn encoded_sizes_are_pinned() {
         ),
     ];
     let expected = [
-        ("client Bid request", 15),
+        ("client Bid request", 16),
         ("client Accepted response", 26),
         ("client Unavailable response", 22),
         ("peer Ack", 136),

@@ -90,7 +90,13 @@ impl H {
     }
 
     pub fn bid_kind(&mut self, a: AuctionId, who: &str, minor: u64, kind: BidKind) -> Outcome {
-        let op = Operation::PlaceBid { auction: a, bidder: name(who), amount: amt(minor), kind };
+        let op = Operation::PlaceBid {
+            auction: a,
+            bidder: name(who),
+            amount: amt(minor),
+            kind,
+            expected: None,
+        };
         self.op(op).outcome
     }
 

@@ -231,10 +231,12 @@ impl Worker {
         let no = self.number();
         let body = match op.kind {
             BidKind::Plain => {
-                RequestBody::Bid { auction: op.auction, amount: Amount::from_minor(op.amount) }
+                let amount = Amount::from_minor(op.amount);
+                RequestBody::Bid { auction: op.auction, amount, expected: None }
             }
             BidKind::Proxy => {
-                RequestBody::MaxBid { auction: op.auction, max: Amount::from_minor(op.amount) }
+                let max = Amount::from_minor(op.amount);
+                RequestBody::MaxBid { auction: op.auction, max, expected: None }
             }
         };
         let at = phase.t0.elapsed();

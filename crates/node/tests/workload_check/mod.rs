@@ -330,7 +330,8 @@ fn bid_entry(
     kind: BidKind,
 ) -> LogEntry {
     let bidder = BidderName::new(bidder).expect("a valid name");
-    let op = Operation::PlaceBid { auction, bidder, amount: Amount::from_minor(amount), kind };
+    let amount = Amount::from_minor(amount);
+    let op = Operation::PlaceBid { auction, bidder, amount, kind, expected: None };
     LogEntry {
         term: Term(1),
         seq,

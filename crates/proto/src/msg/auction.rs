@@ -11,11 +11,17 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Amount, AuctionId, Seq, Timestamp};
 
-/// Longest bidder name, in bytes.
-pub const MAX_BIDDER_NAME: usize = 32;
+pub use super::text::{BidderNameError, CharClass, MAX_NAME_CHARS as MAX_BIDDER_NAME};
 
-/// A registered bidder's (or seller's) public name: 1 to 32 characters of letters, digits, `_`,
-/// `-` and `.`. Validated on construction and on deserialization.
+/// The largest amount the auction rules accept: 2^53 - 1 minor units (about 90 trillion), so
+/// every amount is exact as a JSON number in JavaScript (an IEEE double).
+pub const MAX_PRICE: Amount = Amount::from_minor((1 << 53) - 1);
+
+/// A registered bidder's (or seller's) public name: 1 to 32 characters, Unicode NFKC
+/// normalised, of letters of one alphabet (Latin, Greek or Cyrillic), digits, `_`, `-` and `.`,
+/// starting with a letter or digit and not ending with `.` (see [`super::text::check_name`]).
+/// Normalised and validated on construction and on deserialization, so a name in memory is
+/// always canonical. Names are unique by [`BidderName::key`] (case-insensitively).
 ///
 /// Shared, not copied: the text lives in an `Arc<str>`, so the state machine's outcomes and
 /// events name bidders without allocating. It travels as a plain string.
@@ -29,41 +35,22 @@ impl Serialize for BidderName {
     }
 }
 
-/// Why a string is not a [`BidderName`].
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum BidderNameError {
-    /// Empty, or longer than [`MAX_BIDDER_NAME`] bytes.
-    #[error("a bidder name has 1 to {MAX_BIDDER_NAME} characters (got {len})")]
-    Length {
-        /// The length given.
-        len: usize,
-    },
-    /// A character outside letters, digits, `_`, `-` and `.`.
-    #[error("invalid character {found:?} in bidder name (use letters, digits, '_', '-', '.')")]
-    InvalidCharacter {
-        /// The first offending character.
-        found: char,
-    },
-}
-
 impl BidderName {
-    /// Validates `name`.
+    /// Normalises (NFKC) and validates `name`.
     pub fn new(name: impl Into<String>) -> Result<Self, BidderNameError> {
-        let name = name.into();
-        if name.is_empty() || name.len() > MAX_BIDDER_NAME {
-            return Err(BidderNameError::Length { len: name.len() });
-        }
-        if let Some(found) =
-            name.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
-        {
-            return Err(BidderNameError::InvalidCharacter { found });
-        }
+        let name = super::text::check_name(&name.into())?;
         Ok(Self(Arc::from(name)))
     }
 
     /// The name as text.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The key names are unique by: case-folded (`Ann` and `ann` share one), see
+    /// [`super::text::name_key`].
+    pub fn key(&self) -> String {
+        super::text::name_key(&self.0)
     }
 }
 
@@ -216,6 +203,52 @@ pub enum RejectReason {
     /// A retried request too old for the exactly-once window: it may or may not have been
     /// applied, and the state machine no longer knows its outcome (query the state instead).
     RequestExpired,
+    /// A title or description holds a character that could act on a terminal or hide text (a
+    /// control, a bidirectional override, an invisible format character).
+    UnsafeText {
+        /// Which text.
+        field: TextField,
+        /// Where, in characters from the start.
+        position: u32,
+        /// The character's code point.
+        code_point: u32,
+        /// Its class.
+        class: CharClass,
+    },
+    /// A buy-now whose expected price is not the auction's buy-now price.
+    BuyNowPriceDiffers {
+        /// The real buy-now price.
+        buy_now: Amount,
+    },
+    /// A bid placed against a price or leader that is no longer current (see [`Expected`]).
+    PriceMoved {
+        /// The current price.
+        price: Amount,
+        /// The current leader.
+        leader: Option<BidderName>,
+    },
+}
+
+/// Which text of an auction spec.
+#[cfg_attr(any(test, feature = "proptest"), derive(proptest_derive::Arbitrary))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TextField {
+    /// The title.
+    Title,
+    /// The description.
+    Description,
+}
+
+/// What a bidder saw when placing a bid: the bid is refused with
+/// [`RejectReason::PriceMoved`] unless the current price equals `price` and, when `leader` is
+/// given, the current leader is that bidder.
+#[cfg_attr(any(test, feature = "proptest"), derive(proptest_derive::Arbitrary))]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Expected {
+    /// The current price the bid was placed against.
+    pub price: Amount,
+    /// The leader it was placed against; `None`: not checked.
+    pub leader: Option<BidderName>,
 }
 
 /// The result of applying one command.
@@ -351,8 +384,12 @@ pub struct AuctionView {
     pub starting_price: Amount,
     /// Increment rule.
     pub increment: IncrementRule,
-    /// The smallest bid that would be accepted now.
-    pub minimum_bid: Amount,
+    /// The smallest bid anyone but the leader may place now; `None` when no bid is possible
+    /// (the auction has ended, or the minimum would exceed [`MAX_PRICE`]).
+    pub minimum_bid: Option<Amount>,
+    /// The smallest bid the bidder who asked may place (the leader must raise their own
+    /// maximum); `None` when not logged in, for the seller, or when no bid is possible.
+    pub your_minimum: Option<Amount>,
     /// Buy-now price, while still available.
     pub buy_now: Option<Amount>,
     /// Soft-close settings.
@@ -387,6 +424,9 @@ mod tests {
         assert_eq!(BidderName::new(""), Err(BidderNameError::Length { len: 0 }));
         assert_eq!(BidderName::new("a b"), Err(BidderNameError::InvalidCharacter { found: ' ' }));
         assert!(BidderName::new("x".repeat(33)).is_err());
+        assert!(BidderName::new("é".repeat(32)).is_ok());
+        assert_eq!(BidderName::new("ｂｏｂ").map(|n| n.to_string()), Ok("bob".to_string()));
+        assert_eq!(BidderName::new("Bob").map(|n| n.key()), Ok("bob".to_string()));
     }
 
     #[test]

@@ -9,7 +9,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::auction::{
-    AuctionEvent, AuctionSpec, AuctionSummary, AuctionView, BidRecord, BidderName, Outcome,
+    AuctionEvent, AuctionSpec, AuctionSummary, AuctionView, BidRecord, BidderName, Expected,
+    Outcome,
 };
 use super::peer::MemberState;
 use crate::{Amount, AuctionId, ClientId, ClusterId, Incarnation, NodeId, RequestNo, Seq, Term};
@@ -101,6 +102,8 @@ pub enum RequestBody {
         auction: AuctionId,
         /// The amount.
         amount: Amount,
+        /// The price and leader the bid was placed against; refused if they moved.
+        expected: Option<Expected>,
     },
     /// A proxy bid with a maximum.
     MaxBid {
@@ -108,11 +111,15 @@ pub enum RequestBody {
         auction: AuctionId,
         /// The maximum.
         max: Amount,
+        /// The price and leader the bid was placed against; refused if they moved.
+        expected: Option<Expected>,
     },
     /// Buy at the buy-now price.
     BuyNow {
         /// The auction.
         auction: AuctionId,
+        /// The buy-now price the buyer saw; refused unless it is the auction's.
+        price: Amount,
     },
     /// Cancel one's own auction without bids.
     Cancel {

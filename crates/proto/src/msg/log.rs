@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::auction::{AuctionSpec, BidKind, BidderName};
+use super::auction::{AuctionSpec, BidKind, BidderName, Expected};
 use super::discovery::NodeInfo;
 use crate::{Amount, AuctionId, ClientId, NodeId, RequestNo, Seq, Term, Timestamp};
 
@@ -47,6 +47,8 @@ pub enum Operation {
         amount: Amount,
         /// Plain or proxy.
         kind: BidKind,
+        /// What the bidder saw; the bid is refused if the price or leader moved.
+        expected: Option<Expected>,
     },
     /// Buy at the buy-now price.
     BuyNow {
@@ -54,6 +56,8 @@ pub enum Operation {
         auction: AuctionId,
         /// The buyer.
         bidder: BidderName,
+        /// The buy-now price the buyer expects; refused unless it is the auction's.
+        price: Amount,
     },
     /// Withdraw an auction with no bids.
     Cancel {
