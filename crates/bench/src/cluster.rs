@@ -94,7 +94,7 @@ impl LocalCluster {
         c.spawn(2)?;
         c.wait_until(Duration::from_secs(30), |r| {
             r.len() == 3
-                && r.iter().all(|x| x.members.len() == 3 && x.leader.is_some())
+                && r.iter().all(|x| x.members.len() == 3 && x.leader.is_some() && x.ready)
                 && r.iter().all(|x| x.leader == r[0].leader)
         })
         .await
@@ -128,6 +128,9 @@ impl LocalCluster {
             .args(["--discovery-port", &self.discovery_port.to_string()])
             .args(["--cluster", &self.cluster])
             .args(["--fsync", if self.config.fsync { "always" } else { "never" }])
+            // Start-up only: the joiners become voters 1 s after catching up (10 s by
+            // default), and the founder probes its peers for a running cluster for 500 ms.
+            .args(["--promote-after", "1s", "--bootstrap-probe", "500ms"])
             .args(&self.config.node_args)
             .env("RUST_LOG", std::env::var("BENCH_NODE_LOG").unwrap_or_else(|_| "warn".into()))
             .stdin(Stdio::null())
@@ -135,9 +138,8 @@ impl LocalCluster {
             .stderr(log);
         if i == 0 && !me.dir.exists() {
             cmd.arg("--bootstrap");
-        } else {
-            cmd.args(["--join", &others.join(",")]);
         }
+        cmd.args(["--join", &others.join(",")]);
         let child = cmd.spawn().with_context(|| format!("cannot start {}", me.name))?;
         if let Some(s) = self.servers.get_mut(i) {
             s.child = Some(child);

@@ -341,9 +341,11 @@ fn role_text(role: Role) -> &'static str {
 fn report_text(r: &NodeReport) -> String {
     let leader = r.leader.map_or("none".to_string(), |l| l.short());
     let members: Vec<String> = r.members.iter().map(|m| m.short()).collect();
-    format!(
-        "node {} (incarnation {})\n  role {}, term {}, leader {leader}\n  commit {}, applied {}, \
-         {} held back\n  members {}\n  clients {}",
+    let learners: Vec<String> = r.learners.iter().map(|m| m.short()).collect();
+    let ready = if r.ready { "" } else { " (not ready: catching up; requests get Unavailable)" };
+    let mut text = format!(
+        "node {} (incarnation {})\n  role {}{ready}, term {}, leader {leader}\n  commit {}, \
+         applied {}, {} held back\n  members {}\n  clients {}",
         r.node.short(),
         r.incarnation.0,
         role_text(r.role),
@@ -353,7 +355,11 @@ fn report_text(r: &NodeReport) -> String {
         r.holdback,
         members.join(" "),
         r.clients
-    )
+    );
+    if !learners.is_empty() {
+        text.push_str(&format!("\n  learners {}", learners.join(" ")));
+    }
+    text
 }
 
 fn member_state_text(state: MemberState) -> &'static str {

@@ -107,6 +107,14 @@ pub struct RunArgs {
     /// of the cluster (it refuses to found a second one if one answers).
     #[arg(long, env = "AUCTION_BOOTSTRAP_PROBE", value_parser = parse_duration, default_value = "3s")]
     pub bootstrap_probe: Duration,
+    /// How long a new server must stay caught up, as a non-voting learner, before the leader
+    /// makes it a voter.
+    #[arg(long, env = "AUCTION_PROMOTE_AFTER", value_parser = parse_duration, default_value = "10s")]
+    pub promote_after: Duration,
+    /// Automatic removal of a server down past the removal grace never takes the voters below
+    /// this many (an operator decides below it).
+    #[arg(long, env = "AUCTION_MIN_VOTERS", default_value_t = 3)]
+    pub min_voters: usize,
     /// The cluster's name: nodes and clients of other clusters are ignored.
     #[arg(long, env = "AUCTION_CLUSTER", default_value = "auction")]
     pub cluster: String,

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use auction_proto::msg::client::{ClientToServer, ServerInfo, ServerToClient};
 use auction_proto::msg::discovery::NodeInfo;
+use auction_proto::msg::log::ConfigChange;
 use auction_proto::msg::peer::{MemberState, PeerBody};
 use auction_proto::{ClientCodec, InstanceId, Keyring, Opened, PeerCodec, PeerSeal, Refusal};
 use auction_replica::{Action, Durable, Replica, ReplicaConfig, Start};
@@ -67,6 +68,9 @@ pub enum NodeError {
 /// A driver turn (one input, its actions) taking this long is logged as a warning: the node
 /// answers nothing meanwhile.
 const SLOW_TURN: Duration = Duration::from_millis(100);
+
+/// How long a leader shutting down waits for another leader before it stops anyway.
+const HANDOFF_WAIT: Duration = Duration::from_secs(2);
 
 /// At most one WARN line per this long for frames of another cluster instance.
 const WARN_EVERY: Duration = Duration::from_secs(60);
@@ -190,6 +194,8 @@ fn replica_config(s: &NodeSettings) -> ReplicaConfig {
     c.membership.confirmation_timeout = s.down_after;
     c.election.election_timeout = s.election_timeout;
     c.bootstrap_probe = s.bootstrap_probe;
+    c.promote_after = s.promote_after;
+    c.min_voters = s.min_voters;
     c
 }
 
@@ -271,8 +277,17 @@ impl Driver {
         let timer = tokio::time::sleep(Duration::from_secs(1));
         tokio::pin!(timer);
         let mut armed: Option<Instant> = None;
+        // Shutting down as a leader: handing over until then.
+        let mut handoff: Option<Instant> = None;
         loop {
             let now = Instant::now();
+            if let Some(until) = handoff {
+                let other = self.replica.leader().is_some_and(|l| l != self.info.node);
+                if other || now >= until {
+                    info!(handed_over = other, leader = ?self.replica.leader(), "shutting down");
+                    return Ok(());
+                }
+            }
             self.replica.handle_wall_clock(wall_clock(), now);
             self.drain().await?;
             // Without a deadline of the replica's, wake within a second anyway (kept, not
@@ -291,9 +306,18 @@ impl Driver {
                 // Timers and completions first, so a flood of peer or client input cannot
                 // starve heartbeats, elections, expiry or shutdown.
                 biased;
-                () = &mut shutdown => {
-                    info!("shutting down");
-                    return Ok(());
+                () = &mut shutdown, if handoff.is_none() => {
+                    woke = Instant::now();
+                    // A leader hands its leadership to the most up-to-date voter before it
+                    // goes (etcd does the same): a planned restart then costs one election
+                    // round trip, not a failure detection.
+                    if self.replica.members().len() > 1 && self.replica.step_down(woke) {
+                        info!("shutting down: handing the leadership over first");
+                        handoff = Some(woke + HANDOFF_WAIT);
+                    } else {
+                        info!("shutting down");
+                        return Ok(());
+                    }
                 }
                 Some(d) = done.recv() => {
                     woke = Instant::now();
@@ -480,6 +504,22 @@ impl Driver {
                     self.writer.submit_all(&mut self.jobs)?;
                     self.writer.save_instance(instance).await.map_err(NodeError::StorageFailed)?;
                     self.net.set_instance(instance);
+                }
+                Action::Configuration { seq, change, voters } => {
+                    let voters: Vec<String> = voters.iter().map(|n| n.short()).collect();
+                    match &change {
+                        ConfigChange::Bootstrap { .. } => {
+                            info!(seq = seq.0, ?voters, "configuration: cluster founded");
+                        }
+                        ConfigChange::AddMember(m) => info!(seq = seq.0, node = %m.node.short(),
+                            ?voters, "configuration: server promoted to voter"),
+                        ConfigChange::RemoveMember(n) => info!(seq = seq.0, node = %n.short(),
+                            ?voters, "configuration: voter removed"),
+                    }
+                }
+                Action::Learners { learners } => {
+                    let learners: Vec<String> = learners.iter().map(|n| n.short()).collect();
+                    info!(?learners, "learners (replicated to, not voting yet)");
                 }
                 Action::BootstrapRefused { instance } => {
                     return Err(NodeError::BootstrapRefused { instance });

@@ -186,6 +186,20 @@ impl Sessions {
         now: Instant,
     ) -> Effect {
         let applied = replica.applied();
+        if needs_ready(&body) && !replica.is_ready() {
+            // A node that has just started (or lost its leader) would answer from a state
+            // that may be older than what the client saw: "wrong token" or "no such auction"
+            // would look final. Unavailable sends the client to another server.
+            let leader = replica.leader().filter(|l| *l != replica.me().node);
+            let retry_after = Duration::from_millis(100);
+            self.respond(
+                conn,
+                id.no,
+                applied,
+                Err(ClientError::Unavailable { retry_after, leader }),
+            );
+            return Effect::None;
+        }
         let result = match body {
             RequestBody::Admin { token, op } => {
                 return self.admin(replica, conn, id.no, &token, op, now);
@@ -233,9 +247,10 @@ impl Sessions {
             }
             RequestBody::Whoami => Ok(Reply::Identity { name: c.bidder.clone() }),
             RequestBody::ListAuctions { filter } => Ok(Reply::Auctions(machine.auctions(filter))),
-            RequestBody::ShowAuction { auction } => {
-                machine.auction(auction).map(Reply::Auction).ok_or(ClientError::UnknownAuction)
-            }
+            RequestBody::ShowAuction { auction } => machine
+                .auction_for(auction, c.bidder.as_ref())
+                .map(Reply::Auction)
+                .ok_or(ClientError::UnknownAuction),
             RequestBody::History { auction } => {
                 machine.history(auction).map(Reply::History).ok_or(ClientError::UnknownAuction)
             }
@@ -453,6 +468,20 @@ impl Sessions {
     }
 }
 
+/// Requests answered from the replicated state (or changing it): refused while the node is
+/// not ready. Status views (report, servers, clients, queue), `whoami`, subscriptions and
+/// admin operations are answered at once.
+fn needs_ready(body: &RequestBody) -> bool {
+    matches!(
+        body,
+        RequestBody::Login { .. }
+            | RequestBody::ListAuctions { .. }
+            | RequestBody::ShowAuction { .. }
+            | RequestBody::History { .. }
+            | RequestBody::Register { .. }
+    ) || is_write(body)
+}
+
 fn is_write(body: &RequestBody) -> bool {
     matches!(
         body,
@@ -467,13 +496,13 @@ fn is_write(body: &RequestBody) -> bool {
 fn operation(body: RequestBody, bidder: BidderName) -> Option<Operation> {
     Some(match body {
         RequestBody::Open { spec } => Operation::OpenAuction { seller: bidder, spec },
-        RequestBody::Bid { auction, amount } => {
-            Operation::PlaceBid { auction, bidder, amount, kind: BidKind::Plain }
+        RequestBody::Bid { auction, amount, expected } => {
+            Operation::PlaceBid { auction, bidder, amount, kind: BidKind::Plain, expected }
         }
-        RequestBody::MaxBid { auction, max } => {
-            Operation::PlaceBid { auction, bidder, amount: max, kind: BidKind::Proxy }
+        RequestBody::MaxBid { auction, max, expected } => {
+            Operation::PlaceBid { auction, bidder, amount: max, kind: BidKind::Proxy, expected }
         }
-        RequestBody::BuyNow { auction } => Operation::BuyNow { auction, bidder },
+        RequestBody::BuyNow { auction, price } => Operation::BuyNow { auction, bidder, price },
         RequestBody::Cancel { auction } => Operation::Cancel { auction, seller: bidder },
         _ => return None,
     })

@@ -76,6 +76,10 @@ pub struct NodeSettings {
     pub bootstrap: bool,
     /// How long the bootstrap probe lasts.
     pub bootstrap_probe: Duration,
+    /// How long a learner stays caught up before promotion.
+    pub promote_after: Duration,
+    /// The quorum floor of automatic removals.
+    pub min_voters: usize,
     /// The cluster.
     pub cluster: ClusterId,
     /// The cluster's name.
@@ -132,6 +136,8 @@ impl NodeSettings {
             discovery_targets,
             bootstrap: args.bootstrap,
             bootstrap_probe: args.bootstrap_probe,
+            promote_after: args.promote_after,
+            min_voters: args.min_voters,
             cluster: ClusterId::from_name(&args.cluster),
             cluster_name: args.cluster.clone(),
             admin_token: args.admin_token.clone().unwrap_or_else(|| default_admin_token(&key)),

@@ -45,7 +45,7 @@ fn every_node_shows_the_same_state_and_a_retry_is_applied_once() {
     );
     // A retry of bob's next bid with the same request number, on a new connection to
     // another server, returns the first outcome and is not applied twice.
-    let body = RequestBody::Bid { auction, amount: Amount::from_minor(1500) };
+    let body = RequestBody::Bid { auction, amount: Amount::from_minor(1500), expected: None };
     let first = bob.send(RequestNo(100), body.clone()).unwrap();
     assert!(matches!(outcome(&first), Outcome::Accepted { .. }));
     let mut bob_again = Client::connect_as(cluster.nodes[0].client, bob.id, bob.seen).unwrap();
@@ -70,7 +70,7 @@ fn a_retried_request_from_the_same_session_is_applied_once() {
     let auction = open_auction(&mut seller, "chair");
     let mut alice = Client::connect(cluster.nodes[1].client).unwrap();
     alice.register_and_login("alice");
-    let body = RequestBody::Bid { auction, amount: Amount::from_minor(1200) };
+    let body = RequestBody::Bid { auction, amount: Amount::from_minor(1200), expected: None };
     let a = alice.send(RequestNo(50), body.clone()).unwrap();
     let b = alice.send(RequestNo(50), body).unwrap();
     assert_eq!(outcome(&a), outcome(&b), "the retry returns the first outcome");
@@ -354,12 +354,12 @@ fn another_session_cannot_use_a_client_id_it_has_seen() {
         let name = auction_proto::msg::auction::BidderName::new("attacker").unwrap();
         let login = forger.request(RequestBody::Login { name, token: attacker_token.clone() });
         assert!(login.unwrap().result.is_ok());
-        let body = RequestBody::Bid { auction, amount: Amount::from_minor(5000) };
+        let body = RequestBody::Bid { auction, amount: Amount::from_minor(5000), expected: None };
         let _ = forger.send(RequestNo(7), body).unwrap();
     }
     // ...and the victim's own request 7 is still applied as itself: too low now, not the
     // attacker's "accepted" handed back as if it were the victim's.
-    let body = RequestBody::Bid { auction, amount: Amount::from_minor(1000) };
+    let body = RequestBody::Bid { auction, amount: Amount::from_minor(1000), expected: None };
     let mine = victim.send(RequestNo(7), body).unwrap();
     assert!(
         matches!(outcome(&mine), Outcome::Rejected { reason: RejectReason::TooLow { .. } }),

@@ -26,6 +26,9 @@ pub struct OrderingConfig {
     pub max_snapshot_bytes: usize,
     /// Bytes per `Snapshot` chunk.
     pub snapshot_chunk: usize,
+    /// A learner acknowledged up to within this many entries of the commit point counts as
+    /// caught up (see [`crate::Ordering::learner_ready`]).
+    pub learner_lag: u64,
 }
 
 impl Default for OrderingConfig {
@@ -39,6 +42,7 @@ impl Default for OrderingConfig {
             max_pending: 1024,
             max_snapshot_bytes: 64 << 20,
             snapshot_chunk: 1 << 20,
+            learner_lag: 256,
         }
     }
 }

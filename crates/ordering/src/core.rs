@@ -86,6 +86,8 @@ pub struct Ordering {
     pub(crate) nacked: Option<(Seq, Instant)>,
     /// The last `Ack` sent: its term and stored point (see `Ordering::ack_if_moved`).
     pub(crate) last_ack: Option<(Term, Seq)>,
+    /// Follower: the term in which it caught up with the leader's commit point while in sync.
+    pub(crate) commit_learned: Option<Term>,
     pub(crate) faults: Faults,
 }
 
@@ -139,6 +141,7 @@ impl Ordering {
             actions: VecDeque::new(),
             nacked: None,
             last_ack: None,
+            commit_learned: None,
             faults: Faults::default(),
         };
         core.check_invariants();
@@ -209,6 +212,27 @@ impl Ordering {
     /// The voting members of the latest configuration in the log (committed or not).
     pub fn members(&self) -> &[NodeInfo] {
         self.log.members()
+    }
+
+    /// Whether this node can answer clients from its state: it leads and finished its view
+    /// change, or it follows the leader of the current term in sync and has caught up with
+    /// a commit point that leader announced (everything committed up to it is applied). A node that has just
+    /// started or lost its leader is not ready: its state may be older than what a client
+    /// already saw elsewhere.
+    pub fn is_ready(&self) -> bool {
+        match &self.leading {
+            Some(ls) => ls.is_active() && !ls.unavailable,
+            None => {
+                self.leader.is_some_and(|l| l != self.me)
+                    && self.matched.is_some()
+                    && self.commit_learned == Some(self.term)
+            }
+        }
+    }
+
+    /// The voters of the configuration in force at `seq` (after the entry there).
+    pub fn members_at(&self, seq: Seq) -> Vec<NodeId> {
+        self.log.members_at(seq).iter().map(|m| m.node).collect()
     }
 
     /// The entry at `seq`, if still in the log.

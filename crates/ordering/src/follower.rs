@@ -268,6 +268,11 @@ impl Ordering {
     fn follow_commit(&mut self, leader_commit: Seq) {
         if let Some(m) = self.matched {
             self.commit = self.commit.max(leader_commit.min(m));
+            // Ready once it holds everything the leader said committed (then for the rest of
+            // the term: a follower a few entries behind under load does not flap).
+            if self.commit >= leader_commit {
+                self.commit_learned = Some(self.term);
+            }
         }
     }
 

@@ -62,6 +62,8 @@ pub(crate) struct LeaderState {
     pub(crate) progress: BTreeMap<NodeId, Progress>,
     /// Proposals received during the view change, sequenced once active.
     pub(crate) pending: VecDeque<Command>,
+    /// Servers outside the configuration it replicates to, and since when each is caught up.
+    pub(crate) learners: crate::learners::Learners,
     pub(crate) unavailable: bool,
 }
 
@@ -73,6 +75,7 @@ impl LeaderState {
 
     pub(crate) fn check_invariants(&self, config: &OrderingConfig, last: Seq, commit: Seq) {
         assert!(self.pending.len() <= config.max_pending, "leader pending over bound");
+        assert!(self.learners.len() <= crate::MAX_LEARNERS, "learners over bound");
         assert!(self.progress.values().all(|p| p.matched <= last), "progress beyond log");
         if let Phase::Adopting { noop } = self.phase {
             assert!(noop <= last && noop > self.gather_commit.min(commit), "noop position");
@@ -96,6 +99,7 @@ impl Ordering {
             gather_commit: self.commit,
             progress: BTreeMap::new(),
             pending,
+            learners: BTreeMap::new(),
             unavailable: false,
         });
         let members: Vec<NodeId> = self.log.members().iter().map(|m| m.node).collect();
@@ -137,7 +141,12 @@ impl Ordering {
         let Some(ls) = self.leading.as_mut() else { return };
         ls.progress.entry(from).or_default().heard = Some(now);
         let gc = ls.gather_commit;
+        let member = self.log.is_member(from);
         if let Phase::Gathering { states } = &mut ls.phase {
+            if !member {
+                // A learner's log never decides the view change; it is synced afterwards.
+                return;
+            }
             let complete = last.seq <= gc
                 || (suffix.first().map(|e| e.seq) == Some(gc.next())
                     && suffix.last().map(|e| e.seq) == Some(last.seq));
@@ -466,7 +475,8 @@ impl Ordering {
             return;
         }
         let window = (self.config.max_batch * 4) as u64;
-        let targets: Vec<NodeId> = self.log.members().iter().map(|m| m.node).collect();
+        let mut targets: Vec<NodeId> = self.log.members().iter().map(|m| m.node).collect();
+        targets.extend(ls.learners.keys().copied());
         let me = self.me;
         for n in targets.into_iter().filter(|n| *n != me) {
             self.flush_to(n, window);
@@ -512,12 +522,16 @@ impl Ordering {
 
     /// Heartbeats, retransmission, re-asking silent members, availability.
     pub(crate) fn leader_tick(&mut self, now: Instant) {
+        self.track_learners(now);
         let (term, commit, me) = (self.term, self.commit, self.me);
         let members: Vec<NodeId> = self.log.members().iter().map(|m| m.node).collect();
         let Some(ls) = self.leading.as_mut() else { return };
         let mut out = Vec::new();
-        for &n in members.iter().filter(|n| **n != me) {
+        let learners: Vec<NodeId> = ls.learners.keys().copied().collect();
+        for &n in members.iter().chain(&learners).filter(|n| **n != me) {
             let gathering = match &ls.phase {
+                // Learners wait for the view change to end (they do not take part in it).
+                Phase::Gathering { .. } if !members.contains(&n) => continue,
                 Phase::Gathering { states } => Some(states.contains_key(&n)),
                 _ => None,
             };

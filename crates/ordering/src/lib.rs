@@ -92,10 +92,12 @@ mod error;
 mod follower;
 mod holdback;
 mod leader;
+mod learners;
 mod log;
 
 pub use action::{Action, StoreId};
 pub use config::OrderingConfig;
 pub use core::{Faults, Ordering, Persisted};
 pub use error::{Bound, OrderingError};
+pub use learners::MAX_LEARNERS;
 pub use log::Snapshot;

@@ -6,7 +6,7 @@ use std::time::Duration;
 use auction_ordering::{Snapshot, StoreId};
 use auction_proto::msg::auction::{AuctionEvent, Outcome};
 use auction_proto::msg::client::Role;
-use auction_proto::msg::log::{LogEntry, RequestId};
+use auction_proto::msg::log::{ConfigChange, LogEntry, RequestId};
 use auction_proto::msg::peer::PeerBody;
 use auction_proto::{Addressee, InstanceId, NodeId, Seq, Term, Timestamp};
 
@@ -44,6 +44,22 @@ pub enum Action {
     BootstrapRefused {
         /// The instance found.
         instance: InstanceId,
+    },
+    /// A configuration change was applied at `seq`; `voters` is the configuration after it.
+    /// For the operator's log; nothing to carry out.
+    Configuration {
+        /// Where.
+        seq: Seq,
+        /// The change.
+        change: ConfigChange,
+        /// The voters after it.
+        voters: Vec<NodeId>,
+    },
+    /// This leader now replicates to these learners (servers outside the configuration,
+    /// promoted once caught up). For the operator's log; nothing to carry out.
+    Learners {
+        /// The learners.
+        learners: Vec<NodeId>,
     },
     /// Make `(term, accepted)` durable before carrying out any later action.
     PersistTerm {

@@ -20,10 +20,17 @@ pub struct ReplicaConfig {
     /// How long a node told to bootstrap on an empty data directory first looks for an
     /// existing instance of the cluster (by discovery) before it founds one.
     pub bootstrap_probe: Duration,
+    /// How long a learner must stay caught up before the leader makes it a voter (Consul
+    /// autopilot's server stabilization time).
+    pub promote_after: Duration,
+    /// Automatic removal of a member down past the grace never takes the voters below this
+    /// many (or below the configuration's size, if smaller): below it an operator decides.
+    pub min_voters: usize,
 }
 
 impl Default for ReplicaConfig {
-    /// The cores' defaults, a snapshot every 10 000 entries, removal after 60 s down.
+    /// The cores' defaults, a snapshot every 10 000 entries, removal after 60 s down (never
+    /// below 3 voters), promotion after 10 s caught up, a 3 s bootstrap probe.
     fn default() -> Self {
         Self {
             membership: auction_membership::Config::default(),
@@ -32,6 +39,8 @@ impl Default for ReplicaConfig {
             snapshot_every: 10_000,
             removal_grace: Duration::from_secs(60),
             bootstrap_probe: Duration::from_secs(3),
+            promote_after: Duration::from_secs(10),
+            min_voters: 3,
         }
     }
 }

@@ -5,11 +5,11 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use auction_proto::msg::log::{Command, ConfigChange, Operation};
-use auction_proto::{AuctionId, Timestamp};
+use auction_proto::{AuctionId, NodeId, Timestamp};
 use rand::RngCore;
 
-use crate::Replica;
 use crate::replica::MAX_PENDING_CLOSES;
+use crate::{Action, Replica};
 
 /// How long a leaving leader waits for its own removal to commit before leaving anyway.
 const LEAVE_WAIT: Duration = Duration::from_secs(5);
@@ -57,25 +57,35 @@ impl<R: RngCore> Replica<R> {
         }
     }
 
-    /// One configuration change at a time: removals of departed members first, then
-    /// additions of discovered servers.
+    /// One configuration change at a time: removals of departed members first (an automatic
+    /// one never below the quorum floor), then promotions of learners that have been caught
+    /// up for the stabilization time. Live servers outside the configuration that sent this
+    /// leader an addressed frame are its learners.
     fn change_config(&mut self, now: Instant) {
         let members = self.members();
         let me = self.me.node;
         let grace = self.config.removal_grace;
+        let above_floor = members.len() > self.config.min_voters.max(1);
         let gone = members.iter().copied().find(|n| {
-            let departed = self.left.contains(n)
-                || self.down_since.get(n).is_some_and(|since| now >= *since + grace);
-            (*n != me && departed) || (*n == me && self.leaving.is_some())
+            let left = self.left.contains(n);
+            let down = self.down_since.get(n).is_some_and(|since| now >= *since + grace);
+            (*n != me && (left || (down && above_floor))) || (*n == me && self.leaving.is_some())
         });
+        let learners: Vec<NodeId> = self
+            .membership
+            .live_members()
+            .filter(|n| !members.contains(n) && !self.left.contains(n) && self.peers.is_vouched(*n))
+            .collect();
+        if self.ordering.handle_learners(&learners, now) {
+            self.actions.push_back(Action::Learners { learners: self.ordering.learners() });
+        }
+        let stable = self.config.promote_after;
         let change = match gone {
             Some(n) => Some(ConfigChange::RemoveMember(n)),
-            None => self
-                .membership
-                .live_members()
-                .find(|n| {
-                    !members.contains(n) && !self.left.contains(n) && self.peers.is_vouched(*n)
-                })
+            None => learners
+                .iter()
+                .copied()
+                .find(|n| self.ordering.learner_ready(*n, stable, now))
                 .and_then(|n| self.membership.member(&n))
                 .map(|m| ConfigChange::AddMember(m.info)),
         };

@@ -40,7 +40,7 @@ impl<R: RngCore> Replica<R> {
                 let led = leader_term(&msg);
                 self.ordering.handle_message(from, msg, now);
                 if let Some(term) = led {
-                    self.election.handle_leader_heard(from, term);
+                    self.election.handle_leader_heard(from, term, now);
                 }
             }
         }

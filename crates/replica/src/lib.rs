@@ -87,6 +87,7 @@ mod action;
 mod config;
 mod duties;
 mod inputs;
+mod liveness;
 mod peers;
 mod pump;
 mod replica;

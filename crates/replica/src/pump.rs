@@ -155,6 +155,11 @@ impl<R: RngCore> Replica<R> {
                     self.actions.push_back(Action::Complete { request, seq, outcome });
                 }
             }
+            if let EntryPayload::Config(change) = &entry.payload {
+                let voters = self.ordering.members_at(entry.seq);
+                let (seq, change) = (entry.seq, change.clone());
+                self.actions.push_back(Action::Configuration { seq, change, voters });
+            }
             if !applied.events.is_empty() {
                 let (seq, at, events) = (entry.seq, entry.timestamp, applied.events);
                 self.actions.push_back(Action::Events { seq, at, events });
@@ -214,6 +219,7 @@ impl<R: RngCore> Replica<R> {
             self.members = members.clone();
             self.election.handle_members(members);
         }
+        self.feed_relay_targets();
         let last = self.ordering.last_log();
         if last != self.last_log {
             self.last_log = last;
@@ -222,7 +228,7 @@ impl<R: RngCore> Replica<R> {
         let term = self.ordering.term();
         if term > self.election.term() {
             match self.ordering.leader().filter(|l| *l != self.me.node) {
-                Some(l) => self.election.handle_leader_heard(l, term),
+                Some(l) => self.election.handle_leader_heard(l, term, now),
                 None => {
                     // Adopt the term first: an election from the stale term would only send
                     // tokens the nodes at `term` refuse (sim seed 403).

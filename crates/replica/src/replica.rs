@@ -232,6 +232,18 @@ impl<R: RngCore> Replica<R> {
         self.ordering.leader().or_else(|| self.election.leader())
     }
 
+    /// Whether this node may answer clients (see `auction_ordering::Ordering::is_ready`):
+    /// until then every request gets a retryable `Unavailable`, so that a restarted node's
+    /// still-empty state never gives a final-looking answer.
+    pub fn is_ready(&self) -> bool {
+        self.ordering.is_ready()
+    }
+
+    /// The learners this leader replicates to (empty on a follower).
+    pub fn learners(&self) -> Vec<NodeId> {
+        self.ordering.learners()
+    }
+
     /// Whether this node leads and has finished its view change (it sequences).
     pub fn is_leading(&self) -> bool {
         self.ordering.is_leading()
@@ -278,6 +290,8 @@ impl<R: RngCore> Replica<R> {
             members: self.members(),
             clients: self.clients,
             holdback: u32::try_from(last.0.saturating_sub(commit.0)).unwrap_or(u32::MAX),
+            ready: self.is_ready(),
+            learners: self.learners(),
         }
     }
 

@@ -177,11 +177,69 @@ fn unaddressed_discovery_makes_a_server_known_but_never_a_member() {
     let leave = DiscoveryMsg::Leave { node: info(2).node, incarnation: Incarnation(1) };
     r.handle_unaddressed(info(2).node, Incarnation(1), leave, later);
     drain(&mut r, later);
-    // An addressed frame vouches for it: the leader adds it.
+    assert_eq!(r.learners(), vec![], "not even a learner");
+    // An addressed frame vouches for it: the leader replicates to it as a learner, and
+    // makes it a voter once it has been caught up for the stabilization time.
     let ping = MembershipMsg::Ping { probe: 1, updates: vec![] };
     r.handle_peer(info(2).node, Incarnation(1), PeerBody::Membership(ping), later);
     let actions = drain(&mut r, later);
-    assert!(adds(&actions), "{actions:?}");
+    assert!(actions.contains(&Action::Learners { learners: vec![info(2).node] }), "{actions:?}");
+    assert!(!adds(&actions), "a voter at once: {actions:?}");
+    // It stays alive and caught up: promoted once the stabilization time has passed.
+    let stable = later + ReplicaConfig::default().promote_after + Duration::from_millis(100);
+    let mut at = later;
+    let mut promoted = None;
+    while at <= stable + Duration::from_secs(1) && promoted.is_none() {
+        let ping = MembershipMsg::Ping { probe: 2, updates: vec![] };
+        r.handle_peer(info(2).node, Incarnation(1), PeerBody::Membership(ping), at);
+        drain(&mut r, at);
+        if adds(&caught_up(&mut r, 2, at)) {
+            promoted = Some(at);
+        }
+        at += Duration::from_millis(500);
+    }
+    let promoted = promoted.expect("promoted after the stabilization time");
+    assert!(promoted >= later + ReplicaConfig::default().promote_after, "promoted too early");
+}
+
+/// Node `n` acknowledges the leader's whole log, as a learner that caught up does; then a
+/// tick. Returns the actions.
+fn caught_up(r: &mut Replica<ChaCha8Rng>, n: u8, now: Instant) -> Vec<Action> {
+    use auction_proto::msg::peer::OrderingMsg;
+    let stored = r.ordering.last_log().seq;
+    let ack = OrderingMsg::Ack { term: r.term(), stored };
+    r.handle_peer(info(n).node, Incarnation(1), PeerBody::Ordering(ack), now);
+    let mut actions = drain(r, now);
+    let tick = now + Duration::from_millis(60);
+    r.handle_timeout(tick);
+    actions.extend(drain(r, tick));
+    actions
+}
+
+#[test]
+fn a_short_lived_server_never_becomes_a_voter() {
+    let now = Instant::now();
+    let (mut r, _) = founder(now);
+    let t = now + Duration::from_secs(4);
+    let ping = MembershipMsg::Ping { probe: 1, updates: vec![] };
+    r.handle_unaddressed(info(2).node, Incarnation(1), discover(2), t);
+    r.handle_peer(info(2).node, Incarnation(1), PeerBody::Membership(ping), t);
+    drain(&mut r, t);
+    // Alive and caught up for 5 s, then gone (less than the 10 s stabilization time).
+    let mut at = t;
+    for _ in 0..10 {
+        let ping = MembershipMsg::Ping { probe: 2, updates: vec![] };
+        r.handle_peer(info(2).node, Incarnation(1), PeerBody::Membership(ping), at);
+        assert!(!adds(&caught_up(&mut r, 2, at)), "a voter before the stabilization time");
+        at += Duration::from_millis(500);
+    }
+    // Never added.
+    for _ in 0..40 {
+        at += Duration::from_millis(500);
+        r.handle_timeout(at);
+        assert!(!adds(&drain(&mut r, at)), "a server that lived 5 s became a voter");
+    }
+    assert_eq!(r.members(), vec![info(1).node]);
 }
 
 #[test]

@@ -38,6 +38,8 @@ pub struct TestCluster {
     pub nodes: Vec<TestNode>,
     pub cluster: String,
     pub discovery_port: u16,
+    /// Every server's `--promote-after`.
+    pub promote_after: &'static str,
 }
 
 /// A port free for both TCP and UDP on 127.0.0.1, never handed out twice by this process
@@ -63,6 +65,21 @@ impl TestCluster {
     /// Starts `n` servers (the first bootstraps, the others join it) and waits until every
     /// server reports `n` members and a leader.
     pub fn start(n: usize) -> Self {
+        Self::start_with(n, "300ms")
+    }
+
+    /// As [`TestCluster::start`], with the leader's `--promote-after`.
+    pub fn start_with(n: usize, promote_after: &'static str) -> Self {
+        Self::start_opts(n, promote_after, false)
+    }
+
+    /// As [`TestCluster::start`], every server's stderr (at INFO) captured in
+    /// `dir/<name>.stderr`.
+    pub fn start_captured(n: usize) -> Self {
+        Self::start_opts(n, "300ms", true)
+    }
+
+    fn start_opts(n: usize, promote_after: &'static str, capture: bool) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let cluster = format!("test-{}-{}", std::process::id(), free_port());
         let discovery_port = free_port();
@@ -80,10 +97,10 @@ impl TestCluster {
                 child: None,
                 bootstrap: i == 0,
                 join,
-                stderr: None,
+                stderr: capture.then(|| dir.path().join(format!("n{}.stderr", i + 1))),
             });
         }
-        let mut c = Self { dir, nodes, cluster, discovery_port };
+        let mut c = Self { dir, nodes, cluster, discovery_port, promote_after };
         for i in 0..n {
             c.spawn(i);
             if i == 0 {
@@ -120,7 +137,7 @@ impl TestCluster {
                 "--down-after",
                 "600ms",
             ])
-            .args(["--election-timeout", "300ms"])
+            .args(["--election-timeout", "300ms", "--promote-after", self.promote_after])
             .env("RUST_LOG", std::env::var("TEST_NODE_LOG").unwrap_or_else(|_| "warn".into()))
             .stdin(Stdio::null());
         if node.bootstrap && !node.dir.exists() {
@@ -135,9 +152,34 @@ impl TestCluster {
             cmd.args(["--join", &peers.join(",")]);
         }
         if let Some(path) = &self.nodes[i].stderr {
-            cmd.stderr(std::fs::File::create(path).unwrap());
+            // Captured output is read by the test: INFO, whatever TEST_NODE_LOG says.
+            cmd.stderr(std::fs::File::create(path).unwrap()).env("RUST_LOG", "info");
         }
         self.nodes[i].child = Some(cmd.spawn().unwrap());
+    }
+
+    /// Adds a server that joins the cluster (not started).
+    pub fn add_node(&mut self) -> usize {
+        let i = self.nodes.len();
+        self.nodes.push(TestNode {
+            name: format!("n{}", i + 1),
+            peer: ([127, 0, 0, 1], free_port()).into(),
+            client: ([127, 0, 0, 1], free_port()).into(),
+            dir: self.dir.path().join(format!("n{}", i + 1)),
+            child: None,
+            bootstrap: false,
+            join: self.nodes.first().map(|f| f.peer),
+            stderr: None,
+        });
+        i
+    }
+
+    /// SIGTERM to server `i` (a graceful stop).
+    pub fn terminate(&mut self, i: usize) {
+        if let Some(child) = self.nodes[i].child.as_ref() {
+            let pid = child.id().to_string();
+            let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        }
     }
 
     /// Server `i`'s exit status once it has exited by itself within `limit` (`None` if it
@@ -196,7 +238,10 @@ impl TestCluster {
         reports.len() == self.nodes.iter().filter(|x| x.child.is_some()).count()
             && !reports.is_empty()
             && reports.iter().all(|r| {
-                r.members.len() == n && r.leader.is_some() && r.leader == reports[0].leader
+                r.members.len() == n
+                    && r.leader.is_some()
+                    && r.leader == reports[0].leader
+                    && r.ready
             })
     }
 
@@ -369,7 +414,8 @@ pub fn open_auction(c: &mut Client, title: &str) -> auction_proto::AuctionId {
 
 /// A plain bid of `minor` cents (retrying while unavailable); its outcome.
 pub fn bid(c: &mut Client, auction: auction_proto::AuctionId, minor: u64) -> Outcome {
-    outcome(&c.retry(RequestBody::Bid { auction, amount: Amount::from_minor(minor) }))
+    let body = RequestBody::Bid { auction, amount: Amount::from_minor(minor), expected: None };
+    outcome(&c.retry(body))
 }
 
 /// A simple auction specification.

@@ -236,6 +236,7 @@ impl Lan {
             .args(["--cluster", &format!("netns-{}", self.id), "--cluster-key", KEY])
             .args(["--probe-interval", "200ms", "--suspect-after", "600ms"])
             .args(["--down-after", "600ms", "--election-timeout", "300ms"])
+            .args(["--promote-after", "300ms", "--bootstrap-probe", "500ms"])
             .args(["--fsync", self.fsync])
             .env("RUST_LOG", std::env::var("TEST_NODE_LOG").unwrap_or_else(|_| "warn".into()))
             .stdin(Stdio::null());

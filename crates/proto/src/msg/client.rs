@@ -355,6 +355,12 @@ pub struct NodeReport {
     pub clients: u32,
     /// Entries waiting in the hold-back queue.
     pub holdback: u32,
+    /// Whether it answers from its state: a leader whose view change is over and that hears a
+    /// majority, or a server in sync with its leader's commit point. Until then it answers
+    /// reads and writes with a retryable `Unavailable`.
+    pub ready: bool,
+    /// The learners the leader replicates to (servers not yet voters); empty elsewhere.
+    pub learners: Vec<NodeId>,
 }
 
 /// One connected client (the seed's `clients`).

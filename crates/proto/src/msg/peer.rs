@@ -106,6 +106,30 @@ pub enum ElectionMsg {
         /// The members that took part (the winner's token's path).
         participants: Vec<NodeId>,
     },
+    /// The leader's idle heartbeat, sent over UDP every heartbeat interval to every member of
+    /// its configuration, so that followers notice a dead leader within a few hundred
+    /// milliseconds whatever its ordering traffic does.
+    Heartbeat {
+        /// The leader's term.
+        term: Term,
+    },
+    /// Pre-vote request (Raft's PreVote): "I lost the leader; would you take part in an
+    /// election for `term`?" Neither side changes its term for it.
+    PreVote {
+        /// The term the sender would start (its term + 1).
+        term: Term,
+        /// The sender's last log position (the receiver grants only if it is at least its own).
+        last_log: LogPosition,
+    },
+    /// The answer to a `PreVote`.
+    PreVoteReply {
+        /// The term asked for.
+        term: Term,
+        /// Whether the receiver also lost its leader and the sender's log is up to date.
+        granted: bool,
+        /// The answering node's current term.
+        current: Term,
+    },
 }
 
 /// Total-order multicast messages (sequencer, hold-back queue, view change, state transfer).

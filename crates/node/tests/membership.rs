@@ -1,0 +1,73 @@
+//! Membership that cannot hurt, with real processes: a short-lived server with the key never
+//! becomes a voter, and a leader stopped with SIGTERM hands its leadership over first.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use auction_proto::msg::auction::Outcome;
+use common::{Client, TestCluster, bid, open_auction};
+
+#[test]
+fn a_short_lived_server_with_the_key_never_becomes_a_voter() {
+    // Promotion after 10 s caught up, the default.
+    let mut cluster = TestCluster::start_with(3, "10s");
+    let extra = cluster.add_node();
+    cluster.spawn(extra);
+    let node = {
+        let mut id = None;
+        cluster.wait_for(Duration::from_secs(20), |c| {
+            id = c.report(extra).map(|r| r.node);
+            id.is_some()
+        });
+        id.unwrap()
+    };
+    // It becomes a learner of the leader (replicated to, not voting) ...
+    cluster.wait_for(Duration::from_secs(20), |c| {
+        c.leader().and_then(|l| c.report(l)).is_some_and(|r| r.learners.contains(&node))
+    });
+    // ... and, stopped after a few seconds, it never counted for a quorum.
+    std::thread::sleep(Duration::from_secs(4));
+    cluster.kill(extra);
+    for i in 0..3 {
+        let r = cluster.report(i).expect("a member answers");
+        assert_eq!(r.members.len(), 3, "server {i}: {r:?}");
+        assert!(!r.members.contains(&node), "the short-lived server became a voter: {r:?}");
+    }
+    // Stopping one real member leaves 2 of 3: writes go on.
+    let leader = cluster.leader().expect("a leader");
+    let other = (leader + 1) % 3;
+    let survivor = (leader + 2) % 3;
+    cluster.kill(other);
+    let mut seller = Client::connect(cluster.nodes[survivor].client).unwrap();
+    seller.register_and_login("seller");
+    let auction = open_auction(&mut seller, "vase");
+    let mut bob = Client::connect(cluster.nodes[survivor].client).unwrap();
+    bob.register_and_login("bob");
+    assert!(matches!(bid(&mut bob, auction, 1000), Outcome::Accepted { .. }));
+}
+
+#[test]
+fn a_leader_stopped_with_sigterm_hands_the_leadership_over_first() {
+    let mut cluster = TestCluster::start_captured(3);
+    let leader = cluster.leader().expect("a leader");
+    let other = (leader + 1) % 3;
+    let mut alice = Client::connect(cluster.nodes[other].client).unwrap();
+    alice.register_and_login("alice");
+    let mut seller = Client::connect(cluster.nodes[other].client).unwrap();
+    seller.register_and_login("seller");
+    let auction = open_auction(&mut seller, "lamp");
+    cluster.terminate(leader);
+    let status = cluster.wait_exit(leader, Duration::from_secs(10)).expect("it stops");
+    assert!(status.success(), "a graceful stop: {status:?}");
+    let log = cluster.nodes[leader].stderr.clone().unwrap();
+    let said = std::fs::read_to_string(&log).unwrap();
+    assert!(said.contains("handing the leadership over first"), "{said}");
+    assert!(said.contains("handed_over=true"), "another leader before it stopped: {said}");
+    // The next write is answered, by the new leader.
+    assert!(matches!(bid(&mut alice, auction, 1000), Outcome::Accepted { .. }));
+    let new = cluster.leader().expect("a new leader");
+    assert_ne!(new, leader);
+}
