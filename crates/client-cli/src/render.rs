@@ -359,6 +359,12 @@ fn report_text(r: &NodeReport) -> String {
     if !learners.is_empty() {
         text.push_str(&format!("\n  learners {}", learners.join(" ")));
     }
+    let offsets: Vec<String> =
+        r.clock_offsets.iter().map(|(n, ms)| format!("{} {ms:+}ms", n.short())).collect();
+    text.push_str(&format!("\n  clock skew {:+}ms", r.clock_skew_ms));
+    if !offsets.is_empty() {
+        text.push_str(&format!(" (peers: {})", offsets.join(", ")));
+    }
     text
 }
 

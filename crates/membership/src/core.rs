@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use auction_proto::msg::discovery::{DiscoveryMsg, NodeInfo};
 use auction_proto::msg::peer::{MemberState, MemberUpdate, MembershipMsg, PeerBody};
-use auction_proto::{Envelope, Incarnation, NodeId, Term};
+use auction_proto::{Envelope, Incarnation, NodeId, Term, Timestamp};
 use rand::RngCore;
 
 use crate::gossip::{Rumours, sends_for};
@@ -87,6 +87,8 @@ pub struct Membership<R> {
     pub(crate) left: bool,
     pub(crate) actions: VecDeque<Action>,
     pub(crate) stats: Stats,
+    /// The last wall-clock reading and when it was taken.
+    pub(crate) clock: Option<(Timestamp, Instant)>,
 }
 
 impl<R: RngCore> Membership<R> {
@@ -109,6 +111,7 @@ impl<R: RngCore> Membership<R> {
             left: false,
             actions: VecDeque::new(),
             stats: Stats::default(),
+            clock: None,
             me,
             config,
             rng,
@@ -273,9 +276,34 @@ impl<R: RngCore> Membership<R> {
         out
     }
 
-    pub(crate) fn ping(&mut self, probe: u64) -> PeerBody {
+    pub(crate) fn ping(&mut self, probe: u64, now: Instant) -> PeerBody {
         let updates = self.updates();
-        PeerBody::Membership(MembershipMsg::Ping { probe, updates })
+        let wall = self.wall_now(now).unwrap_or(Timestamp(0));
+        PeerBody::Membership(MembershipMsg::Ping { probe, updates, wall })
+    }
+
+    /// The wall clock at `now`, from the last reading (`handle_wall_clock`).
+    pub(crate) fn wall_now(&self, now: Instant) -> Option<Timestamp> {
+        self.clock.map(|(wall, at)| {
+            let ms =
+                u64::try_from(now.saturating_duration_since(at).as_millis()).unwrap_or(u64::MAX);
+            Timestamp(wall.0.saturating_add(ms))
+        })
+    }
+
+    /// The wall clock reads `wall` at `now` (pings carry it; clock skew is measured from it).
+    pub fn handle_wall_clock(&mut self, wall: Timestamp, now: Instant) {
+        self.clock = Some((wall, now));
+    }
+
+    /// Each live member's wall clock minus this node's, in milliseconds, as measured from
+    /// its pings (members not measured yet are left out).
+    pub fn clock_offsets(&self) -> Vec<(NodeId, i64)> {
+        self.table
+            .iter()
+            .filter(|(_, m)| matches!(m.phase, Phase::Alive(_) | Phase::Suspect { .. }))
+            .filter_map(|(id, m)| m.clock_offset.map(|o| (*id, o)))
+            .collect()
     }
 
     pub(crate) fn send_to(&mut self, node: NodeId, msg: PeerBody) {

@@ -2,6 +2,7 @@
 
 use std::time::Instant;
 
+use auction_proto::Timestamp;
 use auction_proto::msg::discovery::{DiscoveryMsg, NodeInfo};
 use auction_proto::msg::peer::{MemberState, MemberUpdate, MembershipMsg, PeerBody};
 use auction_proto::{Incarnation, NodeId};
@@ -33,6 +34,23 @@ impl<R: RngCore> Membership<R> {
     pub fn handle_membership(&mut self, from: Origin, msg: MembershipMsg, now: Instant) {
         if !self.left {
             self.on_membership(from, msg, now);
+        }
+        self.after_input(now);
+    }
+
+    /// The members of the configuration in force: any this node has not heard of is added to
+    /// the table as if just heard, so it is probed and, if it stays silent, suspected and
+    /// declared down like any member. Without this a node that joined or restarted after a
+    /// member died never learned of its death, and its election ring kept routing every token
+    /// to it (sim seed 629: no election completed).
+    pub fn handle_configured(&mut self, members: &[NodeInfo], now: Instant) {
+        if self.left {
+            return;
+        }
+        for info in members {
+            if info.node != self.me.node && self.table.get(&info.node).is_none() {
+                self.admit(info.clone(), now);
+            }
         }
         self.after_input(now);
     }
@@ -79,10 +97,11 @@ impl<R: RngCore> Membership<R> {
 
     fn on_membership(&mut self, from: Origin, msg: MembershipMsg, now: Instant) {
         match msg {
-            MembershipMsg::Ping { probe, updates } => {
+            MembershipMsg::Ping { probe, updates, wall } => {
                 if let Heard::Ignore = self.heard(from, own_info(&from, &updates), now) {
                     return;
                 }
+                self.measure_clock(from.node, wall, now);
                 self.learn(&updates, now);
                 let target = self.me.node;
                 let updates = self.updates();
@@ -220,6 +239,25 @@ impl<R: RngCore> Membership<R> {
         }
     }
 
+    /// A ping sent at `wall` by `node`'s clock arrived now: one sample of its clock minus ours
+    /// (the one-way delay, well under a millisecond on a LAN, counts as skew), smoothed as
+    /// `(3 * old + sample) / 4`. Without a wall-clock reading of our own, nothing is measured.
+    fn measure_clock(&mut self, node: NodeId, wall: Timestamp, now: Instant) {
+        let Some(mine) = self.wall_now(now) else { return };
+        if wall == Timestamp(0) {
+            return;
+        }
+        let sample = i64::try_from(wall.0)
+            .unwrap_or(i64::MAX)
+            .saturating_sub(i64::try_from(mine.0).unwrap_or(i64::MAX));
+        if let Some(m) = self.table.get_mut(&node) {
+            m.clock_offset = Some(match m.clock_offset {
+                Some(old) => old.saturating_mul(3).saturating_add(sample) / 4,
+                None => sample,
+            });
+        }
+    }
+
     /// Probes `target` for `asker`; the answer is forwarded in `on_ack`.
     fn relay(&mut self, asker: NodeId, asker_probe: u64, target: NodeId, now: Instant) {
         if target == self.me.node || self.addr_of(&target).is_none() {
@@ -232,7 +270,7 @@ impl<R: RngCore> Membership<R> {
         let probe = self.take_probe_number();
         let expires = now + self.config.probe_interval;
         self.relays.insert(probe, Relay { target, asker, asker_probe, expires });
-        let ping = self.ping(probe);
+        let ping = self.ping(probe, now);
         self.send_to(target, ping);
     }
 }

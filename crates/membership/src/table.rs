@@ -79,13 +79,15 @@ pub(crate) struct Member {
     /// Last first-hand evidence of life (any message from it, or an indirect ack).
     pub(crate) last_heard: Instant,
     pub(crate) phase: Phase,
+    /// Its wall clock minus ours, in milliseconds, smoothed over its pings (none yet).
+    pub(crate) clock_offset: Option<i64>,
 }
 
 impl Member {
     /// A member just heard of, to be probed at once.
     pub(crate) fn fresh(info: NodeInfo, now: Instant) -> Self {
         let probing = Probing { next_ping: now, awaiting: None };
-        Self { info, last_heard: now, phase: Phase::Alive(probing) }
+        Self { info, last_heard: now, phase: Phase::Alive(probing), clock_offset: None }
     }
 
     /// The member's next deadline.

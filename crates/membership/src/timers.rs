@@ -77,7 +77,7 @@ impl<R: RngCore> Membership<R> {
                 next_ping: now + self.config.probe_interval,
                 awaiting: Some(Awaiting { probe, sent: now, indirect: false }),
             };
-            let ping = self.ping(probe);
+            let ping = self.ping(probe, now);
             self.send_to(node, ping);
         }
         if let Some(probing) = self.table.get_mut(&node).and_then(|m| m.phase.probing_mut()) {

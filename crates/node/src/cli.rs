@@ -115,6 +115,10 @@ pub struct RunArgs {
     /// this many (an operator decides below it).
     #[arg(long, env = "AUCTION_MIN_VOTERS", default_value_t = 3)]
     pub min_voters: usize,
+    /// A server whose wall clock differs from the median of the cluster's by more than this
+    /// does not stand for leader (sequencer time would end auctions early or late).
+    #[arg(long, env = "AUCTION_MAX_CLOCK_SKEW", value_parser = parse_duration, default_value = "1s")]
+    pub max_clock_skew: Duration,
     /// The cluster's name: nodes and clients of other clusters are ignored.
     #[arg(long, env = "AUCTION_CLUSTER", default_value = "auction")]
     pub cluster: String,

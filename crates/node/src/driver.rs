@@ -196,6 +196,7 @@ fn replica_config(s: &NodeSettings) -> ReplicaConfig {
     c.bootstrap_probe = s.bootstrap_probe;
     c.promote_after = s.promote_after;
     c.min_voters = s.min_voters;
+    c.max_clock_skew = s.max_clock_skew;
     c
 }
 

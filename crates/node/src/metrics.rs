@@ -112,6 +112,16 @@ impl MetricsHandle {
         );
         gauge("auction_term", "Current election term.", replica.term().0 as f64);
         gauge(
+            "auction_clock_skew_seconds",
+            "This server's wall clock minus the median of the cluster's clocks (measured from heartbeats).",
+            replica.clock_skew_ms() as f64 / 1000.0,
+        );
+        gauge(
+            "auction_ready",
+            "1 once this server answers clients from its state (caught up with its leader).",
+            f64::from(u8::from(replica.is_ready())),
+        );
+        gauge(
             "auction_is_leader",
             "1 if this node is the sequencer.",
             f64::from(u8::from(replica.is_leading())),

@@ -80,6 +80,8 @@ pub struct NodeSettings {
     pub promote_after: Duration,
     /// The quorum floor of automatic removals.
     pub min_voters: usize,
+    /// The clock-skew bound for standing as leader.
+    pub max_clock_skew: Duration,
     /// The cluster.
     pub cluster: ClusterId,
     /// The cluster's name.
@@ -138,6 +140,7 @@ impl NodeSettings {
             bootstrap_probe: args.bootstrap_probe,
             promote_after: args.promote_after,
             min_voters: args.min_voters,
+            max_clock_skew: args.max_clock_skew,
             cluster: ClusterId::from_name(&args.cluster),
             cluster_name: args.cluster.clone(),
             admin_token: args.admin_token.clone().unwrap_or_else(|| default_admin_token(&key)),

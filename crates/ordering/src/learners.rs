@@ -76,11 +76,20 @@ impl Ordering {
     /// Leader tick: notes since when each learner is caught up.
     pub(crate) fn track_learners(&mut self, now: Instant) {
         let (commit, lag) = (self.commit, self.config.learner_lag);
+        // A learner acknowledges every `Commit` heartbeat (one per tick): silent for three
+        // ticks, it is not caught up, whatever it acknowledged before. Without this a learner
+        // that died right after its last ack could be promoted, and a configuration of one
+        // voter would then need a dead second one for every commit (sim seed 156).
+        let recent = self.config.tick * 3;
         let Some(ls) = self.leading.as_mut() else { return };
         let progress = &ls.progress;
         for (n, since) in &mut ls.learners {
-            let matched = progress.get(n).map_or(Seq::ZERO, |p| p.matched);
-            let caught_up = matched > Seq::ZERO && matched.0.saturating_add(lag) >= commit.0;
+            let p = progress.get(n);
+            let matched = p.map_or(Seq::ZERO, |p| p.matched);
+            let alive =
+                p.and_then(|p| p.heard).is_some_and(|h| now.saturating_duration_since(h) <= recent);
+            let caught_up =
+                alive && matched > Seq::ZERO && matched.0.saturating_add(lag) >= commit.0;
             *since = match (caught_up, *since) {
                 (true, Some(s)) => Some(s),
                 (true, None) => Some(now),

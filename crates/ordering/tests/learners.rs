@@ -129,3 +129,27 @@ fn a_learner_that_falls_behind_starts_its_stabilization_again() {
     run(&mut l, t2);
     assert!(!l.learner_ready(node(2), Duration::from_secs(10), t2), "behind: not ready");
 }
+
+#[test]
+fn a_learner_that_went_silent_is_not_promoted_whatever_it_acknowledged_before() {
+    // Sim seed 156: a learner wiped right after catching up was promoted; with one voter the
+    // configuration then needed the dead server for every commit.
+    let t0 = Instant::now();
+    let mut l = leader(t0);
+    l.handle_learners(&[node(2)], t0);
+    run(&mut l, t0);
+    let last = l.last_log().seq;
+    l.handle_message(node(2), OrderingMsg::Ack { term: Term(1), stored: last }, t0);
+    let tick = OrderingConfig::default().tick;
+    l.handle_timeout(t0 + tick);
+    run(&mut l, t0 + tick);
+    // It never answers again; nothing new is committed, so its last ack still matches.
+    let mut at = t0 + tick;
+    for _ in 0..400 {
+        at += tick;
+        l.handle_timeout(at);
+        run(&mut l, at);
+    }
+    assert!(at >= t0 + Duration::from_secs(10));
+    assert!(!l.learner_ready(node(2), Duration::from_secs(10), at), "a silent learner is ready");
+}

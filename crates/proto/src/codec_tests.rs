@@ -411,8 +411,12 @@ fn encoded_sizes_are_pinned() {
         ),
         (
             "peer Ping",
-            encode_peer(&PeerBody::Membership(MembershipMsg::Ping { probe: 9, updates: vec![] }))
-                .len(),
+            encode_peer(&PeerBody::Membership(MembershipMsg::Ping {
+                probe: 9,
+                updates: vec![],
+                wall: crate::Timestamp(0),
+            }))
+            .len(),
         ),
         (
             "peer Discover",
@@ -425,7 +429,7 @@ fn encoded_sizes_are_pinned() {
         ("client Unavailable response", 22),
         ("peer Ack", 136),
         ("peer Commit", 138),
-        ("peer Ping", 136),
+        ("peer Ping", 137),
         ("peer Discover", 166),
     ];
     assert_eq!(sizes, expected);

@@ -26,6 +26,9 @@ pub struct ReplicaConfig {
     /// Automatic removal of a member down past the grace never takes the voters below this
     /// many (or below the configuration's size, if smaller): below it an operator decides.
     pub min_voters: usize,
+    /// A node whose wall clock differs from the median of the cluster's by more than this
+    /// does not stand for leader (its timestamps would end auctions early or late).
+    pub max_clock_skew: Duration,
 }
 
 impl Default for ReplicaConfig {
@@ -41,6 +44,7 @@ impl Default for ReplicaConfig {
             bootstrap_probe: Duration::from_secs(3),
             promote_after: Duration::from_secs(10),
             min_voters: 3,
+            max_clock_skew: crate::clock::DEFAULT_MAX_SKEW,
         }
     }
 }

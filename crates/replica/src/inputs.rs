@@ -85,6 +85,7 @@ impl<R: RngCore> Replica<R> {
     pub fn handle_wall_clock(&mut self, wall: Timestamp, now: Instant) {
         self.clock = Some((wall, now));
         self.ordering.handle_wall_clock(wall, now);
+        self.membership.handle_wall_clock(wall, now);
         self.after_input(now);
     }
 

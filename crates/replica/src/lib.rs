@@ -84,6 +84,7 @@
 #![deny(missing_docs)]
 
 mod action;
+mod clock;
 mod config;
 mod duties;
 mod inputs;

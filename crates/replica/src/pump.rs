@@ -218,6 +218,8 @@ impl<R: RngCore> Replica<R> {
         if members != self.members {
             self.members = members.clone();
             self.election.handle_members(members);
+            let infos = self.ordering.members().to_vec();
+            self.membership.handle_configured(&infos, now);
         }
         self.feed_relay_targets();
         let last = self.ordering.last_log();

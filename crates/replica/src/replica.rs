@@ -164,6 +164,10 @@ impl<R: RngCore> Replica<R> {
             config,
         };
         this.replay_applied();
+        // Members of the recovered configuration are probed like any other, so one that died
+        // while this node was down is declared down here too.
+        let configured = this.ordering.members().to_vec();
+        this.membership.handle_configured(&configured, now);
         let empty = this.ordering.last_log().seq == Seq::ZERO;
         if let (true, Start::Bootstrap { instance: fresh }) = (empty, start) {
             match this.instance {
@@ -292,6 +296,8 @@ impl<R: RngCore> Replica<R> {
             holdback: u32::try_from(last.0.saturating_sub(commit.0)).unwrap_or(u32::MAX),
             ready: self.is_ready(),
             learners: self.learners(),
+            clock_skew_ms: self.clock_skew_ms(),
+            clock_offsets: self.clock_offsets(),
         }
     }
 

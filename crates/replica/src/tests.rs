@@ -180,7 +180,7 @@ fn unaddressed_discovery_makes_a_server_known_but_never_a_member() {
     assert_eq!(r.learners(), vec![], "not even a learner");
     // An addressed frame vouches for it: the leader replicates to it as a learner, and
     // makes it a voter once it has been caught up for the stabilization time.
-    let ping = MembershipMsg::Ping { probe: 1, updates: vec![] };
+    let ping = MembershipMsg::Ping { probe: 1, updates: vec![], wall: auction_proto::Timestamp(0) };
     r.handle_peer(info(2).node, Incarnation(1), PeerBody::Membership(ping), later);
     let actions = drain(&mut r, later);
     assert!(actions.contains(&Action::Learners { learners: vec![info(2).node] }), "{actions:?}");
@@ -190,7 +190,8 @@ fn unaddressed_discovery_makes_a_server_known_but_never_a_member() {
     let mut at = later;
     let mut promoted = None;
     while at <= stable + Duration::from_secs(1) && promoted.is_none() {
-        let ping = MembershipMsg::Ping { probe: 2, updates: vec![] };
+        let ping =
+            MembershipMsg::Ping { probe: 2, updates: vec![], wall: auction_proto::Timestamp(0) };
         r.handle_peer(info(2).node, Incarnation(1), PeerBody::Membership(ping), at);
         drain(&mut r, at);
         if adds(&caught_up(&mut r, 2, at)) {
@@ -221,14 +222,15 @@ fn a_short_lived_server_never_becomes_a_voter() {
     let now = Instant::now();
     let (mut r, _) = founder(now);
     let t = now + Duration::from_secs(4);
-    let ping = MembershipMsg::Ping { probe: 1, updates: vec![] };
+    let ping = MembershipMsg::Ping { probe: 1, updates: vec![], wall: auction_proto::Timestamp(0) };
     r.handle_unaddressed(info(2).node, Incarnation(1), discover(2), t);
     r.handle_peer(info(2).node, Incarnation(1), PeerBody::Membership(ping), t);
     drain(&mut r, t);
     // Alive and caught up for 5 s, then gone (less than the 10 s stabilization time).
     let mut at = t;
     for _ in 0..10 {
-        let ping = MembershipMsg::Ping { probe: 2, updates: vec![] };
+        let ping =
+            MembershipMsg::Ping { probe: 2, updates: vec![], wall: auction_proto::Timestamp(0) };
         r.handle_peer(info(2).node, Incarnation(1), PeerBody::Membership(ping), at);
         assert!(!adds(&caught_up(&mut r, 2, at)), "a voter before the stabilization time");
         at += Duration::from_millis(500);

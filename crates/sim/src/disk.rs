@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use auction_ordering::{Persisted, Snapshot, StoreId};
 use auction_proto::msg::log::LogEntry;
-use auction_proto::{NodeId, Seq, Term};
+use auction_proto::{InstanceId, NodeId, Seq, Term};
 use auction_replica::Durable;
 
 /// One write the replica asked for.
@@ -15,11 +15,17 @@ pub(crate) enum Write {
     Install(Snapshot),
 }
 
-/// Durable content: survives a crash.
+/// Durable content of one data directory: survives a crash, not a wipe.
 ///
 /// Invariant: `entries` is contiguous from the snapshot's next seq (or 1).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Disk {
+    /// The node id, generated when the data directory was created (as the real node does).
+    pub(crate) node: NodeId,
+    /// Boots of this data directory so far (the incarnation of the last one).
+    pub(crate) incarnation: u64,
+    /// The cluster instance founded or joined.
+    pub(crate) instance: Option<InstanceId>,
     pub(crate) term: Term,
     pub(crate) accepted: Option<NodeId>,
     pub(crate) snapshot: Option<Snapshot>,
@@ -29,6 +35,20 @@ pub struct Disk {
 }
 
 impl Disk {
+    /// An empty data directory of node `node`.
+    pub(crate) fn new(node: NodeId) -> Self {
+        Self {
+            node,
+            incarnation: 0,
+            instance: None,
+            term: Term::default(),
+            accepted: None,
+            snapshot: None,
+            entries: Vec::new(),
+            pending: VecDeque::new(),
+        }
+    }
+
     fn base(&self) -> Seq {
         self.snapshot.as_ref().map_or(Seq::ZERO, |s| s.last_included.seq)
     }
@@ -96,6 +116,7 @@ impl Disk {
                 entries: self.entries.clone(),
                 applied,
             },
+            instance: self.instance,
         }
     }
 }

@@ -13,6 +13,14 @@
 //! (symmetric and one-way), crashes and restarts servers and jumps their wall clocks; then
 //! every fault stops, crashed servers restart, and a heal phase runs.
 //!
+//! Servers talk through the real [`auction_proto::PeerSeal`] (a fixed test key): the wire
+//! carries sealed bytes and the channel, and a server opens each frame as the node does
+//! (refusals counted, `StaleReceiver` answered with `handle_misaddressed`, an adopted
+//! instance persisted). An attacker without the key captures frames and injects copies and
+//! garbage anywhere (see [`AttackStats`]), and the operator wipes a data directory and
+//! restarts the server with its original flags (a new node id; `Start::Bootstrap` for the
+//! founder, which must refuse).
+//!
 //! Clients behave like real ones: one request at a time with a per-client `RequestNo`, a
 //! timeout, then a retry of the same `RequestId` at another server; reads are refused by a
 //! server that has applied less than the client has seen. Everything follows from one `u64`.
@@ -29,6 +37,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod adversary;
 mod checker;
 mod disk;
 mod history;
@@ -37,10 +46,11 @@ mod server;
 
 use std::time::Duration;
 
+pub use adversary::{AttackStats, Injected, Tally};
 pub use checker::{Violation, check};
 pub use disk::Disk;
 pub use history::{Applied, History, Invocation, OpResult, Read};
-pub use server::{SimServer, Wire};
+pub use server::{Meta, SimServer, Wire};
 
 /// A planted bug, to show that the checker catches it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -84,6 +94,13 @@ pub enum ScriptOp {
     Heal,
     /// The operator asks the leader to step down.
     StepDownLeader,
+    /// Move a server's wall clock by `ms` milliseconds (it keeps running from there).
+    Skew {
+        /// The server.
+        server: usize,
+        /// By how much.
+        ms: i64,
+    },
 }
 
 /// One run's settings.
@@ -106,6 +123,12 @@ pub struct Options {
     pub step_downs: bool,
     /// Faults at fixed times (from the start), in addition to the random ones.
     pub script: Vec<(Duration, ScriptOp)>,
+    /// Whether an attacker without the key captures frames and injects copies and garbage
+    /// (from a random stream of its own).
+    pub adversary: bool,
+    /// Whether the operator now and then wipes a server's data directory and restarts it
+    /// with its original flags (from a random stream of its own).
+    pub wipes: bool,
     /// A planted bug.
     pub bug: Bug,
     /// Print a message trace to stderr.
@@ -114,7 +137,8 @@ pub struct Options {
 
 impl Options {
     /// The mixed scenario of `seed`: 3 servers, 5 on one seed in eight; faults on most seeds;
-    /// operator step-downs on one seed in four.
+    /// operator step-downs on one seed in four; the attacker on every seed; wipes on every
+    /// seed with faults.
     pub fn mixed(seed: u64) -> Self {
         Self {
             seed,
@@ -124,6 +148,8 @@ impl Options {
             fault_time: Duration::from_secs(3),
             heal_time: Duration::from_secs(4),
             step_downs: seed % 4 == 1,
+            adversary: true,
+            wipes: seed % 8 != 0,
             script: Vec::new(),
             bug: Bug::None,
             trace: false,
@@ -161,16 +187,18 @@ pub struct Outcome {
     pub history: History,
     /// Violated properties (empty: the run passed).
     pub violations: Vec<Violation>,
+    /// What the attacker and the operator faults did.
+    pub attacks: AttackStats,
 }
 
 /// Runs one seed and checks its history.
 pub fn run_seed(opts: Options) -> Outcome {
     let heal = opts.heal_time;
-    let (mut history, live) = run::Sim::new(opts).run();
+    let (mut history, live, attacks) = run::Sim::new(opts).run();
     history.liveness_bound = heal.saturating_sub(Duration::from_secs(1));
     let mut violations = check(&history);
     violations.extend(live.into_iter().map(|(property, detail)| Violation { property, detail }));
-    Outcome { history, violations }
+    Outcome { history, violations, attacks }
 }
 
 /// The command that replays `seed` with a trace.

@@ -7,16 +7,22 @@ use std::time::{Duration, Instant};
 use auction_proto::msg::auction::{AuctionSpec, BidKind, BidderName, IncrementRule};
 use auction_proto::msg::discovery::NodeInfo;
 use auction_proto::msg::log::{Command, EntryPayload, LogEntry, Operation, RequestId};
-use auction_proto::{Amount, AuctionId, ClientId, Incarnation, NodeId, RequestNo, Seq};
+use auction_proto::{
+    Amount, AuctionId, ClientId, Incarnation, InstanceId, NodeId, PeerSeal, RequestNo, Seq,
+};
 use auction_replica::{Faults, Replica, ReplicaConfig, Start, SubmitError};
 use auction_testkit::{NetConfig, Network};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use crate::adversary::{Adversary, AttackStats};
 use crate::disk::Disk;
 use crate::history::{Applied, History, Invocation, OpResult, Read};
-use crate::server::SimServer;
+use crate::server::{SimServer, sim_codec};
 use crate::{Bug, Options, ScriptOp};
+
+#[path = "operator.rs"]
+mod operator;
 
 const TICK: Duration = Duration::from_millis(10);
 const CLIENT_TIMEOUT: Duration = Duration::from_millis(1_000);
@@ -47,6 +53,8 @@ pub(crate) fn sim_config() -> ReplicaConfig {
     c.ordering.unavailable_after = Duration::from_millis(300);
     c.snapshot_every = 25;
     c.removal_grace = Duration::from_millis(2_500);
+    c.bootstrap_probe = Duration::from_millis(300);
+    c.promote_after = Duration::from_millis(300);
     c
 }
 
@@ -70,9 +78,23 @@ pub(crate) struct Sim {
     /// seed's other faults as they were.
     ops_rng: ChaCha8Rng,
     net: Network<SimServer>,
-    /// Disks of crashed servers, and the incarnation each server is at.
+    /// Disks of crashed servers, and how many times each server index has started.
     down: BTreeMap<usize, Disk>,
-    incarnation: Vec<u64>,
+    boots: Vec<u64>,
+    /// The attacker, if the run has one.
+    adversary: Option<Adversary>,
+    /// Operator faults (wipes): a stream of their own, like `ops_rng`.
+    wipe_rng: ChaCha8Rng,
+    /// The node ids of wiped data directories (gone for good).
+    wiped: Vec<NodeId>,
+    /// The wiped data directories as they were: a follower may have acknowledged an entry
+    /// just before its wipe, and the leader count it after (a commit the disk did back).
+    wiped_disks: Vec<Disk>,
+    /// Servers that stopped (refused to bootstrap) and when the operator restarts them.
+    restart_at: BTreeMap<usize, Instant>,
+    /// The cluster instance (the first one founded).
+    instance: Option<InstanceId>,
+    pub(crate) attacks: AttackStats,
     clients: Vec<Client>,
     pub(crate) history: History,
     /// The first entry seen applied at each seq, and the configurations by seq.
@@ -88,6 +110,10 @@ impl Sim {
     pub(crate) fn new(opts: Options) -> Self {
         let mut rng = ChaCha8Rng::seed_from_u64(opts.seed ^ 0x5EED);
         let ops_rng = ChaCha8Rng::seed_from_u64(opts.seed ^ 0x0DE7_A7E5);
+        let wipe_rng = ChaCha8Rng::seed_from_u64(opts.seed ^ 0x0057_1BED);
+        let adversary = opts
+            .adversary
+            .then(|| Adversary::new(ChaCha8Rng::seed_from_u64(opts.seed ^ 0x0BAD_F00D)));
         let net = Network::new(opts.seed, NetConfig::default());
         let clients = (0..opts.clients)
             .map(|i| Client {
@@ -101,12 +127,19 @@ impl Sim {
             })
             .collect();
         let mut sim = Self {
-            incarnation: vec![0; opts.servers],
+            boots: vec![0; opts.servers],
             opts,
             rng,
             ops_rng,
             net,
             down: BTreeMap::new(),
+            adversary,
+            wipe_rng,
+            wiped: Vec::new(),
+            wiped_disks: Vec::new(),
+            restart_at: BTreeMap::new(),
+            instance: None,
+            attacks: AttackStats::default(),
             clients,
             history: History::default(),
             agreed: BTreeMap::new(),
@@ -115,18 +148,24 @@ impl Sim {
             violations: Vec::new(),
         };
         for i in 0..sim.opts.servers {
-            let start = if i == 0 { Start::Bootstrap } else { Start::Join };
-            sim.start_server(i, Disk::default(), start);
+            let start = if i == 0 {
+                Start::Bootstrap { instance: InstanceId::from_bytes([0xA5; 16]) }
+            } else {
+                Start::Join
+            };
+            sim.start_server(i, Disk::new(node_id(i)), start);
         }
         sim
     }
 
-    fn start_server(&mut self, i: usize, disk: Disk, start: Start) {
-        self.incarnation[i] += 1;
-        let inc = self.incarnation[i];
+    fn start_server(&mut self, i: usize, mut disk: Disk, start: Start) {
+        self.boots[i] += 1;
+        let boot = self.boots[i];
+        disk.incarnation += 1;
+        let inc = Incarnation(disk.incarnation);
         let me = NodeInfo {
-            node: node_id(i),
-            incarnation: Incarnation(inc),
+            node: disk.node,
+            incarnation: inc,
             peer_addr: addr(i),
             client_addr: SocketAddr::from(([10, 0, 0, 1 + i as u8], 7001)),
         };
@@ -143,8 +182,10 @@ impl Sim {
             skip_view_change: matches!(self.opts.bug, Bug::SkipViewChange | Bug::LeaderKeepsOwnLog),
             skip_vote_check: matches!(self.opts.bug, Bug::SkipVoteCheck | Bug::LeaderKeepsOwnLog),
         });
-        self.history.restored.insert((i, inc), replica.applied());
-        let mut server = SimServer::new(replica, disk, inc, self.net.start());
+        self.history.restored.insert((i, boot), replica.applied());
+        let seal = PeerSeal::new(sim_codec(), disk.node, inc, disk.instance);
+        let mut server = SimServer::new(replica, seal, disk, boot, self.net.start());
+        server.frame_tag = ((i as u64) << 48) | (boot << 32);
         server.lying_disk = self.opts.bug == Bug::LyingDisk;
         server.trace = self.opts.trace;
         server.tick_clock(now);
@@ -163,12 +204,13 @@ impl Sim {
 
     fn restart(&mut self, i: usize) {
         if let Some(disk) = self.down.remove(&i) {
+            self.restart_at.remove(&i);
             self.start_server(i, disk, Start::Join);
         }
     }
 
     /// Runs the whole scenario and returns the history.
-    pub(crate) fn run(mut self) -> (History, Vec<(&'static str, String)>) {
+    pub(crate) fn run(mut self) -> (History, Vec<(&'static str, String)>, AttackStats) {
         let start = self.net.now();
         let fault_end = start + self.opts.fault_time;
         let end = fault_end + self.opts.heal_time;
@@ -192,17 +234,25 @@ impl Sim {
                 self.heal();
             }
             self.collect();
+            self.operator_restarts(now);
+            self.attack();
             self.clients_step(now >= fault_end);
         }
         self.finish();
-        (self.history, self.violations)
+        (self.history, self.violations, self.attacks)
     }
 
     fn inject_fault(&mut self) {
         let n = self.opts.servers;
         let i = self.rng.random_range(0..n);
-        match self.rng.random_range(0..10) {
-            0 | 1 => self.crash(i),
+        let kind = self.rng.random_range(0..10);
+        // A founder restarted on a wiped disk probes a healthy network (see `wipe`).
+        if self.probing() && matches!(kind, 0 | 1 | 4 | 5 | 8 | 9) {
+            return;
+        }
+        match kind {
+            0 | 1 if self.may_crash(i) => self.crash(i),
+            0 | 1 => {}
             2 | 3 => {
                 let downs: Vec<usize> = self.down.keys().copied().collect();
                 if let Some(&j) = downs.get(self.rng.random_range(0..downs.len().max(1))) {
@@ -240,6 +290,8 @@ impl Sim {
                 });
             }
         }
+        // Last: a founder's wipe heals the network for its probe.
+        self.maybe_wipe();
     }
 
     #[allow(clippy::print_stderr)] // the message trace of `SEED=n` replays
@@ -253,6 +305,11 @@ impl Sim {
             ScriptOp::Restart(i) => self.restart(i),
             ScriptOp::Heal => self.net.heal(),
             ScriptOp::StepDownLeader => self.step_down_leader(now),
+            ScriptOp::Skew { server, ms } => {
+                if let Some(s) = self.net.node_mut(&addr(server)) {
+                    s.skew_ms += ms;
+                }
+            }
         }
     }
 
@@ -292,14 +349,20 @@ impl Sim {
         for i in 0..self.opts.servers {
             let Some(mut s) = self.net.crash(&addr(i)) else { continue };
             self.collect_one(i, &mut s);
-            self.net.add_node(addr(i), s);
+            if s.refused.is_some() {
+                self.stop_refused(i, s);
+            } else {
+                self.net.add_node(addr(i), s);
+            }
         }
     }
 
     fn collect_one(&mut self, i: usize, s: &mut SimServer) {
+        let me = s.replica.me().node;
         for term in std::mem::take(&mut s.led) {
-            self.history.leaders.entry(term).or_default().insert(node_id(i));
+            self.history.leaders.entry(term).or_default().insert(me);
         }
+        self.collect_attacks(s);
         let entries = std::mem::take(&mut s.applied);
         let known = (s.replica.commit(), s.replica.members());
         for a in &entries {
@@ -307,7 +370,7 @@ impl Sim {
                 self.check_commit(e, &known, i, &s.disk);
             }
         }
-        self.history.applied.entry((i, s.incarnation)).or_default().extend(entries);
+        self.history.applied.entry((i, s.boot)).or_default().extend(entries);
     }
 
     /// Agreement with the first entry seen applied at each seq, the configurations by seq,
@@ -343,16 +406,15 @@ impl Sim {
             self.configs.insert(e.seq, members);
         }
         let holders = (0..self.opts.servers)
-            .filter(|j| {
-                if *j == applier {
-                    return applier_disk.holds(e);
-                }
-                match self.net.node(&addr(*j)) {
-                    Some(s) => s.disk.holds(e),
-                    None => self.down.get(j).is_some_and(|d| d.holds(e)),
-                }
+            .filter_map(|j| {
+                let disk = match self.net.node(&addr(j)) {
+                    _ if j == applier => Some(applier_disk),
+                    Some(s) => Some(&s.disk),
+                    None => self.down.get(&j),
+                };
+                disk.filter(|d| d.holds(e)).map(|d| d.node)
             })
-            .map(node_id)
+            .chain(self.wiped_disks.iter().filter(|d| d.holds(e)).map(|d| d.node))
             .collect();
         self.commits.push((e.seq, known.0.max(e.seq), known.1.clone(), holders));
     }
@@ -462,7 +524,7 @@ impl Sim {
         let auction = AuctionId(self.rng.random_range(1..=2));
         let amount = Amount::from_minor(self.rng.random_range(100..5_000));
         let kind = if self.rng.random_bool(0.5) { BidKind::Plain } else { BidKind::Proxy };
-        Operation::PlaceBid { auction, bidder: name, amount, kind }
+        Operation::PlaceBid { auction, bidder: name, amount, kind, expected: None }
     }
 
     /// Sends (or resends) invocation `inv` of client `c` to the client's current server.

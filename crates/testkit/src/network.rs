@@ -254,6 +254,13 @@ impl<N: SimNode> Network<N> {
         }
     }
 
+    /// Sends `msg` to `to` as if a host at `from` had sent it (an attacker, or anything that
+    /// is not a node): it gets a delay and may be dropped, duplicated or blocked like any
+    /// other message. `from` need not be a node.
+    pub fn inject(&mut self, from: N::Addr, to: N::Addr, msg: N::Msg) {
+        self.send_one(from, to, msg);
+    }
+
     /// Blocks traffic from `from` to `to` (one way).
     pub fn block(&mut self, from: N::Addr, to: N::Addr) {
         self.blocked.insert((from, to));

@@ -148,3 +148,15 @@ fn in_flight_is_bounded() {
     n.step();
     assert_eq!(n.stats().overflow, 15);
 }
+
+#[test]
+fn injected_messages_come_from_a_host_that_is_not_a_node_and_obey_partitions() {
+    let mut net = net(5, NetConfig::default(), 2);
+    net.inject(200, 1, 77);
+    net.partition(&[200], &[0]);
+    net.inject(200, 0, 78);
+    net.run_for(Duration::from_millis(50));
+    let got = |a: u8| net.node(&a).map(|n| n.log.iter().filter(|m| m.0 == 200).count());
+    assert_eq!((got(0), got(1)), (Some(0), Some(1)));
+    assert_eq!(net.stats().blocked, 1);
+}

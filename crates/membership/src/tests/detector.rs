@@ -31,7 +31,11 @@ fn a_ping_from_an_unknown_sender_admits_it_from_its_own_update() {
     assert_eq!(acts[0], Action::Event(MembershipEvent::Joined(info(2))));
     assert_eq!(acts.len(), 2);
     // Without its own update there is no address to answer: ignored.
-    m.handle_membership(origin(3), MembershipMsg::Ping { probe: 1, updates: vec![] }, t0);
+    m.handle_membership(
+        origin(3),
+        MembershipMsg::Ping { probe: 1, updates: vec![], wall: auction_proto::Timestamp(0) },
+        t0,
+    );
     assert_eq!(drain(&mut m), vec![]);
 }
 
@@ -222,4 +226,51 @@ fn a_suspected_member_is_not_gossiped() {
             }
         }
     }
+}
+
+#[test]
+fn a_configured_member_never_heard_of_is_probed_and_declared_down() {
+    // Sim seed 629: a node that restarted after a member died never learned of the death, so
+    // its election ring routed every token to the dead member.
+    let (mut m, t0) = core_knowing(&[2]);
+    m.handle_configured(&[info(1), info(2), info(3)], t0);
+    let acts = drain(&mut m);
+    assert!(events(&acts).contains(&MembershipEvent::Joined(info(3))), "{acts:?}");
+    let c = config();
+    let mut t = t0;
+    let mut down = false;
+    for _ in 0..100 {
+        t += c.probe_interval;
+        m.handle_membership(origin(2), ping(2, 1), t);
+        m.handle_timeout(t);
+        if events(&drain(&mut m)).contains(&MembershipEvent::Down(id(3))) {
+            down = true;
+            break;
+        }
+    }
+    assert!(down, "the silent configured member was never declared down");
+    assert_eq!(state(&m, 2), Some(MemberState::Alive));
+}
+
+#[test]
+fn pings_measure_each_members_clock_offset() {
+    use auction_proto::Timestamp;
+    let (mut m, t0) = core_knowing(&[2, 3]);
+    m.handle_wall_clock(Timestamp(1_000_000), t0);
+    let t = t0 + ms(100);
+    let ahead =
+        MembershipMsg::Ping { probe: 5, updates: vec![alive(2)], wall: Timestamp(1_002_100) };
+    m.handle_membership(origin(2), ahead, t);
+    let behind =
+        MembershipMsg::Ping { probe: 6, updates: vec![alive(3)], wall: Timestamp(999_600) };
+    m.handle_membership(origin(3), behind, t);
+    drain(&mut m);
+    let mut offsets = m.clock_offsets();
+    offsets.sort();
+    assert_eq!(offsets, vec![(id(2), 2_000), (id(3), -500)]);
+    // Smoothed: a second sample moves it a quarter of the way.
+    let again =
+        MembershipMsg::Ping { probe: 7, updates: vec![alive(2)], wall: Timestamp(1_000_100) };
+    m.handle_membership(origin(2), again, t);
+    assert!(m.clock_offsets().contains(&(id(2), 1_500)));
 }

@@ -45,7 +45,11 @@ fn announce_admits_and_the_new_member_is_pinged_at_once() {
     m.handle_timeout(t0);
     // Ourselves, then the rumour of the join; the anti-entropy pick is node 2 again: skipped.
     let updates = vec![MemberUpdate { info: info(1), state: MemberState::Alive }, alive(2)];
-    let msg = PeerBody::Membership(MembershipMsg::Ping { probe: 1, updates });
+    let msg = PeerBody::Membership(MembershipMsg::Ping {
+        probe: 1,
+        updates,
+        wall: auction_proto::Timestamp(0),
+    });
     assert_eq!(drain(&mut m), vec![send(2, msg)]);
 }
 

@@ -91,6 +91,10 @@ fn piggy_backed_updates_are_bounded_and_every_member_is_eventually_told() {
 fn incoming_updates_beyond_the_bound_are_not_read() {
     let (mut m, t0) = core_with(Config { max_updates: nz(2), ..config() });
     let updates = (2..=6).map(alive).collect();
-    m.handle_membership(origin(2), MembershipMsg::Ping { probe: 1, updates }, t0);
+    m.handle_membership(
+        origin(2),
+        MembershipMsg::Ping { probe: 1, updates, wall: auction_proto::Timestamp(0) },
+        t0,
+    );
     assert_eq!(m.members().count(), 2);
 }

@@ -100,7 +100,7 @@ fn ack(from: u8, probe: u64, mut rumours: Vec<MemberUpdate>) -> MembershipMsg {
 }
 
 fn ping(from: u8, probe: u64) -> MembershipMsg {
-    MembershipMsg::Ping { probe, updates: vec![alive(from)] }
+    MembershipMsg::Ping { probe, updates: vec![alive(from)], wall: auction_proto::Timestamp(0) }
 }
 
 /// `(node byte, probe)` of every `Ping` sent.

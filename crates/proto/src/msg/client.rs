@@ -361,6 +361,11 @@ pub struct NodeReport {
     pub ready: bool,
     /// The learners the leader replicates to (servers not yet voters); empty elsewhere.
     pub learners: Vec<NodeId>,
+    /// Its wall clock minus the median of the clocks it knows, in milliseconds (a server
+    /// skewed by more than the bound does not stand for leader).
+    pub clock_skew_ms: i64,
+    /// Each member's wall clock minus its own, in milliseconds, as measured from heartbeats.
+    pub clock_offsets: Vec<(NodeId, i64)>,
 }
 
 /// One connected client (the seed's `clients`).

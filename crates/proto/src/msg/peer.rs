@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::discovery::{DiscoveryMsg, NodeInfo};
 use super::log::{Command, LogEntry};
-use crate::{LogPosition, NodeId, Seq, Term};
+use crate::{LogPosition, NodeId, Seq, Term, Timestamp};
 
 /// Everything an authenticated peer frame can carry, grouped by the core that handles it.
 /// New variants go at the end (postcard encodes the variant index).
@@ -55,6 +55,8 @@ pub enum MembershipMsg {
         probe: u64,
         /// Piggy-backed rumours.
         updates: Vec<MemberUpdate>,
+        /// The sender's wall clock when it sent the ping (receivers measure clock skew).
+        wall: Timestamp,
     },
     /// The answer to a `Ping`, or to a `PingReq` on behalf of `target`.
     Ack {
