@@ -7,6 +7,7 @@ use auction_proto::msg::peer::{Candidate, ElectionMsg};
 use auction_proto::{LogPosition, NodeId, Term};
 use rand::{Rng, RngCore};
 
+use crate::liveness::Liveness;
 use crate::ring::Ring;
 use crate::{Action, Config, ElectionError, PersistentState};
 
@@ -18,6 +19,12 @@ pub const MAX_PENDING_ACTIONS: usize = 256;
 /// leader (see [`Election::step_down`]); after them it stands again, so a cluster whose other
 /// members cannot win (none reachable, or none a member in its own eyes) still elects.
 pub const MAX_ABSTAIN_TERMS: u64 = 8;
+
+/// The largest configuration a node without one assumes when bounding a message's path
+/// (twice this many entries): a member just added, before the configuration reached it,
+/// cannot know the real size, and refusing every message cut the ring (sim seed 179).
+/// The membership table's default bound.
+pub const MAX_MEMBERS: usize = 64;
 
 /// What the node is doing in its current term.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,13 +81,15 @@ impl Round {
 /// - leading or announcing implies `accepted == Some(me)`;
 /// - following `l` implies `l != me` and `accepted` is `None` or `Some(l)`;
 /// - the largest candidate sent in this term is at least the node's own;
-/// - the ring's down set lies inside the configuration and never holds `me`;
+/// - the ring's silent set lies inside the configuration; its down, silent and foreign sets
+///   never hold `me` and are bounded;
+/// - a pre-vote runs only while `Idle`; following implies a leader heard in the term;
 /// - at most [`MAX_PENDING_ACTIONS`] actions are queued.
 #[derive(Debug)]
 pub struct Election<R> {
     pub(crate) me: NodeId,
-    config: Config,
-    rng: R,
+    pub(crate) config: Config,
+    pub(crate) rng: R,
     pub(crate) ring: Ring,
     /// The ordering layer's last log position (the real one, also while abstaining).
     pub(crate) last_log: LogPosition,
@@ -90,9 +99,15 @@ pub struct Election<R> {
     pub(crate) round: Round,
     /// Terms up to this one are run with a demoted own candidate (after [`Election::step_down`]).
     pub(crate) abstain_until: Option<Term>,
+    /// Whether it stands for leader at all (see [`Election::set_standing`]).
+    pub(crate) standing: bool,
     actions: VecDeque<Action>,
     /// Test-only planted bug: accept a leader without the up-to-date check.
     pub(crate) skip_vote_check: bool,
+    /// The latest `now` seen by an input.
+    pub(crate) clock: Option<Instant>,
+    /// Heartbeats, the leader timeout and the pre-vote (`liveness.rs`).
+    pub(crate) live: Liveness,
 }
 
 impl<R: RngCore> Election<R> {
@@ -118,8 +133,11 @@ impl<R: RngCore> Election<R> {
             role: Role::Idle,
             round: Round::new(Candidate { last_log, node: me }),
             abstain_until: None,
+            standing: true,
             actions: VecDeque::new(),
             skip_vote_check: false,
+            clock: None,
+            live: Liveness::default(),
         };
         this.debug_check();
         this
@@ -127,20 +145,25 @@ impl<R: RngCore> Election<R> {
 
     // ---- inputs -------------------------------------------------------------------------
 
-    /// No leader is known at start: begin an election unless one is running or a leader is
-    /// known. Idempotent.
+    /// No leader is known at start: begin an election (with a pre-vote, see
+    /// [`Config::pre_vote`]) unless one or a pre-vote is running or a leader is known.
+    /// Idempotent.
     pub fn start(&mut self, now: Instant) {
-        if self.role == Role::Idle {
-            self.start_election(now);
+        self.tick(now);
+        if self.role == Role::Idle && self.live.pre_vote.is_none() {
+            self.try_elect(now);
         }
         self.debug_check();
     }
 
     /// The failure detector (or the ordering layer) lost the leader: begin an election for
-    /// `term + 1` unless one is already running. A leader calling this abdicates.
+    /// `term + 1`, after a pre-vote, unless one or a pre-vote is already running. A leader
+    /// calling this abdicates ([`Action::StepDown`] of its term while its pre-vote runs).
     pub fn handle_leader_lost(&mut self, now: Instant) {
-        if !matches!(self.role, Role::Electing { .. } | Role::Announcing { .. }) {
-            self.start_election(now);
+        self.tick(now);
+        let running = matches!(self.role, Role::Electing { .. } | Role::Announcing { .. });
+        if !running && self.live.pre_vote.is_none() {
+            self.try_elect(now);
         }
         self.debug_check();
     }
@@ -154,7 +177,9 @@ impl<R: RngCore> Election<R> {
     /// candidate at least as up to date as its real log, and the ordering view change adopts
     /// the most up-to-date log of a majority. In a one-member ring the node is elected again.
     /// Ignored unless this node leads.
+    /// A deliberate hand-over, so it skips the pre-vote (as Raft's leadership transfer).
     pub fn step_down(&mut self, now: Instant) {
+        self.tick(now);
         if self.role != Role::Leader {
             return;
         }
@@ -164,13 +189,39 @@ impl<R: RngCore> Election<R> {
     }
 
     fn abstaining(&self) -> bool {
-        self.abstain_until.is_some_and(|t| self.term <= t)
+        !self.standing || self.abstain_until.is_some_and(|t| self.term <= t)
+    }
+
+    /// Whether this node puts its own candidacy forward (`true` at start). A node that may not
+    /// lead (its clock is too far from the cluster's) runs with a demoted candidate, which
+    /// every other candidate outranks and no voter with a log accepts, but still relays and
+    /// votes.
+    pub fn set_standing(&mut self, standing: bool) {
+        self.standing = standing;
     }
 
     /// The configuration changed (committed through the log). Majorities count the new
     /// members from now on.
     pub fn handle_members(&mut self, members: Vec<NodeId>) {
         self.ring.set_members(members);
+        if !self.ring.is_empty() {
+            self.live.known.clear();
+        }
+        self.debug_check();
+    }
+
+    /// Peers this node can reach, while it holds no configuration yet (a member just added,
+    /// before the configuration reached it); ignored once it has one. It knows no ring, so it
+    /// relays election messages to these and to every node seen in election traffic (at most
+    /// [`MAX_MEMBERS`]). They count for nothing else: majorities count configured members.
+    pub fn handle_known(&mut self, peers: impl IntoIterator<Item = NodeId>) {
+        if self.ring.is_empty() {
+            for n in peers {
+                if n != self.me && self.live.known.len() < crate::liveness::MAX_KNOWN {
+                    self.live.known.insert(n);
+                }
+            }
+        }
         self.debug_check();
     }
 
@@ -205,20 +256,56 @@ impl<R: RngCore> Election<R> {
     /// An election message passed on by `from` (an authenticated peer, which may be outside
     /// this node's configuration: see `accept_message`). A node outside its own configuration
     /// takes part as a relay: it passes tokens on without a candidacy of its own and may
-    /// accept a leader, but never starts an election or leads.
+    /// accept a leader, but never starts an election or leads. A node without any
+    /// configuration yet relays to every node it has seen in election traffic.
+    ///
+    /// `Heartbeat` counts as hearing the leader (as [`Election::handle_leader_heard`]);
+    /// `PreVote` is answered and changes nothing; `PreVoteReply` may start the election.
     ///
     /// # Errors
     /// The message is ignored (state unchanged, no action) if the node follows or leads in
     /// its term and the message's candidate or leader is neither a member nor the followed
     /// leader, or if its path is oversized. A message of an older term is refused too, but
-    /// answered while this node knows no leader (see `answer_stale`: that answer changes
-    /// state).
+    /// it is answered while this node knows no leader (see `answer_stale`: that answer
+    /// changes state).
     pub fn handle_message(
         &mut self,
         from: NodeId,
         msg: ElectionMsg,
         now: Instant,
     ) -> Result<(), ElectionError> {
+        self.tick(now);
+        self.note_known(from, &msg);
+        if from != self.me {
+            // It is alive: a leader we gave up on is routed through again.
+            self.ring.heard(from);
+        }
+        match msg {
+            ElectionMsg::Heartbeat { term } => {
+                if term < self.term {
+                    // A leader of an older term: this node cannot follow it (terms only
+                    // grow) nor win without its followers, so tell it the newer term, as for
+                    // any stale message (etcd answers a stale heartbeat the same way).
+                    self.answer_stale(from, now);
+                    self.debug_check();
+                    return Err(ElectionError::StaleTerm { got: term, current: self.term });
+                }
+                self.leader_heard(from, term, now);
+                self.debug_check();
+                return Ok(());
+            }
+            ElectionMsg::PreVote { term, last_log } => {
+                self.on_pre_vote(from, term, last_log, now);
+                self.debug_check();
+                return Ok(());
+            }
+            ElectionMsg::PreVoteReply { term, granted, current } => {
+                self.on_pre_vote_reply(from, term, granted, current, now);
+                self.debug_check();
+                return Ok(());
+            }
+            ElectionMsg::Token { .. } | ElectionMsg::Elected { .. } => {}
+        }
         if let Err(err) = self.accept_message(&msg) {
             if matches!(err, ElectionError::StaleTerm { .. }) {
                 self.answer_stale(from, now);
@@ -230,6 +317,15 @@ impl<R: RngCore> Election<R> {
         if term > self.term {
             self.enter_term(term);
         }
+        // Whoever passed this term's message on is alive and on someone's ring.
+        self.ring.note_foreign(from);
+        if let ElectionMsg::Token { visited: path, .. }
+        | ElectionMsg::Elected { participants: path, .. } = &msg
+        {
+            for n in path {
+                self.ring.note_foreign(*n);
+            }
+        }
         match msg {
             ElectionMsg::Token { candidate, visited, .. } => {
                 self.on_token(candidate, visited, now);
@@ -237,17 +333,34 @@ impl<R: RngCore> Election<R> {
             ElectionMsg::Elected { leader, participants, .. } => {
                 self.on_elected(leader, participants);
             }
+            ElectionMsg::Heartbeat { .. }
+            | ElectionMsg::PreVote { .. }
+            | ElectionMsg::PreVoteReply { .. } => {}
         }
         self.debug_check();
         Ok(())
     }
 
-    /// The ordering layer heard `from` act as the leader of `term` (a view change, entries, a
-    /// commit heartbeat). A newer term is adopted (stepping down); in the current term the
-    /// node follows `from` unless it voted for someone else or runs its own announcement.
-    /// This is how a node that the ring skipped (falsely believed down) catches up.
-    pub fn handle_leader_heard(&mut self, from: NodeId, term: Term) {
-        if term < self.term || from == self.me || !self.ring.is_member(from) {
+    /// The ordering layer heard `from` act as the leader of `term` at `now` (a view change,
+    /// entries, a commit heartbeat); a `Heartbeat` counts the same. A newer term is adopted
+    /// (stepping down); in the current term the node follows `from` unless it voted for
+    /// someone else or runs its own announcement, and a follower of `from` restarts its leader
+    /// timeout. This is how a node that the ring skipped (falsely believed down) catches up.
+    pub fn handle_leader_heard(&mut self, from: NodeId, term: Term, now: Instant) {
+        self.tick(now);
+        self.leader_heard(from, term, now);
+        self.debug_check();
+    }
+
+    fn leader_heard(&mut self, from: NodeId, term: Term, now: Instant) {
+        if term == self.term && self.role == (Role::Following { leader: from }) {
+            // The followed leader is never refused, even from outside the configuration.
+            self.refresh_leader(from, now);
+            return;
+        }
+        // A node without a configuration has none to check against (a member just added).
+        let member = self.ring.is_member(from) || self.ring.is_empty();
+        if term < self.term || from == self.me || !member {
             return;
         }
         if term > self.term {
@@ -255,11 +368,9 @@ impl<R: RngCore> Election<R> {
         }
         let open = matches!(self.role, Role::Idle | Role::Electing { .. });
         if open && self.accepted.is_none_or(|a| a == from) {
-            self.role = Role::Following { leader: from };
-            self.abstain_until = None;
-            self.push(Action::FollowLeader { term, leader: from });
+            self.follow(from);
+            self.refresh_leader(from, now);
         }
-        self.debug_check();
     }
 
     /// A newer `term` was seen outside the election, with no leader known for it (the
@@ -269,21 +380,30 @@ impl<R: RngCore> Election<R> {
     /// leader deposed by a newer term kept electing from its own stale term, and every token it
     /// sent was refused by the nodes at the newer term (sim seed 403 with 8 s of faults).
     pub fn handle_term(&mut self, term: Term) {
+        // (No pre-vote here: adopting a term someone else already holds raises nothing.)
         if term > self.term {
             self.enter_term(term);
         }
         self.debug_check();
     }
 
-    /// The clock reached [`Election::poll_timeout`]: the running round failed, retry with
-    /// `term + 1`. Early and repeated calls do nothing.
+    /// The clock reached [`Election::poll_timeout`]: the running round failed, or the
+    /// followed leader stayed silent for the leader timeout (both try again with a pre-vote
+    /// for `term + 1`), or a pre-vote is due for a retry, or a leader's heartbeat is due.
+    /// Early and repeated calls do nothing.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.tick(now);
         match self.role {
             Role::Electing { deadline } | Role::Announcing { deadline } if deadline <= now => {
-                self.start_election(now);
+                self.try_elect(now);
             }
+            Role::Following { .. } if self.leader_deadline().is_some_and(|d| d <= now) => {
+                self.try_elect(now);
+            }
+            Role::Leader => self.heartbeat_due(now),
             _ => {}
         }
+        self.retry_pre_vote(now);
         self.debug_check();
     }
 
@@ -296,10 +416,19 @@ impl<R: RngCore> Election<R> {
 
     /// When [`Election::handle_timeout`] should be called next, if at all.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        match self.role {
+        let role = match self.role {
             Role::Electing { deadline } | Role::Announcing { deadline } => Some(deadline),
-            _ => None,
-        }
+            Role::Following { .. } => self.leader_deadline(),
+            Role::Leader => self.live.next_heartbeat,
+            Role::Idle => None,
+        };
+        let pre_vote = self.live.pre_vote.as_ref().map(|pv| pv.retry);
+        role.into_iter().chain(pre_vote).min()
+    }
+
+    /// Whether a pre-vote is running (the node lost its leader and asks the others).
+    pub fn is_pre_voting(&self) -> bool {
+        self.live.pre_vote.is_some()
     }
 
     /// Test-only fault injection (a planted bug for the simulation's checker): accept a leader
@@ -373,6 +502,15 @@ impl<R: RngCore> Election<R> {
         if let Some(best) = self.round.best_sent {
             assert!(best >= self.round.own, "never sends a candidate below its own");
         }
+        if let Some(pv) = &self.live.pre_vote {
+            assert_eq!(self.role, Role::Idle, "a pre-vote runs only without a leader or round");
+            assert_eq!(Some(pv.term), self.term.checked_next(), "a pre-vote is for term + 1");
+            assert!(pv.grants.contains(&self.me), "a pre-vote counts its own grant");
+        }
+        if matches!(self.role, Role::Following { .. }) {
+            assert!(self.live.heard.is_some(), "a follower heard its leader");
+        }
+        assert!(self.live.known.len() <= crate::liveness::MAX_KNOWN, "known nodes over bound");
         assert!(self.actions.len() <= MAX_PENDING_ACTIONS, "action queue overflow");
     }
 
@@ -406,16 +544,26 @@ impl<R: RngCore> Election<R> {
         let (subject, len) = match msg {
             ElectionMsg::Token { candidate, visited, .. } => (candidate.node, visited.len()),
             ElectionMsg::Elected { leader, participants, .. } => (*leader, participants.len()),
+            ElectionMsg::Heartbeat { .. }
+            | ElectionMsg::PreVote { .. }
+            | ElectionMsg::PreVoteReply { .. } => return Ok(()),
         };
         // The leader this node follows is never refused, in or out of the configuration: a
         // node behind may follow a leader whose re-add it lacks, and when that leader runs a
         // newer election, refusing it left the node following a leader that no longer led,
         // deaf to every newer term (sim seed 937 with 10 s of faults).
+        // A node that holds no configuration yet (a member just added) has nothing to check
+        // the subject against, and no size to bound the path by: it assumes the largest
+        // configuration. With `2 × 0` it refused every message, and the ring through it was
+        // cut until its configuration arrived: when the leader died in that window no
+        // election finished (sim seed 179 with a 200 ms fsync climbed to term 80).
         let open = matches!(self.role, Role::Idle | Role::Electing { .. });
-        if !open && !self.ring.is_member(subject) && self.leader() != Some(subject) {
+        let unconfigured = self.ring.is_empty();
+        let outsider = !self.ring.is_member(subject) && self.leader() != Some(subject);
+        if !open && !unconfigured && outsider {
             return Err(ElectionError::NotMember { node: subject });
         }
-        let limit = self.ring.len() * 2;
+        let limit = if unconfigured { MAX_MEMBERS } else { self.ring.len() } * 2;
         if len > limit {
             return Err(ElectionError::OversizedPath { len, limit });
         }
@@ -445,6 +593,7 @@ impl<R: RngCore> Election<R> {
         if self.role == Role::Idle && self.accepted.is_none() {
             let deadline = self.deadline(now);
             self.role = Role::Electing { deadline };
+            self.live.pre_vote = None; // it joined a round, whose deadline retries
         }
         let candidate = *self.round.best_sent.get_or_insert(self.round.own);
         let msg = ElectionMsg::Token { term: self.term, candidate, visited: vec![self.me] };
@@ -465,10 +614,30 @@ impl<R: RngCore> Election<R> {
         now + self.config.election_timeout + backoff
     }
 
-    /// Moves to a newer `term`: forget the vote and the round, persist, step down.
+    /// Moves to a newer `term`: forget the vote and the round, persist, step down. A leader
+    /// followed until now that was not heard within the leader timeout is skipped in the
+    /// ring (it is likely the reason for the new term); a running pre-vote is retargeted at
+    /// `term + 1`.
     pub(crate) fn enter_term(&mut self, term: Term) {
         assert!(term > self.term, "terms only grow");
         let had_leader = matches!(self.role, Role::Leader | Role::Following { .. });
+        if let (Role::Following { leader }, Some(now)) = (self.role, self.clock) {
+            if !self.heard_within(self.config.leader_timeout, now) {
+                self.ring.set_silent(leader);
+            }
+        }
+        self.live.heard = None;
+        self.live.next_heartbeat = None;
+        self.ring.clear_foreign();
+        if let Some(pv) = self.live.pre_vote.as_mut() {
+            match term.checked_next() {
+                Some(next) => {
+                    pv.term = next;
+                    pv.grants = std::collections::BTreeSet::from([self.me]);
+                }
+                None => self.live.pre_vote = None,
+            }
+        }
         self.term = term;
         self.accepted = None;
         self.role = Role::Idle;
@@ -481,9 +650,13 @@ impl<R: RngCore> Election<R> {
     }
 }
 
-/// The term an election message belongs to.
+/// The term an election message belongs to (for a pre-vote reply: the answerer's).
 fn message_term(msg: &ElectionMsg) -> Term {
     match msg {
-        ElectionMsg::Token { term, .. } | ElectionMsg::Elected { term, .. } => *term,
+        ElectionMsg::Token { term, .. }
+        | ElectionMsg::Elected { term, .. }
+        | ElectionMsg::Heartbeat { term }
+        | ElectionMsg::PreVote { term, .. } => *term,
+        ElectionMsg::PreVoteReply { current, .. } => *current,
     }
 }

@@ -60,12 +60,13 @@ mod action;
 mod config;
 mod election;
 mod error;
+mod liveness;
 mod ring;
 mod rounds;
 
 pub use action::Action;
 pub use config::{Config, PersistentState};
-pub use election::{Election, MAX_ABSTAIN_TERMS, MAX_PENDING_ACTIONS, Status};
+pub use election::{Election, MAX_ABSTAIN_TERMS, MAX_MEMBERS, MAX_PENDING_ACTIONS, Status};
 pub use error::ElectionError;
 
 #[cfg(test)]

@@ -18,12 +18,15 @@ impl<R: RngCore> Election<R> {
             if matches!(self.role, Role::Electing { .. } | Role::Announcing { .. }) {
                 self.role = Role::Idle;
             }
+            self.live.pre_vote = None;
             return;
         }
         let Some(term) = self.term.checked_next() else {
             return; // u64::MAX terms: unreachable in practice, and never wrap.
         };
         self.enter_term(term);
+        self.live.pre_vote = None;
+        self.live.failures = 0;
         let deadline = self.deadline(now);
         self.role = Role::Electing { deadline };
         let own = self.round.own;
@@ -44,6 +47,7 @@ impl<R: RngCore> Election<R> {
         if self.role == Role::Idle {
             let deadline = self.deadline(now);
             self.role = Role::Electing { deadline };
+            self.live.pre_vote = None; // it joined a round, whose deadline retries
         }
         if !self.ring.is_member(self.me) {
             self.relay_token(candidate, visited);
@@ -121,9 +125,7 @@ impl<R: RngCore> Election<R> {
         }
         let idle = matches!(self.role, Role::Idle | Role::Electing { .. });
         if idle && self.accepted.is_none_or(|a| a == leader) {
-            self.role = Role::Following { leader };
-            self.abstain_until = None;
-            self.push(Action::FollowLeader { term: self.term, leader });
+            self.follow(leader);
         }
         self.pass_elected(leader, participants);
     }
@@ -159,6 +161,7 @@ impl<R: RngCore> Election<R> {
         }
         self.role = Role::Leader;
         self.abstain_until = None;
+        self.start_heartbeats();
         self.push(Action::Elected { term: self.term, leader: self.me, participants });
     }
 
@@ -170,6 +173,10 @@ impl<R: RngCore> Election<R> {
                 self.send(to, msg);
             }
             None if candidate.node == self.me => self.on_own_token(visited),
+            None if self.ring.is_empty() => {
+                let msg = ElectionMsg::Token { term: self.term, candidate, visited };
+                self.relay_to_known(&msg);
+            }
             None => {} // nobody believed alive to pass it to: the deadline retries.
         }
     }
@@ -182,6 +189,10 @@ impl<R: RngCore> Election<R> {
                 self.send(to, msg);
             }
             None if leader == self.me => self.on_own_elected(participants),
+            None if self.ring.is_empty() => {
+                let msg = ElectionMsg::Elected { term: self.term, leader, participants };
+                self.relay_to_known(&msg);
+            }
             None => {}
         }
     }
@@ -201,6 +212,9 @@ impl<R: RngCore> Election<R> {
             ElectionMsg::Elected { leader, participants, .. } => {
                 self.pass_elected(leader, participants);
             }
+            ElectionMsg::Heartbeat { .. }
+            | ElectionMsg::PreVote { .. }
+            | ElectionMsg::PreVoteReply { .. } => {}
         }
     }
 }

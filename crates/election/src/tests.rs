@@ -1,5 +1,6 @@
 //! Unit tests: one input, the exact actions expected.
 
+use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use auction_proto::msg::peer::{Candidate, ElectionMsg};
@@ -12,6 +13,8 @@ use crate::{Action, Config, Election, ElectionError, PersistentState, Status};
 type Node = Election<ChaCha8Rng>;
 
 const TIMEOUT: Duration = Duration::from_millis(300);
+const HEARTBEAT: Duration = Duration::from_millis(20);
+const LEADER_TIMEOUT: Duration = Duration::from_millis(120);
 
 fn id(i: u8) -> NodeId {
     NodeId::from_bytes([i; 16])
@@ -21,8 +24,15 @@ fn cand(i: u8) -> Candidate {
     Candidate { last_log: LogPosition::default(), node: id(i) }
 }
 
+/// The bare ring election: no back-off and no pre-vote (the pre-vote tests use
+/// [`pre_voting`]).
 fn no_backoff() -> Config {
-    Config { election_timeout: TIMEOUT, max_backoff: Duration::ZERO }
+    Config {
+        election_timeout: TIMEOUT,
+        max_backoff: Duration::ZERO,
+        pre_vote: false,
+        ..Config::default()
+    }
 }
 
 fn node_with(me: u8, members: &[u8], persisted: PersistentState, config: Config) -> Node {
@@ -62,7 +72,8 @@ fn send(to: u8, msg: ElectionMsg) -> Action {
 #[test]
 fn ring_of_one_elects_itself_at_once() {
     let mut a = node(1, &[1]);
-    a.start(Instant::now());
+    let now = Instant::now();
+    a.start(now);
     assert_eq!(
         drain(&mut a),
         vec![
@@ -72,7 +83,7 @@ fn ring_of_one_elects_itself_at_once() {
         ]
     );
     assert_eq!(a.status(), Status::Leading);
-    assert_eq!(a.poll_timeout(), None);
+    assert_eq!(a.poll_timeout(), Some(now + HEARTBEAT), "its first heartbeat");
     assert_eq!(a.persistent(), PersistentState { term: Term(1), accepted: Some(id(1)) });
 }
 
@@ -106,7 +117,10 @@ fn ring_of_two_needs_both() {
     );
     assert!(b.is_leader());
     assert_eq!(a.leader(), Some(id(2)));
-    assert_eq!((a.poll_timeout(), b.poll_timeout()), (None, None));
+    // The leader's next heartbeat; the follower's leader timeout, in [T, 2T].
+    assert_eq!(b.poll_timeout(), Some(now + HEARTBEAT));
+    let patience = a.poll_timeout().map(|t| t - now);
+    assert!(patience.is_some_and(|p| (LEADER_TIMEOUT..=2 * LEADER_TIMEOUT).contains(&p)));
 }
 
 #[test]
@@ -195,7 +209,7 @@ fn stale_terms_are_refused_and_answered_with_the_newer_term() {
     assert_eq!(drain(&mut a), vec![persist(4, None), send(2, token(4, big, &[1]))]);
     // A follower does not answer: its leader's traffic tells the sender.
     let mut f = node(2, &[1, 2, 3]);
-    f.handle_leader_heard(id(3), Term(6));
+    f.handle_leader_heard(id(3), Term(6), now);
     drain(&mut f);
     let err = f.handle_message(id(1), token(3, cand(1), &[1]), now);
     assert_eq!(err, Err(ElectionError::StaleTerm { got: Term(3), current: Term(6) }));
@@ -206,7 +220,7 @@ fn stale_terms_are_refused_and_answered_with_the_newer_term() {
 fn non_members_and_oversized_paths_are_rejected() {
     let now = Instant::now();
     let mut b = node(2, &[1, 2, 3]);
-    b.handle_leader_heard(id(1), Term(1));
+    b.handle_leader_heard(id(1), Term(1), now);
     drain(&mut b);
     let err = b.handle_message(id(9), token(1, cand(9), &[9]), now);
     assert_eq!(err, Err(ElectionError::NotMember { node: id(9) }));
@@ -254,13 +268,18 @@ fn an_outsiders_candidacy_is_taken_only_without_a_leader() {
     assert_eq!(a.term(), Term(36));
     let mine = Candidate { last_log: LogPosition { term: Term(1), seq: Seq(246) }, node: id(1) };
     assert_eq!(drain(&mut a), vec![persist(36, None), send(2, token(36, mine, &[1]))]);
-    // A larger outsider is passed on.
+    // A larger outsider is passed on, around the union of the rings: 3 is on someone's ring
+    // (it passed the message on), and after 2 in `NodeId` order.
     let mut b = node(2, &[1, 2]);
     b.handle_message(id(3), token(5, cand(3), &[3]), now).unwrap();
-    assert_eq!(drain(&mut b), vec![persist(5, None), send(1, token(5, cand(3), &[3, 2]))]);
+    assert_eq!(drain(&mut b), vec![persist(5, None), send(3, token(5, cand(3), &[3, 2]))]);
+    // Without 3 on the path in this term, the ring is 2's own.
+    let mut b = node(2, &[1, 2]);
+    b.handle_message(id(1), token(5, cand(3), &[1]), now).unwrap();
+    assert_eq!(drain(&mut b), vec![persist(5, None), send(1, token(5, cand(3), &[1, 2]))]);
     // A follower refuses it, whatever its term.
     let mut f = node(2, &[1, 2, 3]);
-    f.handle_leader_heard(id(1), Term(8));
+    f.handle_leader_heard(id(1), Term(8), now);
     drain(&mut f);
     let err = f.handle_message(id(9), token(9, cand(9), &[9]), now);
     assert_eq!(err, Err(ElectionError::NotMember { node: id(9) }));
@@ -489,7 +508,7 @@ fn timeout_retries_with_a_higher_term_and_tolerates_early_and_repeated_calls() {
 #[test]
 fn backoff_is_random_and_bounded() {
     let now = Instant::now();
-    let config = Config { election_timeout: TIMEOUT, max_backoff: TIMEOUT };
+    let config = Config { election_timeout: TIMEOUT, max_backoff: TIMEOUT, ..no_backoff() };
     let deadlines: Vec<_> = (1..=20)
         .map(|seed| {
             let rng = ChaCha8Rng::seed_from_u64(seed);
@@ -590,9 +609,9 @@ fn leader_heard_catches_up_a_skipped_node() {
     a.start(now);
     drain(&mut a);
     a.handle_members(vec![id(1), id(2), id(3)]);
-    a.handle_leader_heard(id(3), Term(1));
+    a.handle_leader_heard(id(3), Term(1), now);
     assert_eq!(drain(&mut a), vec![], "same term, it leads itself");
-    a.handle_leader_heard(id(3), Term(4));
+    a.handle_leader_heard(id(3), Term(4), now);
     assert_eq!(
         drain(&mut a),
         vec![
@@ -601,8 +620,8 @@ fn leader_heard_catches_up_a_skipped_node() {
             Action::FollowLeader { term: Term(4), leader: id(3) },
         ]
     );
-    a.handle_leader_heard(id(2), Term(3));
-    a.handle_leader_heard(id(9), Term(9));
+    a.handle_leader_heard(id(2), Term(3), now);
+    a.handle_leader_heard(id(9), Term(9), now);
     assert_eq!(drain(&mut a), vec![], "stale terms and non-members are ignored");
     assert_eq!(a.leader(), Some(id(3)));
 }
@@ -683,4 +702,357 @@ fn a_demoted_candidate_forwards_any_other_members_token() {
     let lower = Candidate { last_log: LogPosition { term: Term(1), seq: Seq(2) }, node: id(1) };
     c.handle_message(id(2), token(1, lower, &[1, 2]), now).unwrap();
     assert_eq!(drain(&mut c), vec![send(1, token(1, lower, &[1, 2, 3]))]);
+}
+
+// ---- heartbeats, leader timeout, pre-vote ----------------------------------------------
+
+const MS: Duration = Duration::from_millis(1);
+
+/// The default liveness settings (heartbeat 20 ms, leader timeout 120 ms, pre-vote on) and
+/// the legacy round timeout without back-off.
+fn pre_voting() -> Config {
+    Config { election_timeout: TIMEOUT, max_backoff: Duration::ZERO, ..Config::default() }
+}
+
+fn pre_vote(term: u64, last_log: LogPosition) -> ElectionMsg {
+    ElectionMsg::PreVote { term: Term(term), last_log }
+}
+
+fn reply(term: u64, granted: bool, current: u64) -> ElectionMsg {
+    ElectionMsg::PreVoteReply { term: Term(term), granted, current: Term(current) }
+}
+
+fn heartbeat(term: u64) -> ElectionMsg {
+    ElectionMsg::Heartbeat { term: Term(term) }
+}
+
+/// `me` in `members` at `term`, following `leader`, last heard at `now`.
+fn follower(me: u8, members: &[u8], leader: u8, term: u64, now: Instant) -> Node {
+    let persisted = PersistentState { term: Term(term), accepted: None };
+    let mut f = node_with(me, members, persisted, pre_voting());
+    f.handle_message(id(leader), heartbeat(term), now).unwrap();
+    assert_eq!(drain(&mut f), vec![Action::FollowLeader { term: Term(term), leader: id(leader) }]);
+    f
+}
+
+#[test]
+fn a_pre_vote_is_refused_while_the_leader_is_heard() {
+    let now = Instant::now();
+    let mut b = follower(2, &[1, 2, 3], 1, 5, now);
+    let ask = pre_vote(6, LogPosition::default());
+    b.handle_message(id(3), ask.clone(), now + LEADER_TIMEOUT - MS).unwrap();
+    assert_eq!(drain(&mut b), vec![send(3, reply(6, false, 5))]);
+    // A heartbeat renews the lease: refused again a leader timeout later.
+    b.handle_message(id(1), heartbeat(5), now + LEADER_TIMEOUT - MS).unwrap();
+    assert_eq!(drain(&mut b), vec![]);
+    b.handle_message(id(3), ask, now + 2 * LEADER_TIMEOUT - 2 * MS).unwrap();
+    assert_eq!(drain(&mut b), vec![send(3, reply(6, false, 5))]);
+    assert_eq!((b.term(), b.leader(), b.persistent().term), (Term(5), Some(id(1)), Term(5)));
+    // A leader refuses too, and so does anyone asked for a term that is not newer.
+    let mut a = node_with(1, &[1], PersistentState::default(), pre_voting());
+    a.start(now);
+    drain(&mut a);
+    a.handle_members(vec![id(1), id(2), id(3)]);
+    a.handle_message(id(3), pre_vote(2, LogPosition::default()), now).unwrap();
+    assert_eq!(drain(&mut a), vec![send(3, reply(2, false, 1))]);
+    let mut c =
+        node_with(3, &[1, 2, 3], PersistentState { term: Term(6), accepted: None }, pre_voting());
+    c.handle_message(id(2), pre_vote(6, LogPosition::default()), now).unwrap();
+    assert_eq!(drain(&mut c), vec![send(2, reply(6, false, 6))]);
+}
+
+#[test]
+fn a_pre_vote_is_granted_after_the_leader_timeout_and_changes_nothing() {
+    let now = Instant::now();
+    let mut b = follower(2, &[1, 2, 3], 1, 5, now);
+    let pos = LogPosition { term: Term(5), seq: Seq(7) };
+    b.handle_last_log(pos);
+    let later = now + LEADER_TIMEOUT;
+    b.handle_message(id(3), pre_vote(6, pos), later).unwrap();
+    assert_eq!(drain(&mut b), vec![send(3, reply(6, true, 5))], "no PersistTerm: no term change");
+    assert_eq!((b.term(), b.persistent().term), (Term(5), Term(5)));
+    // Not for a candidate whose log is behind.
+    let behind = LogPosition { term: Term(5), seq: Seq(6) };
+    b.handle_message(id(3), pre_vote(6, behind), later).unwrap();
+    assert_eq!(drain(&mut b), vec![send(3, reply(6, false, 5))]);
+    // The followed leader giving up is granted at once: it says it no longer leads.
+    let mut f = follower(2, &[1, 2, 3], 1, 5, now);
+    f.handle_message(id(1), pre_vote(6, LogPosition::default()), now).unwrap();
+    assert_eq!(drain(&mut f), vec![send(1, reply(6, true, 5))]);
+}
+
+/// The follower's leader timeout (drawn in `[T, 2T]`) passes: it asks the others, keeps its
+/// term, and skips the silent leader in the ring; a majority of grants starts the election.
+#[test]
+fn a_silent_leader_starts_a_pre_vote_then_an_election_around_it() {
+    let now = Instant::now();
+    let mut b = follower(2, &[1, 2, 3], 3, 5, now);
+    let deadline = b.poll_timeout().unwrap();
+    assert!((now + LEADER_TIMEOUT..=now + 2 * LEADER_TIMEOUT).contains(&deadline));
+    b.handle_timeout(deadline - MS);
+    assert_eq!(drain(&mut b), vec![], "early");
+    b.handle_timeout(deadline);
+    let ask = pre_vote(6, LogPosition::default());
+    assert_eq!(drain(&mut b), vec![send(1, ask.clone()), send(3, ask)]);
+    assert_eq!((b.term(), b.status(), b.is_pre_voting()), (Term(5), Status::Idle, true));
+    b.handle_message(id(1), reply(6, true, 5), deadline + MS).unwrap();
+    // Its successor 3 is the silent leader: the token goes to 1.
+    assert_eq!(drain(&mut b), vec![persist(6, None), send(1, token(6, cand(2), &[2]))]);
+    assert!(!b.is_pre_voting());
+}
+
+#[test]
+fn a_heartbeat_during_the_pre_vote_ends_it() {
+    let now = Instant::now();
+    let mut b = follower(2, &[1, 2, 3], 3, 5, now);
+    let deadline = b.poll_timeout().unwrap();
+    b.handle_timeout(deadline);
+    drain(&mut b);
+    b.handle_message(id(3), heartbeat(5), deadline + MS).unwrap();
+    assert_eq!(drain(&mut b), vec![Action::FollowLeader { term: Term(5), leader: id(3) }]);
+    assert!(!b.is_pre_voting());
+    // Late grants start nothing.
+    b.handle_message(id(1), reply(6, true, 5), deadline + 2 * MS).unwrap();
+    assert_eq!(drain(&mut b), vec![]);
+    assert_eq!(b.leader(), Some(id(3)));
+}
+
+/// The leader's heartbeats, every interval, keep a follower from ever pre-voting; when they
+/// stop, it pre-votes within `2T`.
+#[test]
+fn heartbeats_keep_a_follower_from_pre_voting() {
+    let t0 = Instant::now();
+    let mut a = node_with(1, &[1], PersistentState::default(), pre_voting());
+    a.start(t0);
+    drain(&mut a);
+    a.handle_members(vec![id(1), id(2), id(3)]);
+    let mut b = follower(2, &[1, 2, 3], 1, 1, t0);
+    let end = t0 + Duration::from_secs(5);
+    let mut beats = 0;
+    loop {
+        let (ta, tb) = (a.poll_timeout().unwrap(), b.poll_timeout().unwrap());
+        let now = ta.min(tb);
+        if now > end {
+            break;
+        }
+        a.handle_timeout(now);
+        for action in drain(&mut a) {
+            assert!(
+                matches!(
+                    &action,
+                    Action::Send { msg: ElectionMsg::Heartbeat { term: Term(1) }, .. }
+                ),
+                "{action:?}"
+            );
+            if let Action::Send { to, msg } = action {
+                if to == id(2) {
+                    beats += 1;
+                    b.handle_message(id(1), msg, now).unwrap();
+                }
+            }
+        }
+        b.handle_timeout(now);
+        assert_eq!(drain(&mut b), vec![], "at {:?}", now - t0);
+    }
+    assert_eq!(beats, 250, "one every 20 ms for 5 s");
+    assert_eq!((b.status(), b.term()), (Status::Following(id(1)), Term(1)));
+    // The leader goes silent.
+    let deadline = b.poll_timeout().unwrap();
+    assert!(deadline <= end + 2 * LEADER_TIMEOUT);
+    b.handle_timeout(deadline);
+    let ask = pre_vote(2, LogPosition::default());
+    assert_eq!(drain(&mut b), vec![send(1, ask.clone()), send(3, ask)]);
+}
+
+#[test]
+fn a_leader_sends_heartbeats_to_every_other_member() {
+    let now = Instant::now();
+    let mut a = node_with(1, &[1], PersistentState::default(), pre_voting());
+    a.start(now);
+    drain(&mut a);
+    a.handle_members(vec![id(1), id(2), id(3)]);
+    assert_eq!(a.poll_timeout(), Some(now + HEARTBEAT));
+    a.handle_timeout(now + HEARTBEAT - MS);
+    assert_eq!(drain(&mut a), vec![], "early");
+    a.handle_timeout(now + HEARTBEAT);
+    assert_eq!(drain(&mut a), vec![send(2, heartbeat(1)), send(3, heartbeat(1))]);
+    assert_eq!(a.poll_timeout(), Some(now + 2 * HEARTBEAT));
+    a.handle_timeout(now + HEARTBEAT);
+    assert_eq!(drain(&mut a), vec![], "repeated");
+}
+
+/// A node cut off from everyone drives its timers for a minute: it only ever asks, with a
+/// growing back-off capped at `max_pre_vote_backoff`; its term never moves (without the
+/// pre-vote it climbs by one per round: the issue measured 1 -> 12 in 10 s).
+#[test]
+fn a_partitioned_node_never_raises_its_term() {
+    fn drive(config: Config) -> (Node, Vec<Duration>, Vec<Action>) {
+        let t0 = Instant::now();
+        let persisted = PersistentState { term: Term(1), accepted: None };
+        let mut c = node_with(3, &[1, 2, 3], persisted, config);
+        c.handle_message(id(1), heartbeat(1), t0).unwrap();
+        drain(&mut c);
+        let mut rounds = Vec::new();
+        let mut actions = Vec::new();
+        while let Some(at) = c.poll_timeout().filter(|t| *t <= t0 + Duration::from_secs(60)) {
+            c.handle_timeout(at);
+            let out = drain(&mut c);
+            if out
+                .iter()
+                .any(|a| matches!(a, Action::Send { msg: ElectionMsg::PreVote { .. }, .. }))
+            {
+                rounds.push(at - t0);
+            }
+            actions.extend(out);
+        }
+        (c, rounds, actions)
+    }
+    let (c, rounds, actions) = drive(pre_voting());
+    assert_eq!(c.term(), Term(1));
+    let ask = pre_vote(2, LogPosition::default());
+    assert!(
+        actions.iter().all(|a| *a == send(1, ask.clone()) || *a == send(2, ask.clone())),
+        "{actions:?}"
+    );
+    assert!(rounds.len() >= 30, "it keeps asking: {} rounds", rounds.len());
+    let gaps: Vec<Duration> = rounds.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(gaps.iter().all(|g| *g <= Duration::from_secs(2)), "{gaps:?}");
+    assert!(gaps.last() > gaps.first(), "the back-off grows: {gaps:?}");
+    // The same node without the pre-vote.
+    let (bare, _, _) = drive(Config { pre_vote: false, ..pre_voting() });
+    assert!(bare.term() > Term(100), "{:?}", bare.term());
+}
+
+/// A newer term in a refusal is adopted (catching up, not raising) and the pre-vote goes on
+/// for the term after it.
+#[test]
+fn a_newer_term_in_a_pre_vote_reply_is_adopted() {
+    let now = Instant::now();
+    let mut a = node_with(1, &[1, 2, 3], PersistentState::default(), pre_voting());
+    a.start(now);
+    let ask = pre_vote(1, LogPosition::default());
+    assert_eq!(drain(&mut a), vec![send(2, ask.clone()), send(3, ask)]);
+    a.handle_message(id(2), reply(1, false, 7), now).unwrap();
+    assert_eq!(drain(&mut a), vec![persist(7, None)]);
+    assert!(a.is_pre_voting());
+    // A grant for the old pre-vote's term no longer counts; the retry asks for term 8.
+    a.handle_message(id(3), reply(1, true, 0), now).unwrap();
+    assert_eq!(drain(&mut a), vec![]);
+    let retry = a.poll_timeout().unwrap();
+    a.handle_timeout(retry);
+    let ask = pre_vote(8, LogPosition::default());
+    assert_eq!(drain(&mut a), vec![send(2, ask.clone()), send(3, ask)]);
+    a.handle_message(id(3), reply(8, true, 7), retry).unwrap();
+    assert_eq!(drain(&mut a), vec![persist(8, None), send(2, token(8, cand(1), &[1]))]);
+}
+
+/// A node that follows no leader and gets a heartbeat of an older term cannot follow it:
+/// it tells the stale leader its term (found by `tests/sim.rs`: two nodes at term 2, whose
+/// term-2 election failed, were refused by a term-1 majority forever).
+/// Sim seed 761 of `SEEDS=300..3000`: node 3's log lacks `AddMember(4)`, so its ring was
+/// 1 -> 2 -> 3 -> 1 while the others' was 1 -> 2 -> 3 -> 4; node 4's token came to 3 and went
+/// to 2, which had sent it on already, every lap, and node 3 (behind) could not win the vote:
+/// no election completed. A node outside the configuration that passed on a message of the
+/// term is routed through, until the term changes.
+#[test]
+fn the_ring_runs_through_members_of_a_newer_configuration() {
+    let now = Instant::now();
+    let mut c = node(3, &[1, 2, 3]);
+    let four = Candidate { last_log: LogPosition { term: Term(3), seq: Seq(82) }, node: id(4) };
+    c.handle_message(id(2), token(5, four, &[4, 1, 2]), now).unwrap();
+    assert_eq!(drain(&mut c), vec![persist(5, None), send(4, token(5, four, &[4, 1, 2, 3]))]);
+    // A newer term forgets it.
+    c.handle_message(id(2), token(6, cand(2), &[2]), now).unwrap();
+    assert_eq!(drain(&mut c), vec![persist(6, None), send(1, token(6, cand(3), &[3]))]);
+}
+
+#[test]
+fn a_stale_heartbeat_is_answered_with_the_newer_term() {
+    let now = Instant::now();
+    let mut c =
+        node_with(3, &[1, 2, 3], PersistentState { term: Term(2), accepted: None }, pre_voting());
+    let err = c.handle_message(id(1), heartbeat(1), now);
+    assert_eq!(err, Err(ElectionError::StaleTerm { got: Term(1), current: Term(2) }));
+    assert_eq!(drain(&mut c), vec![send(1, token(2, cand(3), &[3]))]);
+}
+
+/// Issue 16 item 3 (sim seed 179 with a 200 ms fsync climbed to term 80 without a leader):
+/// node 4 was added, but its configuration has not reached it when the leader (3) dies. With
+/// a path limit of `2 × 0` it refused every token, and the others (2 of 4) could never make a
+/// majority. It relays, to every node it saw in election traffic, and votes; the election
+/// completes.
+#[test]
+fn a_member_without_its_configuration_relays_and_the_election_completes() {
+    let t0 = Instant::now();
+    let all = [1, 2, 3, 4];
+    let mut nodes: BTreeMap<u8, Node> = BTreeMap::new();
+    for me in [1u8, 2] {
+        nodes.insert(me, follower(me, &all, 3, 1, t0));
+    }
+    // Node 4 holds no configuration; it heard the leader's heartbeat, and its failure
+    // detector knows the others (the replica passes them on).
+    let mut d = node_with(4, &[], PersistentState::default(), pre_voting());
+    d.handle_known([id(1), id(2), id(3)]);
+    d.handle_message(id(3), heartbeat(1), t0).unwrap();
+    let follow = Action::FollowLeader { term: Term(1), leader: id(3) };
+    assert_eq!(drain(&mut d), vec![persist(1, None), follow]);
+    nodes.insert(4, d);
+    // One input, exactly: a token of a newer term is relayed to every node it knows.
+    {
+        let mut probe = node_with(4, &[], PersistentState::default(), pre_voting());
+        probe.handle_message(id(3), heartbeat(1), t0).unwrap();
+        probe.handle_message(id(2), pre_vote(2, LogPosition::default()), t0).unwrap();
+        drain(&mut probe);
+        probe.handle_message(id(2), token(2, cand(2), &[2]), t0).unwrap();
+        let relayed = token(2, cand(2), &[2, 4]);
+        assert_eq!(
+            drain(&mut probe),
+            vec![
+                persist(2, None),
+                Action::StepDown { term: Term(2) },
+                send(2, relayed.clone()),
+                send(3, relayed)
+            ]
+        );
+    }
+    // Node 3 is dead: run everyone's timers and deliver at once, dropping what goes to 3.
+    let mut queue: VecDeque<(u8, u8, ElectionMsg)> = VecDeque::new();
+    let mut leaders = Vec::new();
+    let mut now = t0;
+    while leaders.is_empty() && now < t0 + Duration::from_secs(10) {
+        now = nodes.values().filter_map(Node::poll_timeout).min().unwrap();
+        for (&me, n) in &mut nodes {
+            n.handle_timeout(now);
+            collect(me, n, &mut queue, &mut leaders);
+        }
+        while let Some((from, to, msg)) = queue.pop_front() {
+            if let Some(n) = nodes.get_mut(&to) {
+                let _ = n.handle_message(id(from), msg, now);
+                collect(to, n, &mut queue, &mut leaders);
+            }
+        }
+    }
+    assert_eq!(leaders.len(), 1, "one leader within 10 s: {leaders:?}");
+    let (term, leader, participants) = &leaders[0];
+    assert!(participants.contains(&id(4)), "node 4 voted: {participants:?}");
+    assert_eq!(participants.len(), 3, "a majority of the four");
+    assert_eq!(*term, Term(2), "in the first term tried");
+    assert!(nodes[&4].leader() == Some(*leader));
+}
+
+fn collect(
+    me: u8,
+    n: &mut Node,
+    queue: &mut VecDeque<(u8, u8, ElectionMsg)>,
+    leaders: &mut Vec<(Term, NodeId, Vec<NodeId>)>,
+) {
+    for action in drain(n) {
+        match action {
+            Action::Send { to, msg } => queue.push_back((me, to.as_bytes()[0], msg)),
+            Action::Elected { term, leader, participants } => {
+                leaders.push((term, leader, participants));
+            }
+            _ => {}
+        }
+    }
 }

@@ -12,23 +12,41 @@ use auction_proto::{LogPosition, Seq, Term};
 use auction_testkit::NetConfig;
 use common::Cluster;
 
-/// `(tokens, electeds)` of an election where `initiators` (ring positions) start together.
-/// `seqs[i]` is the log position's seq of the `i`-th node in ring order.
+/// `(tokens, electeds)` of an election where `initiators` (ring positions) start together,
+/// without the pre-vote (the bare ring election; a node behind could not start one at all
+/// with it). `seqs[i]` is the log position's seq of the `i`-th node in ring order.
 fn count(seqs: &[u64], initiators: &[usize]) -> (u64, u64) {
+    let (tokens, electeds, _) = count_with(seqs, initiators, false);
+    (tokens, electeds)
+}
+
+/// `(tokens, electeds, pre-vote messages)`, with the pre-vote on or off.
+fn count_with(seqs: &[u64], initiators: &[usize], pre_vote: bool) -> (u64, u64, u64) {
     let one_ms = Duration::from_millis(1);
     let net = NetConfig { delay_min: one_ms, delay_max: one_ms, ..NetConfig::default() };
     let logs: Vec<_> = seqs.iter().map(|s| LogPosition { term: Term(1), seq: Seq(*s) }).collect();
-    let mut c = Cluster::new(1, net, &logs, Config::default());
+    let mut c = Cluster::new(1, net, &logs, Config { pre_vote, ..Config::default() });
     for &i in initiators {
         let id = c.ids[i];
         c.with(id, |e, now| e.start(now));
     }
-    c.net.run_for(Duration::from_millis(200));
+    c.net.run_for(Duration::from_millis(50));
     c.check_safety().unwrap();
     assert!(c.settled_leader().is_some());
     let log = c.log.borrow();
     assert_eq!(log.leaders.len(), 1);
-    (log.tokens, log.electeds)
+    (log.tokens, log.electeds, log.pre_votes)
+}
+
+/// The pre-vote costs one request and one answer per other member, before the same ring
+/// election.
+#[test]
+fn the_pre_vote_adds_two_messages_per_other_member() {
+    for n in [3u64, 5, 9] {
+        let increasing: Vec<u64> = (0..n).collect();
+        let last = usize::try_from(n - 1).unwrap();
+        assert_eq!(count_with(&increasing, &[last], true), (n, n, 2 * (n - 1)));
+    }
 }
 
 #[test]

@@ -7,7 +7,7 @@
 //! median of the clocks it knows (its own included, so one wrong peer does not move it); a
 //! node skewed by more than [`crate::ReplicaConfig::max_clock_skew`] does not stand for leader.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use auction_proto::NodeId;
 use rand::RngCore;
@@ -32,6 +32,17 @@ impl<R: RngCore> Replica<R> {
             n => clocks[(n - 1) / 2],
         };
         median.saturating_neg()
+    }
+
+    /// Keeps the election from putting this node forward while its clock is skewed.
+    /// A leader whose clock became skewed hands its leadership over (its timestamps would
+    /// move every auction's end).
+    pub(crate) fn sync_standing(&mut self, now: Instant) {
+        let skewed = self.clock_skewed();
+        self.election.set_standing(!skewed);
+        if skewed && self.election.is_leader() && self.members.len() > 1 {
+            self.election.step_down(now);
+        }
     }
 
     /// Whether this node's clock is too far from the cluster's for it to lead.

@@ -222,6 +222,7 @@ impl<R: RngCore> Replica<R> {
             self.membership.handle_configured(&infos, now);
         }
         self.feed_relay_targets();
+        self.sync_standing(now);
         let last = self.ordering.last_log();
         if last != self.last_log {
             self.last_log = last;

@@ -44,3 +44,21 @@ fn a_server_whose_clock_runs_ahead_never_leads() {
     // The step-downs really moved the leadership around (each run: several terms).
     assert!(elections >= 4 * 4, "only {elections} terms with a leader in 4 runs");
 }
+
+#[test]
+fn a_leader_whose_clock_jumps_hands_its_leadership_over() {
+    let founder = NodeId::from_bytes([1; 16]);
+    for seed in 0..4 {
+        let s = Duration::from_millis;
+        let opts = Options {
+            script: vec![(s(3_000), ScriptOp::Skew { server: 0, ms: -4_000 })],
+            ..skewed_run(seed)
+        };
+        let out = run_seed(opts);
+        assert!(out.violations.is_empty(), "seed {seed}: {:#?}", out.violations);
+        let leaders = &out.history.leaders;
+        assert!(leaders.values().any(|l| l.contains(&founder)), "seed {seed}: {leaders:?}");
+        let (last, who) = leaders.iter().next_back().unwrap();
+        assert!(!who.contains(&founder), "seed {seed}: the skewed founder still leads {last:?}");
+    }
+}

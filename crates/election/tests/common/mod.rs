@@ -23,6 +23,10 @@ pub struct Log {
     pub tokens: u64,
     /// `Elected` messages sent.
     pub electeds: u64,
+    /// `Heartbeat` messages sent.
+    pub heartbeats: u64,
+    /// `PreVote` and `PreVoteReply` messages sent.
+    pub pre_votes: u64,
     /// Every durable vote: `(voter, term) -> leader`.
     pub votes: BTreeMap<(NodeId, Term), NodeId>,
     /// Broken rules seen while draining actions.
@@ -49,6 +53,10 @@ impl SimElection {
                     match msg {
                         ElectionMsg::Token { .. } => log.tokens += 1,
                         ElectionMsg::Elected { .. } => log.electeds += 1,
+                        ElectionMsg::Heartbeat { .. } => log.heartbeats += 1,
+                        ElectionMsg::PreVote { .. } | ElectionMsg::PreVoteReply { .. } => {
+                            log.pre_votes += 1;
+                        }
                     }
                     self.out.push(Outgoing { to: Dest::To(to), msg });
                 }
@@ -289,7 +297,7 @@ impl Cluster {
         for &leader in &live {
             let Some((term, Status::Leading)) = self.status(leader) else { continue };
             for &other in &live {
-                self.with(other, |c, _| c.handle_leader_heard(leader, term));
+                self.with(other, |c, now| c.handle_leader_heard(leader, term, now));
             }
         }
     }
