@@ -104,7 +104,10 @@ impl<R: RngCore> Replica<R> {
         }
         // On the minority side of a partition (as the failure detector sees it) refuse at
         // once: nothing is queued, so nothing can commit later behind the client's back.
-        if !self.majority_reachable() {
+        // So does a node that has lost its leader (it pre-votes) before the failure detector
+        // has declared anyone down: forwarded, the command would wait for a leader it cannot
+        // reach while the client times out.
+        if !self.majority_reachable() || self.election.is_pre_voting() {
             return Err(SubmitError::Unavailable { leader: None, retry_after: self.retry_after() });
         }
         let result = match self.ordering.handle_propose(cmd, now) {

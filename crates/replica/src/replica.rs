@@ -269,10 +269,13 @@ impl<R: RngCore> Replica<R> {
             Role::Joining
         } else if self.ordering.leader() == Some(self.me.node) || self.election.is_leader() {
             Role::Leader
-        } else if matches!(
-            self.election.status(),
-            auction_election::Status::Electing | auction_election::Status::Announcing
-        ) {
+        } else if self.election.is_pre_voting()
+            || matches!(
+                self.election.status(),
+                auction_election::Status::Electing | auction_election::Status::Announcing
+            )
+        {
+            // A pre-vote means it lost its leader (and asks whether the others did too).
             Role::Candidate
         } else {
             Role::Follower
@@ -288,7 +291,8 @@ impl<R: RngCore> Replica<R> {
             incarnation: self.me.incarnation,
             role: self.role(),
             term: self.term(),
-            leader: self.leader(),
+            // Pre-voting, it has lost its leader, though no newer term has started yet.
+            leader: self.leader().filter(|_| !self.election.is_pre_voting()),
             commit,
             applied: self.applied(),
             members: self.members(),
