@@ -125,6 +125,17 @@ impl Ring {
         after.chain(before).copied().find(|n| !self.down.contains(n) && !self.silent.contains(n))
     }
 
+    /// The first member of the configuration after `me` (wrapping) that is not in `path` and
+    /// not believed down or silent.
+    pub(crate) fn next_not_in(&self, path: &[NodeId]) -> Option<NodeId> {
+        let after = self.members.range((Bound::Excluded(self.me), Bound::Unbounded));
+        let before = self.members.range(..self.me);
+        after
+            .chain(before)
+            .copied()
+            .find(|n| !path.contains(n) && !self.down.contains(n) && !self.silent.contains(n))
+    }
+
     /// The smallest number of members that is a majority of the configuration.
     pub(crate) fn majority(&self) -> usize {
         self.members.len() / 2 + 1

@@ -102,7 +102,17 @@ impl<R: RngCore> Election<R> {
             return; // already announcing (a duplicate token) or decided.
         };
         if !self.ring.is_majority(&visited) {
-            return; // no majority on the path: the deadline retries with a higher term.
+            // No majority of this node's configuration on the path: another member's ring
+            // can be older (it lacks an `AddMember` this node holds) and have sent the token
+            // straight back. Send it on to a member of this ring it has not passed, instead
+            // of retrying with a higher term forever (sim seeds 1947, 2526); with none left,
+            // the deadline retries.
+            if let Some(next) = self.ring.next_not_in(&visited) {
+                let msg =
+                    ElectionMsg::Token { term: self.term, candidate: self.round.own, visited };
+                self.send(next, msg);
+            }
+            return;
         }
         self.accepted = Some(self.me);
         self.push(Action::PersistTerm { term: self.term, accepted: Some(self.me) });
@@ -156,8 +166,16 @@ impl<R: RngCore> Election<R> {
 
     /// Our own `Elected` came back with the acceptors in `participants`.
     fn on_own_elected(&mut self, participants: Vec<NodeId>) {
-        if !matches!(self.role, Role::Announcing { .. }) || !self.ring.is_majority(&participants) {
-            return; // not ours to take (restarted, already leading) or no majority: retry.
+        if !matches!(self.role, Role::Announcing { .. }) {
+            return; // not ours to take (restarted, already leading).
+        }
+        if !self.ring.is_majority(&participants) {
+            // As for the token: on to a member of this ring the announcement has not reached.
+            if let Some(next) = self.ring.next_not_in(&participants) {
+                let msg = ElectionMsg::Elected { term: self.term, leader: self.me, participants };
+                self.send(next, msg);
+            }
+            return;
         }
         self.role = Role::Leader;
         self.abstain_until = None;

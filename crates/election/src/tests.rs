@@ -470,8 +470,10 @@ fn own_elected_without_majority_does_not_lead() {
     e.start(now);
     e.handle_message(id(4), token(1, cand(5), &[5, 1, 2, 3, 4]), now).unwrap();
     drain(&mut e);
+    // Back without a majority: on to the first member of its ring the announcement has not
+    // reached (another member's older ring may have sent it straight back).
     e.handle_message(id(4), elected(1, 5, &[5, 4]), now).unwrap();
-    assert_eq!(drain(&mut e), vec![]);
+    assert_eq!(drain(&mut e), vec![send(1, elected(1, 5, &[5, 4]))]);
     assert_eq!(e.status(), Status::Announcing);
     e.handle_message(id(4), elected(1, 5, &[5, 4, 1]), now).unwrap();
     let participants = vec![id(5), id(4), id(1)];
@@ -479,14 +481,23 @@ fn own_elected_without_majority_does_not_lead() {
 }
 
 #[test]
-fn own_token_without_majority_waits_for_the_deadline() {
+fn own_token_without_majority_goes_on_to_a_member_it_has_not_passed() {
+    // Sim seeds 1947, 2526: a member whose ring lacked an `AddMember` sent the token straight
+    // back; waiting for the deadline retried the same lap with a higher term forever.
     let now = Instant::now();
     let mut c = node(3, &[1, 2, 3, 4, 5]);
     c.start(now);
     drain(&mut c);
     c.handle_message(id(2), token(1, cand(3), &[3, 2]), now).unwrap();
-    assert_eq!(drain(&mut c), vec![]);
+    assert_eq!(drain(&mut c), vec![send(4, token(1, cand(3), &[3, 2]))]);
     assert_eq!(c.status(), Status::Electing);
+    // With every member down or on the path, it waits for the deadline.
+    c.handle_down(id(4));
+    c.handle_down(id(5));
+    c.handle_down(id(1));
+    drain(&mut c); // ring repair resends its last message
+    c.handle_message(id(2), token(1, cand(3), &[3, 2]), now).unwrap();
+    assert_eq!(drain(&mut c), vec![]);
 }
 
 #[test]
