@@ -55,6 +55,10 @@ pub fn server_args(args: &DevArgs, servers: &[DevServer], i: usize) -> Vec<Strin
         "--broadcast".into(),
         "127.255.255.255".into(),
         "--dev-key".into(),
+        // New servers become voters 2 s after catching up (10 s by default): the demo shows
+        // a cluster of 3 at once.
+        "--promote-after".into(),
+        "2s".into(),
         "--fsync".into(),
         match args.fsync {
             FsyncArg::Always => "always".into(),
