@@ -70,7 +70,7 @@ pub enum NodeError {
 const SLOW_TURN: Duration = Duration::from_millis(100);
 
 /// How long a leader shutting down waits for another leader before it stops anyway.
-const HANDOFF_WAIT: Duration = Duration::from_secs(2);
+const HANDOFF_WAIT: Duration = Duration::from_secs(5);
 
 /// At most one WARN line per this long for frames of another cluster instance.
 const WARN_EVERY: Duration = Duration::from_secs(60);

@@ -60,7 +60,7 @@ fn a_leader_stopped_with_sigterm_hands_the_leadership_over_first() {
     seller.register_and_login("seller");
     let auction = open_auction(&mut seller, "lamp");
     cluster.terminate(leader);
-    let status = cluster.wait_exit(leader, Duration::from_secs(10)).expect("it stops");
+    let status = cluster.wait_exit(leader, Duration::from_secs(20)).expect("it stops");
     assert!(status.success(), "a graceful stop: {status:?}");
     let log = cluster.nodes[leader].stderr.clone().unwrap();
     let said = std::fs::read_to_string(&log).unwrap();
