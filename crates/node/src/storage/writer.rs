@@ -218,10 +218,7 @@ impl WriterHandle {
     pub async fn save_instance(&self, instance: InstanceId) -> Result<(), Arc<StorageError>> {
         let (done, wait) = oneshot::channel();
         self.submit(Job::SaveInstance { instance, done }).map_err(Arc::new)?;
-        match wait.await {
-            Ok(r) => r,
-            Err(_) => Err(Arc::new(StorageError::WriterStopped)),
-        }
+        wait.await.unwrap_or_else(|_| Err(Arc::new(StorageError::WriterStopped)))
     }
 
     /// Stats as of the end of the last batch.
@@ -320,28 +317,22 @@ fn run_batch(
                 stored = Some(id);
             }
             Job::SaveSnapshot(snapshot) => storage.save_snapshot(&snapshot).map_err(Arc::new)?,
-            Job::SaveInstance { instance, done } => match storage.save_instance(instance) {
-                Ok(()) => {
-                    let _ = done.send(Ok(()));
-                }
-                Err(e) => {
-                    let e = Arc::new(e);
-                    let _ = done.send(Err(Arc::clone(&e)));
-                    return Err(e);
-                }
-            },
-            Job::SaveTerm { term, accepted, done } => match storage.save_term(term, accepted) {
-                Ok(()) => {
-                    let _ = done.send(Ok(()));
-                }
-                Err(e) => {
-                    let e = Arc::new(e);
-                    let _ = done.send(Err(Arc::clone(&e)));
-                    return Err(e);
-                }
-            },
+            Job::SaveInstance { instance, done } => answer(done, storage.save_instance(instance))?,
+            Job::SaveTerm { term, accepted, done } => {
+                answer(done, storage.save_term(term, accepted))?;
+            }
         }
     }
     storage.sync().map_err(Arc::new)?;
     Ok(stored)
+}
+
+/// Tells the waiting driver how a metadata write went; a failure also stops the writer.
+fn answer(
+    done: oneshot::Sender<Result<(), Arc<StorageError>>>,
+    result: Result<(), StorageError>,
+) -> Result<(), Arc<StorageError>> {
+    let result = result.map_err(Arc::new);
+    let _ = done.send(result.clone());
+    result
 }
