@@ -107,6 +107,17 @@ impl App {
                 let result = self.session.admin(&server, token, op).await;
                 return self.answer(name, result);
             }
+            Command::AdminMember { server, op, target } => {
+                let Some(token) = self.admin_token.clone() else {
+                    return self.usage("admin needs --admin-token or AUCTION_ADMIN_TOKEN");
+                };
+                let node = match self.session.resolve_node(&target).await {
+                    Ok(node) => node,
+                    Err(e) => return self.error(name, &e),
+                };
+                let result = self.session.admin_at_leader(&server, token, op.with(node)).await;
+                return self.answer(name, result);
+            }
             Command::Whoami => RequestBody::Whoami,
             Command::Report => RequestBody::Report,
             Command::Servers => RequestBody::Servers,
@@ -386,7 +397,7 @@ pub(crate) fn command_name(cmd: &Command) -> &'static str {
         Command::History { .. } => "history",
         Command::Watch { .. } => "watch",
         Command::Unwatch => "unwatch",
-        Command::Admin { .. } => "admin",
+        Command::Admin { .. } | Command::AdminMember { .. } => "admin",
     }
 }
 

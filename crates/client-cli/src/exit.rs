@@ -60,7 +60,7 @@ impl Exit {
             SessionError::Unknown { .. } => Self::Other,
             SessionError::UnknownServer(_) | SessionError::TooLarge { .. } => Self::Usage,
             SessionError::Server(e) => match e.0 {
-                ClientError::UnknownAuction => Self::Rejected,
+                ClientError::UnknownAuction | ClientError::AdminRefused { .. } => Self::Rejected,
                 ClientError::Unavailable { .. } => Self::Unavailable,
                 ClientError::NotLoggedIn
                 | ClientError::BadCredentials

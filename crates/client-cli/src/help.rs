@@ -139,9 +139,14 @@ pub const COMMANDS: &[CommandHelp] = &[
     CommandHelp { name: "unwatch", usage: "unwatch", summary: "stop live events", details: "" },
     CommandHelp {
         name: "admin",
-        usage: "admin SERVER report|queue|leave|step-down|snapshot",
-        summary: "administer one server (needs --admin-token)",
-        details: "SERVER: its client address, or its node id (a prefix is enough).",
+        usage: "admin SERVER report|queue|leave|step-down|snapshot|promote NODE|demote NODE|remove NODE|move-leader NODE",
+        summary: "administer one server, or the membership through the leader (needs --admin-token)",
+        details: "SERVER: its client address, or its node id (a prefix is enough).\n\
+                  promote NODE: a caught-up learner becomes a voter now (also releases a demoted one).\n\
+                  demote NODE: a voter becomes a learner, held there until `promote`.\n\
+                  remove NODE: a voter that is down leaves the configuration now (even below the quorum floor).\n\
+                  move-leader NODE: the leadership moves to this caught-up voter.\n\
+                  The membership operations go to the leader: sent to another server, they are passed on to it.",
     },
 ];
 

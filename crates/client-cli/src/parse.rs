@@ -114,6 +114,41 @@ pub enum Command {
         /// The operation.
         op: AdminOp,
     },
+    /// `admin SERVER promote|demote|remove|move-leader NODE`: a membership operation, sent
+    /// to SERVER (and on to the leader if SERVER is not it).
+    AdminMember {
+        /// A server address, node id or node id prefix to send it to.
+        server: String,
+        /// The operation.
+        op: MemberOp,
+        /// The server it is about: a node id or node id prefix.
+        target: String,
+    },
+}
+
+/// A membership operation before its target is resolved to a node id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemberOp {
+    /// `promote`: a caught-up learner becomes a voter now.
+    Promote,
+    /// `demote`: a voter becomes a held learner.
+    Demote,
+    /// `remove`: a voter that is down leaves the configuration now.
+    Remove,
+    /// `move-leader`: the leadership moves to this voter.
+    MoveLeader,
+}
+
+impl MemberOp {
+    /// The wire operation for `node`.
+    pub fn with(self, node: auction_proto::NodeId) -> AdminOp {
+        match self {
+            Self::Promote => AdminOp::Promote(node),
+            Self::Demote => AdminOp::Demote(node),
+            Self::Remove => AdminOp::Remove(node),
+            Self::MoveLeader => AdminOp::MoveLeader(node),
+        }
+    }
 }
 
 /// Why a line is not a command. Nothing was sent.
@@ -387,7 +422,20 @@ pub fn parse_words<S: AsRef<str>>(words: &[S]) -> Result<Command, ParseError> {
         "admin" => {
             a.command = "admin";
             let server = a.required("SERVER")?.to_string();
-            let op = match a.required("operation")? {
+            let word = a.required("operation")?;
+            let member = match word {
+                "promote" => Some(MemberOp::Promote),
+                "demote" => Some(MemberOp::Demote),
+                "remove" => Some(MemberOp::Remove),
+                "move-leader" | "moveleader" => Some(MemberOp::MoveLeader),
+                _ => None,
+            };
+            if let Some(op) = member {
+                let target = a.required("NODE")?.to_string();
+                a.done()?;
+                return Ok(Command::AdminMember { server, op, target });
+            }
+            let op = match word {
                 "report" => AdminOp::Report,
                 "queue" => AdminOp::Queue,
                 "leave" => AdminOp::Leave,
@@ -397,7 +445,8 @@ pub fn parse_words<S: AsRef<str>>(words: &[S]) -> Result<Command, ParseError> {
                     return Err(ParseError::NotOneOf {
                         command: "admin",
                         got: other.to_string(),
-                        expected: "report, queue, leave, step-down, snapshot",
+                        expected: "report, queue, leave, step-down, snapshot, promote, demote, \
+                                   remove, move-leader",
                     });
                 }
             };

@@ -149,6 +149,19 @@ fn admin_ops() {
         assert_eq!(p(&format!("admin ab12 {w}")), Ok(Command::Admin { server: "ab12".into(), op }));
     }
     assert!(matches!(p("admin ab12 reboot"), Err(ParseError::NotOneOf { .. })));
+    for (w, op) in [
+        ("promote", MemberOp::Promote),
+        ("demote", MemberOp::Demote),
+        ("remove", MemberOp::Remove),
+        ("move-leader", MemberOp::MoveLeader),
+    ] {
+        let want = Command::AdminMember { server: "ab12".into(), op, target: "cd34".into() };
+        assert_eq!(p(&format!("admin ab12 {w} cd34")), Ok(want));
+        let missing = ParseError::Missing { command: "admin", what: "NODE" };
+        assert_eq!(p(&format!("admin ab12 {w}")), Err(missing));
+    }
+    let node = auction_proto::NodeId::from_bytes([7; 16]);
+    assert_eq!(MemberOp::MoveLeader.with(node), AdminOp::MoveLeader(node));
     assert_eq!(p("admin ab12"), Err(ParseError::Missing { command: "admin", what: "operation" }));
     assert_eq!(p("admin"), Err(ParseError::Missing { command: "admin", what: "SERVER" }));
 }

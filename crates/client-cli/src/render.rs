@@ -359,6 +359,13 @@ fn report_text(r: &NodeReport) -> String {
     if !learners.is_empty() {
         text.push_str(&format!("\n  learners {}", learners.join(" ")));
     }
+    let held: Vec<String> = r.held.iter().map(|m| m.short()).collect();
+    if !held.is_empty() {
+        text.push_str(&format!(
+            "\n  held (demoted, promoted only by `admin promote`) {}",
+            held.join(" ")
+        ));
+    }
     let offsets: Vec<String> =
         r.clock_offsets.iter().map(|(n, ms)| format!("{} {ms:+}ms", n.short())).collect();
     text.push_str(&format!("\n  clock skew {:+}ms", r.clock_skew_ms));

@@ -121,6 +121,7 @@ impl std::fmt::Display for ClientErrorText {
             ClientError::Timeout => "the server timed out; the outcome is unknown",
             ClientError::NotLeader { .. } => "only the leader can do that (see `servers`)",
             ClientError::TooLarge => "the answer is too large for one frame; ask for less",
+            ClientError::AdminRefused { reason } => return write!(f, "refused: {reason}"),
         };
         f.write_str(text)
     }
@@ -303,10 +304,44 @@ impl Session {
         }
     }
 
+    /// Runs a membership operation (which only the leader carries out) at `server`, and
+    /// once more at the leader it names if `server` is not the leader.
+    pub async fn admin_at_leader(
+        &mut self,
+        server: &str,
+        token: String,
+        op: AdminOp,
+    ) -> Result<Answer, SessionError> {
+        match self.admin(server, token.clone(), op).await {
+            Err(SessionError::Server(ClientErrorText(ClientError::NotLeader {
+                leader: Some(leader),
+            }))) => {
+                let leader = leader.0.simple().to_string();
+                self.admin(&leader, token, op).await
+            }
+            other => other,
+        }
+    }
+
+    /// The node id a full id or an unambiguous prefix names, among the servers known.
+    pub async fn resolve_node(
+        &mut self,
+        server: &str,
+    ) -> Result<auction_proto::NodeId, SessionError> {
+        if let Ok(node) = server.parse::<auction_proto::NodeId>() {
+            return Ok(node);
+        }
+        self.find_server(server).await.map(|s| s.node)
+    }
+
     async fn resolve(&mut self, server: &str) -> Result<SocketAddr, SessionError> {
         if let Ok(addr) = server.parse::<SocketAddr>() {
             return Ok(addr);
         }
+        self.find_server(server).await.map(|s| s.client_addr)
+    }
+
+    async fn find_server(&mut self, server: &str) -> Result<ServerInfo, SessionError> {
         if self.known.is_empty() {
             self.ensure_connected().await?;
         }
@@ -314,10 +349,10 @@ impl Session {
         let matches: Vec<&ServerInfo> = self
             .known
             .iter()
-            .filter(|s| s.node.0.simple().to_string().starts_with(&wanted))
+            .filter(|s| !wanted.is_empty() && s.node.0.simple().to_string().starts_with(&wanted))
             .collect();
         match matches.as_slice() {
-            [one] => Ok(one.client_addr),
+            [one] => Ok((*one).clone()),
             _ => Err(SessionError::UnknownServer(server.to_string())),
         }
     }

@@ -191,6 +191,54 @@ impl<R: RngCore> Election<R> {
         self.debug_check();
     }
 
+    /// An operator asked this leader to hand its leadership to `nominee` (`admin
+    /// move-leader`, Raft's leadership transfer): every member is sent
+    /// [`ElectionMsg::TimeoutNow`], the nominee last; the nominee then starts the election
+    /// for the next term at once and every other member, this one included, stands aside in
+    /// that term (its candidate is demoted, as after [`Election::step_down`]). This node keeps
+    /// leading until that election reaches it, so if the nominee never starts one (the
+    /// message was lost, it went down) nothing changes. Returns `false`, changing nothing,
+    /// unless this node leads and `nominee` is another member of its ring.
+    pub fn transfer(&mut self, nominee: NodeId, now: Instant) -> bool {
+        self.tick(now);
+        if self.role != Role::Leader || nominee == self.me || !self.ring.is_member(nominee) {
+            return false;
+        }
+        self.abstain_until =
+            self.abstain_until.max(self.term.0.checked_add(MAX_ABSTAIN_TERMS).map(Term));
+        let msg = ElectionMsg::TimeoutNow { term: self.term, nominee };
+        let others: Vec<NodeId> = self.ring.others().filter(|n| *n != nominee).collect();
+        for to in others.into_iter().chain([nominee]) {
+            self.push(Action::Send { to, msg: msg.clone() });
+        }
+        self.debug_check();
+        true
+    }
+
+    /// A `TimeoutNow` of `term` from `from`: heeded only from the leader this node follows in
+    /// its current term (anything else is refused, so a replayed or stale one changes
+    /// nothing). The nominee starts the next term's election now, skipping the pre-vote (the
+    /// leader itself asked); the others demote their candidacy for that term.
+    fn on_timeout_now(&mut self, from: NodeId, term: Term, nominee: NodeId, now: Instant) -> bool {
+        if term != self.term || self.role != (Role::Following { leader: from }) {
+            return false;
+        }
+        if nominee == self.me {
+            if self.standing {
+                self.abstain_until = None;
+                self.start_election(now);
+            }
+        } else {
+            // For as many terms as a step-down: LCR swallows a token that reaches a node a
+            // second time, so the first round can fail (a token sent on two ways while the
+            // ring is being repaired); in the next round, started by whoever's deadline
+            // fires, the nominee is still the only candidate standing.
+            self.abstain_until =
+                self.abstain_until.max(term.0.checked_add(MAX_ABSTAIN_TERMS).map(Term));
+        }
+        true
+    }
+
     fn abstaining(&self) -> bool {
         !self.standing || self.abstain_until.is_some_and(|t| self.term <= t)
     }
@@ -307,6 +355,11 @@ impl<R: RngCore> Election<R> {
                 self.debug_check();
                 return Ok(());
             }
+            ElectionMsg::TimeoutNow { term, nominee } => {
+                let heeded = self.on_timeout_now(from, term, nominee, now);
+                self.debug_check();
+                return if heeded { Ok(()) } else { Err(ElectionError::NotFromLeader { from }) };
+            }
             ElectionMsg::Token { .. } | ElectionMsg::Elected { .. } => {}
         }
         if let Err(err) = self.accept_message(&msg) {
@@ -338,7 +391,8 @@ impl<R: RngCore> Election<R> {
             }
             ElectionMsg::Heartbeat { .. }
             | ElectionMsg::PreVote { .. }
-            | ElectionMsg::PreVoteReply { .. } => {}
+            | ElectionMsg::PreVoteReply { .. }
+            | ElectionMsg::TimeoutNow { .. } => {}
         }
         self.debug_check();
         Ok(())
@@ -549,7 +603,8 @@ impl<R: RngCore> Election<R> {
             ElectionMsg::Elected { leader, participants, .. } => (*leader, participants.len()),
             ElectionMsg::Heartbeat { .. }
             | ElectionMsg::PreVote { .. }
-            | ElectionMsg::PreVoteReply { .. } => return Ok(()),
+            | ElectionMsg::PreVoteReply { .. }
+            | ElectionMsg::TimeoutNow { .. } => return Ok(()),
         };
         // The leader this node follows is never refused, in or out of the configuration: a
         // node behind may follow a leader whose re-add it lacks, and when that leader runs a
@@ -659,7 +714,8 @@ fn message_term(msg: &ElectionMsg) -> Term {
         ElectionMsg::Token { term, .. }
         | ElectionMsg::Elected { term, .. }
         | ElectionMsg::Heartbeat { term }
-        | ElectionMsg::PreVote { term, .. } => *term,
+        | ElectionMsg::PreVote { term, .. }
+        | ElectionMsg::TimeoutNow { term, .. } => *term,
         ElectionMsg::PreVoteReply { current, .. } => *current,
     }
 }

@@ -28,4 +28,10 @@ pub enum ElectionError {
         /// The limit (twice the configuration size).
         limit: usize,
     },
+    /// A `TimeoutNow` not from the leader this node follows in its current term; ignored.
+    #[error("leadership hand-over from {from:?}, which is not the leader followed in this term")]
+    NotFromLeader {
+        /// The sender.
+        from: NodeId,
+    },
 }

@@ -257,6 +257,7 @@ impl<R: RngCore> Election<R> {
             ElectionMsg::Heartbeat { .. }
             | ElectionMsg::PreVote { .. }
             | ElectionMsg::PreVoteReply { .. } => Vec::new(),
+            ElectionMsg::TimeoutNow { nominee, .. } => vec![*nominee],
         };
         for n in std::iter::once(from).chain(named) {
             if n != self.me && self.live.known.len() < MAX_KNOWN {

@@ -232,7 +232,8 @@ impl<R: RngCore> Election<R> {
             }
             ElectionMsg::Heartbeat { .. }
             | ElectionMsg::PreVote { .. }
-            | ElectionMsg::PreVoteReply { .. } => {}
+            | ElectionMsg::PreVoteReply { .. }
+            | ElectionMsg::TimeoutNow { .. } => {}
         }
     }
 }

@@ -516,6 +516,8 @@ impl Driver {
                             ?voters, "configuration: server promoted to voter"),
                         ConfigChange::RemoveMember(n) => info!(seq = seq.0, node = %n.short(),
                             ?voters, "configuration: voter removed"),
+                        ConfigChange::Demote(n) => info!(seq = seq.0, node = %n.short(),
+                            ?voters, "configuration: voter demoted to a held learner"),
                     }
                 }
                 Action::Learners { learners } => {

@@ -18,7 +18,7 @@ use auction_proto::msg::client::{
 };
 use auction_proto::msg::log::{Command, Operation, RequestId, TokenHash};
 use auction_proto::{AuctionId, ClientId, ClusterKey, RequestNo, Seq, Timestamp};
-use auction_replica::{Replica, SubmitError};
+use auction_replica::{AdminError, Replica, SubmitError};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
@@ -304,6 +304,10 @@ impl Sessions {
                 replica.snapshot_now(now);
                 (Ok(Reply::Done), Effect::None)
             }
+            AdminOp::Promote(n) => (admin_result(replica.promote(n, now)), Effect::None),
+            AdminOp::Demote(n) => (admin_result(replica.demote(n, now)), Effect::None),
+            AdminOp::Remove(n) => (admin_result(replica.remove(n, now)), Effect::None),
+            AdminOp::MoveLeader(n) => (admin_result(replica.move_leader(n, now)), Effect::None),
         };
         self.respond(conn, no, applied, result);
         effect
@@ -524,6 +528,18 @@ fn session_id(secret: ClientId) -> ClientId {
     let mut bytes = [0u8; 16];
     bytes.copy_from_slice(&digest[..16]);
     ClientId::from_bytes(bytes)
+}
+
+/// The client's answer to a membership operation.
+fn admin_result(r: Result<(), AdminError>) -> Result<Reply, ClientError> {
+    match r {
+        Ok(()) => Ok(Reply::Done),
+        Err(AdminError::NotLeader { leader }) => Err(ClientError::NotLeader { leader }),
+        Err(AdminError::Unavailable) => {
+            Err(ClientError::Unavailable { retry_after: Duration::from_millis(200), leader: None })
+        }
+        Err(AdminError::Refused(reason)) => Err(ClientError::AdminRefused { reason }),
+    }
 }
 
 /// SHA-256 of a secret (bidder tokens and the admin token are compared by hash, in constant

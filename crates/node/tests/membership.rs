@@ -8,6 +8,7 @@ mod common;
 use std::time::Duration;
 
 use auction_proto::msg::auction::Outcome;
+use auction_proto::msg::client::Reply;
 use common::{Client, TestCluster, bid, open_auction};
 
 #[test]
@@ -70,4 +71,76 @@ fn a_leader_stopped_with_sigterm_hands_the_leadership_over_first() {
     assert!(matches!(bid(&mut alice, auction, 1000), Outcome::Accepted { .. }));
     let new = cluster.leader().expect("a new leader");
     assert_ne!(new, leader);
+}
+
+/// `admin promote|demote|remove|move-leader` (issue 16), through the leader, with the
+/// refusals an operator meets on the way.
+#[test]
+fn operators_demote_promote_move_the_leadership_and_remove_servers() {
+    use auction_proto::msg::client::{AdminOp, AdminRefusal, ClientError, RequestBody};
+    let mut cluster = TestCluster::start(3);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_auction-node"))
+        .args(["admin-token", "--cluster-key", common::KEY])
+        .output()
+        .unwrap();
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let admin = |c: &common::TestCluster, i: usize, op| {
+        let mut conn = Client::connect(c.nodes[i].client).unwrap();
+        conn.request(RequestBody::Admin { token: token.clone(), op }).unwrap().result
+    };
+    let refused = |reason| Err(ClientError::AdminRefused { reason });
+    let extra = cluster.add_node();
+    cluster.spawn(extra);
+    // It becomes a voter by itself (promotion after 300 ms here).
+    cluster.wait_for(Duration::from_secs(30), |c| c.converged(4));
+    let id = |c: &common::TestCluster, i: usize| c.report(i).unwrap().node;
+    let x = id(&cluster, extra);
+    let leader = cluster.leader().unwrap();
+    let follower = (0..3).find(|i| *i != leader).unwrap();
+    let l = id(&cluster, leader);
+
+    // Only the leader does it; another server names the leader.
+    let not_leader = admin(&cluster, follower, AdminOp::Demote(x));
+    assert_eq!(not_leader, Err(ClientError::NotLeader { leader: Some(l) }));
+    assert_eq!(admin(&cluster, leader, AdminOp::Demote(l)), refused(AdminRefusal::IsLeader));
+    assert_eq!(admin(&cluster, leader, AdminOp::Remove(x)), refused(AdminRefusal::ServerUp));
+
+    // Demoted: a learner, held, and not promoted again by itself.
+    assert_eq!(admin(&cluster, leader, AdminOp::Demote(x)), Ok(Reply::Done));
+    cluster.wait_for(Duration::from_secs(10), |c| {
+        c.report(leader).is_some_and(|r| r.members.len() == 3 && r.held == [x])
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let r = cluster.report(leader).unwrap();
+    assert!(!r.members.contains(&x) && r.learners.contains(&x), "held as a learner: {r:?}");
+    assert_eq!(admin(&cluster, leader, AdminOp::Promote(l)), refused(AdminRefusal::NotALearner));
+
+    // Promoted by the operator: a voter again, no longer held.
+    assert_eq!(admin(&cluster, leader, AdminOp::Promote(x)), Ok(Reply::Done));
+    cluster.wait_for(Duration::from_secs(10), |c| {
+        c.report(leader).is_some_and(|r| r.members.contains(&x) && r.held.is_empty())
+    });
+
+    // The leadership moves to the chosen server.
+    cluster.wait_for(Duration::from_secs(10), |c| c.converged(4));
+    assert_eq!(admin(&cluster, leader, AdminOp::MoveLeader(x)), Ok(Reply::Done));
+    cluster.wait_for(Duration::from_secs(10), |c| c.leader() == Some(extra));
+
+    // A server that is down is removed at once, without the removal grace.
+    let gone = (0..3).find(|i| *i != leader).unwrap();
+    let g = id(&cluster, gone);
+    cluster.kill(gone);
+    cluster.wait_for(Duration::from_secs(20), |c| {
+        admin(c, extra, AdminOp::Remove(g)) == Ok(Reply::Done)
+    });
+    cluster.wait_for(Duration::from_secs(10), |c| {
+        c.report(extra).is_some_and(|r| r.members.len() == 3 && !r.members.contains(&g))
+    });
+    // Writes go on in the new configuration.
+    let mut seller = Client::connect(cluster.nodes[extra].client).unwrap();
+    seller.register_and_login("seller");
+    let auction = open_auction(&mut seller, "clock");
+    let mut bob = Client::connect(cluster.nodes[leader].client).unwrap();
+    bob.register_and_login("bob");
+    assert!(matches!(bid(&mut bob, auction, 1000), Outcome::Accepted { .. }));
 }

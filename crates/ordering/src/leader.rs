@@ -352,7 +352,7 @@ impl Ordering {
         let invalid = match &change {
             ConfigChange::Bootstrap { .. } => Some(self.me),
             ConfigChange::AddMember(info) => self.log.is_member(info.node).then_some(info.node),
-            ConfigChange::RemoveMember(n) => {
+            ConfigChange::RemoveMember(n) | ConfigChange::Demote(n) => {
                 (!self.log.is_member(*n) || self.log.members().len() == 1).then_some(*n)
             }
         };
@@ -559,7 +559,7 @@ impl Ordering {
         let late = now.saturating_duration_since(ls.since) >= window;
         let unavailable = late && (gathering || !heard);
         if unavailable && !ls.unavailable {
-            self.actions.push_back(Action::Unavailable { term });
+            self.actions.push_back(Action::Unavailable { term, quorum_lost: late && !heard });
         }
         ls.unavailable = unavailable;
         for (n, msg) in out {

@@ -73,6 +73,19 @@ impl Ordering {
             .is_some_and(|since| now.saturating_duration_since(since) >= stable)
     }
 
+    /// Leader: whether the member `voter` has stored everything committed and answered within
+    /// the last three ticks: it could take over at once (`admin move-leader`). `false` on a
+    /// follower and for this node.
+    pub fn voter_caught_up(&self, voter: NodeId, now: Instant) -> bool {
+        let recent = self.config.tick * 3;
+        let Some(ls) = self.leading.as_ref().filter(|ls| ls.is_active()) else { return false };
+        self.log.is_member(voter)
+            && ls.progress.get(&voter).is_some_and(|p| {
+                p.matched >= self.commit
+                    && p.heard.is_some_and(|h| now.saturating_duration_since(h) <= recent)
+            })
+    }
+
     /// Leader tick: notes since when each learner is caught up.
     pub(crate) fn track_learners(&mut self, now: Instant) {
         let (commit, lag) = (self.commit, self.config.learner_lag);

@@ -183,7 +183,9 @@ pub(crate) fn apply_change(members: &mut Vec<NodeInfo>, change: &ConfigChange) {
             members.retain(|m| m.node != info.node);
             members.push(info.clone());
         }
-        ConfigChange::RemoveMember(node) => members.retain(|m| m.node != *node),
+        ConfigChange::RemoveMember(node) | ConfigChange::Demote(node) => {
+            members.retain(|m| m.node != *node);
+        }
     }
     *members = sorted(std::mem::take(members));
 }

@@ -209,7 +209,7 @@ fn leader_refuses_beyond_its_window_and_when_cut_off() {
         t += config.tick;
         l.handle_timeout(t);
     }
-    assert!(drain(&mut l).contains(&Action::Unavailable { term: Term(1) }));
+    assert!(drain(&mut l).contains(&Action::Unavailable { term: Term(1), quorum_lost: true }));
     assert_eq!(l.handle_propose(cmd(4), t), Err(OrderingError::Unavailable { term: Term(1) }));
     // A higher term seen in any message deposes the leader.
     l.handle_message(node(3), OrderingMsg::Ack { term: Term(5), stored: Seq(0) }, t);

@@ -59,8 +59,9 @@ impl<R: RngCore> Replica<R> {
 
     /// One configuration change at a time: removals of departed members first (an automatic
     /// one never below the quorum floor), then promotions of learners that have been caught
-    /// up for the stabilization time. Live servers outside the configuration that sent this
-    /// leader an addressed frame are its learners.
+    /// up for the stabilization time, except those an operator holds (`admin demote`). Live
+    /// servers outside the configuration that sent this leader an addressed frame are its
+    /// learners.
     fn change_config(&mut self, now: Instant) {
         let members = self.members();
         let me = self.me.node;
@@ -85,6 +86,7 @@ impl<R: RngCore> Replica<R> {
             None => learners
                 .iter()
                 .copied()
+                .filter(|n| !self.held.contains(n))
                 .find(|n| self.ordering.learner_ready(*n, stable, now))
                 .and_then(|n| self.membership.member(&n))
                 .map(|m| ConfigChange::AddMember(m.info)),

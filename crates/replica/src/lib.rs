@@ -84,9 +84,11 @@
 #![deny(missing_docs)]
 
 mod action;
+mod admin;
 mod clock;
 mod config;
 mod duties;
+mod held;
 mod inputs;
 mod liveness;
 mod peers;
@@ -94,6 +96,7 @@ mod pump;
 mod replica;
 
 pub use action::{Action, ReplicaError, SubmitError};
+pub use admin::AdminError;
 pub use config::{Durable, ReplicaConfig, Start};
 #[doc(hidden)]
 pub use replica::Faults;

@@ -125,9 +125,14 @@ impl<R: RngCore> Replica<R> {
                 self.actions.push_back(Action::Store { id, from, entries });
             }
             O::InstallSnapshot { id, snapshot } => {
-                match AuctionMachine::restore(&snapshot.bytes) {
-                    Ok(m) => self.machine = m,
-                    Err(_) => {
+                let restored = crate::held::unwrap(&snapshot.bytes)
+                    .and_then(|(held, bytes)| Some((held, AuctionMachine::restore(bytes).ok()?)));
+                match restored {
+                    Some((held, m)) => {
+                        self.machine = m;
+                        self.held = held;
+                    }
+                    None => {
                         // Installing the log without the state would diverge silently.
                         self.stats.restore_failures += 1;
                         let reason = "a snapshot from a member does not decode";
@@ -139,7 +144,14 @@ impl<R: RngCore> Replica<R> {
                 self.actions.push_back(Action::InstallSnapshot { id, snapshot });
             }
             O::Deliver { entries } => self.apply(entries, now),
-            O::Leading { .. } | O::Unavailable { .. } => {}
+            O::Leading { .. } | O::Unavailable { quorum_lost: false, .. } => {}
+            // A leader that has heard no majority for `unavailable_after` gives up leading
+            // (Raft's CheckQuorum): its pre-vote then finds out whether the others still
+            // have it, and its report says `Candidate`, no leader, instead of `Leader`.
+            O::Unavailable { quorum_lost: true, .. } => {
+                self.stats.quorum_lost += 1;
+                self.election.handle_leader_lost(now);
+            }
             O::Abdicate { .. } => self.election.handle_leader_lost(now),
         }
     }
@@ -156,6 +168,7 @@ impl<R: RngCore> Replica<R> {
                 }
             }
             if let EntryPayload::Config(change) = &entry.payload {
+                crate::held::apply(&mut self.held, change);
                 let voters = self.ordering.members_at(entry.seq);
                 let (seq, change) = (entry.seq, change.clone());
                 self.actions.push_back(Action::Configuration { seq, change, voters });
@@ -175,7 +188,7 @@ impl<R: RngCore> Replica<R> {
     }
 
     pub(crate) fn take_snapshot(&mut self, at: Seq, now: Instant) {
-        let bytes = self.machine.snapshot();
+        let bytes = crate::held::wrap(&self.held, self.machine.snapshot());
         if self.ordering.handle_snapshot_taken(at, bytes, now).is_ok() {
             self.last_snapshot = at;
             if let Some(snapshot) = self.ordering.snapshot().cloned() {

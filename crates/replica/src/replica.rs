@@ -35,6 +35,8 @@ pub struct ReplicaStats {
     pub restore_failures: u64,
     /// Leader duties (`Close`, configuration changes) the ordering core refused for now.
     pub duties_refused: u64,
+    /// Times this node, leading, heard no majority for `unavailable_after` and gave up leading.
+    pub quorum_lost: u64,
 }
 
 /// Test-only fault injection (planted bugs to show the simulation's checker catches them).
@@ -75,6 +77,8 @@ pub struct Replica<R: RngCore> {
     /// Members the detector declared down (or that left), and since when.
     pub(crate) down_since: BTreeMap<NodeId, Instant>,
     pub(crate) left: BTreeSet<NodeId>,
+    /// Learners held by `admin demote` (replicated state, see `held.rs`).
+    pub(crate) held: BTreeSet<NodeId>,
     /// Auctions whose `Close` this leader proposed in `closes_term`.
     pub(crate) closes: BTreeSet<AuctionId>,
     pub(crate) closes_term: Term,
@@ -123,7 +127,7 @@ impl<R: RngCore> Replica<R> {
         let Durable { term, accepted, ordering: persisted, instance } = durable;
         let accepted = accepted.filter(|_| term >= persisted.term);
         let term = term.max(persisted.term);
-        let machine = restore_machine(&persisted)?;
+        let (machine, held) = restore_machine(&persisted)?;
         let persisted = Persisted { term, ..persisted };
         let id = me.node;
         let election_rng = ChaCha8Rng::seed_from_u64(rng.next_u64());
@@ -146,6 +150,7 @@ impl<R: RngCore> Replica<R> {
             peer_clients: BTreeMap::new(),
             down_since: BTreeMap::new(),
             left: BTreeSet::new(),
+            held,
             closes: BTreeSet::new(),
             closes_term: Term::ZERO,
             leaderless_since: None,
@@ -190,6 +195,9 @@ impl<R: RngCore> Replica<R> {
         while seq <= upto {
             let Some(entry) = self.ordering.entry(seq).cloned() else { break };
             self.machine.apply(&entry);
+            if let auction_proto::msg::log::EntryPayload::Config(change) = &entry.payload {
+                crate::held::apply(&mut self.held, change);
+            }
             seq = seq.next();
         }
     }
@@ -300,6 +308,7 @@ impl<R: RngCore> Replica<R> {
             holdback: u32::try_from(last.0.saturating_sub(commit.0)).unwrap_or(u32::MAX),
             ready: self.is_ready(),
             learners: self.learners(),
+            held: self.held(),
             clock_skew_ms: self.clock_skew_ms(),
             clock_offsets: self.clock_offsets(),
         }
@@ -421,10 +430,14 @@ impl<R: RngCore> Replica<R> {
     }
 }
 
-/// The state machine from the durable snapshot, if any.
-fn restore_machine(persisted: &Persisted) -> Result<AuctionMachine, ReplicaError> {
-    match &persisted.snapshot {
-        Some(s) => Ok(AuctionMachine::restore(&s.bytes)?),
-        None => Ok(AuctionMachine::new()),
-    }
+/// The state machine and the held learners from the durable snapshot, if any.
+fn restore_machine(
+    persisted: &Persisted,
+) -> Result<(AuctionMachine, BTreeSet<NodeId>), ReplicaError> {
+    let Some(s) = &persisted.snapshot else {
+        return Ok((AuctionMachine::new(), BTreeSet::new()));
+    };
+    let (held, bytes) = crate::held::unwrap(&s.bytes)
+        .ok_or(ReplicaError::Snapshot(auction_core::SnapshotError::Malformed(None)))?;
+    Ok((AuctionMachine::restore(bytes)?, held))
 }

@@ -399,7 +399,8 @@ impl Sim {
                     members = m.iter().map(|x| x.node).collect();
                 }
                 auction_proto::msg::log::ConfigChange::AddMember(info) => members.push(info.node),
-                auction_proto::msg::log::ConfigChange::RemoveMember(n) => {
+                auction_proto::msg::log::ConfigChange::RemoveMember(n)
+                | auction_proto::msg::log::ConfigChange::Demote(n) => {
                     members.retain(|x| x != n);
                 }
             }

@@ -53,7 +53,9 @@ impl SimElection {
                     match msg {
                         ElectionMsg::Token { .. } => log.tokens += 1,
                         ElectionMsg::Elected { .. } => log.electeds += 1,
-                        ElectionMsg::Heartbeat { .. } => log.heartbeats += 1,
+                        ElectionMsg::Heartbeat { .. } | ElectionMsg::TimeoutNow { .. } => {
+                            log.heartbeats += 1;
+                        }
                         ElectionMsg::PreVote { .. } | ElectionMsg::PreVoteReply { .. } => {
                             log.pre_votes += 1;
                         }
@@ -206,8 +208,10 @@ impl Cluster {
     }
 
     /// Safety: at most one leader per term; a majority of participants, each of which durably
-    /// voted for that leader in that term; the winner is the maximum candidate among them; no
-    /// node voted twice or let its term shrink.
+    /// voted for that leader in that term; no participant's log is more up to date than the
+    /// winner's; no node voted twice or let its term shrink. (Among equal logs LCR elects the
+    /// highest id, but that is not a safety property: a step-down or a leadership hand-over
+    /// elects a lower id on purpose.)
     pub fn check_safety(&self) -> Result<(), String> {
         let log = self.log.borrow();
         if let Some(v) = log.violations.first() {
@@ -230,8 +234,8 @@ impl Cluster {
             {
                 return Err(format!("{p:?} listed for {leader:?} in {term:?} without its vote"));
             }
-            let best = self.candidate(*leader);
-            if let Some(p) = participants.iter().find(|p| self.candidate(**p) > best) {
+            let best = self.candidate(*leader).last_log;
+            if let Some(p) = participants.iter().find(|p| self.candidate(**p).last_log > best) {
                 return Err(format!("{leader:?} led {term:?} though {p:?} was more up to date"));
             }
         }

@@ -150,7 +150,9 @@ pub enum RequestBody {
     },
 }
 
-/// Administrative operations (the seed's `rmi`, made safe).
+/// Administrative operations (the seed's `rmi`, made safe). The membership operations
+/// (`Promote`, `Demote`, `Remove`, `MoveLeader`) are the leader's to carry out: another
+/// server answers [`ClientError::NotLeader`] with the leader it knows of.
 #[cfg_attr(any(test, feature = "proptest"), derive(proptest_derive::Arbitrary))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AdminOp {
@@ -164,6 +166,51 @@ pub enum AdminOp {
     StepDown,
     /// Take a snapshot now.
     Snapshot,
+    /// Make a caught-up learner a voter now, without waiting for the stabilization time;
+    /// also releases a learner held by `Demote`.
+    Promote(NodeId),
+    /// Make a voter a learner and hold it there (it is not promoted again automatically,
+    /// only by `Promote`). Not the leader itself: move the leadership first.
+    Demote(NodeId),
+    /// Remove a server that is down from the configuration now, without waiting for the
+    /// removal grace and even below the quorum floor (the operator decides). A server that
+    /// is up is refused: stop it, or `Demote` it.
+    Remove(NodeId),
+    /// Hand the leadership to this voter (which must be caught up): it starts the next
+    /// term's election at once and the others stand aside for it.
+    MoveLeader(NodeId),
+}
+
+/// Why the leader refused a membership operation; nothing changed.
+#[cfg_attr(any(test, feature = "proptest"), derive(proptest_derive::Arbitrary))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AdminRefusal {
+    /// The server is not a learner of this leader (unknown, not heard lately, or a voter).
+    NotALearner,
+    /// The server is not a voter.
+    NotAVoter,
+    /// The server has not caught up with the log yet.
+    NotCaughtUp,
+    /// The operation cannot target the leader itself (move the leadership first, or use
+    /// `leave` on it).
+    IsLeader,
+    /// The server is up: stop it first (or demote it).
+    ServerUp,
+    /// Another configuration change has not committed yet; retry shortly.
+    ChangeInProgress,
+}
+
+impl std::fmt::Display for AdminRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::NotALearner => "that server is not a learner here (see `servers` and `report`)",
+            Self::NotAVoter => "that server is not a voter",
+            Self::NotCaughtUp => "that server has not caught up with the log yet; retry shortly",
+            Self::IsLeader => "that server is the leader; move the leadership first",
+            Self::ServerUp => "that server is up; stop it first, or demote it",
+            Self::ChangeInProgress => "another configuration change is committing; retry shortly",
+        })
+    }
 }
 
 /// The answer to one request.
@@ -271,6 +318,11 @@ pub enum ClientError {
     /// The answer would exceed the client frame limit; nothing changed. Ask for less (e.g.
     /// open auctions only).
     TooLarge,
+    /// The leader refused a membership operation; nothing changed.
+    AdminRefused {
+        /// Why.
+        reason: AdminRefusal,
+    },
 }
 
 /// An event pushed to a subscribed client.
@@ -361,6 +413,9 @@ pub struct NodeReport {
     pub ready: bool,
     /// The learners the leader replicates to (servers not yet voters); empty elsewhere.
     pub learners: Vec<NodeId>,
+    /// Learners an operator holds (`admin demote`): never promoted automatically. Replicated
+    /// state, so every server reports them.
+    pub held: Vec<NodeId>,
     /// Its wall clock minus the median of the clocks it knows, in milliseconds (a server
     /// skewed by more than the bound does not stand for leader).
     pub clock_skew_ms: i64,

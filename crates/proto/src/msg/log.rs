@@ -97,6 +97,10 @@ pub enum ConfigChange {
     AddMember(NodeInfo),
     /// Remove a voting member (graceful leave or long-term failure).
     RemoveMember(NodeId),
+    /// Remove a voting member and hold it as a learner: it is not promoted again except by
+    /// an operator's `AddMember` (`admin promote`). For the voters, the same as
+    /// `RemoveMember`.
+    Demote(NodeId),
 }
 
 /// What a log entry carries.

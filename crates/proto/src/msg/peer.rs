@@ -123,6 +123,17 @@ pub enum ElectionMsg {
         /// The sender's last log position (the receiver grants only if it is at least its own).
         last_log: LogPosition,
     },
+    /// The leader of `term` hands its leadership to `nominee` (Raft's `TimeoutNow`, sent to
+    /// every member): the nominee starts the election for `term + 1` at once, skipping the
+    /// pre-vote; the others stand aside in that term (their candidates are demoted), so the
+    /// nominee wins if it is as up to date as a majority. Only heeded from the leader a node
+    /// follows, in its current term.
+    TimeoutNow {
+        /// The leader's term.
+        term: Term,
+        /// The voter to take over.
+        nominee: NodeId,
+    },
     /// The answer to a `PreVote`.
     PreVoteReply {
         /// The term asked for.
