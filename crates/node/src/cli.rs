@@ -141,6 +141,13 @@ pub struct RunArgs {
     /// How long an election round may take before a new one starts.
     #[arg(long, env = "AUCTION_ELECTION_TIMEOUT", value_parser = parse_duration, default_value = "300ms")]
     pub election_timeout: Duration,
+    /// How often the leader sends its idle heartbeat to every member (UDP).
+    #[arg(long, env = "AUCTION_HEARTBEAT_INTERVAL", value_parser = parse_duration, default_value = "20ms")]
+    pub heartbeat_interval: Duration,
+    /// A follower that hears nothing from its leader for a random time between this and
+    /// twice this starts a pre-vote (failover time); at least 3 heartbeat intervals.
+    #[arg(long, env = "AUCTION_LEADER_TIMEOUT", value_parser = parse_duration, default_value = "120ms")]
+    pub leader_timeout: Duration,
     /// When to fsync the write-ahead log.
     #[arg(long, env = "AUCTION_FSYNC", value_enum, default_value = "always")]
     pub fsync: FsyncArg,

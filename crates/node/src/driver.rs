@@ -193,6 +193,8 @@ fn replica_config(s: &NodeSettings) -> ReplicaConfig {
     c.membership.suspicion_timeout = s.suspect_after;
     c.membership.confirmation_timeout = s.down_after;
     c.election.election_timeout = s.election_timeout;
+    c.election.heartbeat_interval = s.heartbeat_interval;
+    c.election.leader_timeout = s.leader_timeout;
     c.bootstrap_probe = s.bootstrap_probe;
     c.promote_after = s.promote_after;
     c.min_voters = s.min_voters;

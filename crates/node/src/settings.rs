@@ -43,6 +43,17 @@ pub enum SettingsError {
         /// The address.
         addr: SocketAddr,
     },
+    /// The leader timeout leaves too little room for lost heartbeats.
+    #[error(
+        "--leader-timeout {leader_timeout:?} must be at least 3 x --heartbeat-interval \
+         {heartbeat_interval:?}, or a few lost heartbeats start an election"
+    )]
+    LeaderTimeout {
+        /// The leader timeout given.
+        leader_timeout: Duration,
+        /// The heartbeat interval given.
+        heartbeat_interval: Duration,
+    },
     /// An unspecified advertised address.
     #[error("{what} {addr} is not an address other hosts can reach (give a concrete IP)")]
     Unspecified {
@@ -98,6 +109,10 @@ pub struct NodeSettings {
     pub down_after: Duration,
     /// Election round timeout.
     pub election_timeout: Duration,
+    /// The leader's heartbeat interval.
+    pub heartbeat_interval: Duration,
+    /// The followers' leader timeout (the lower end of its random range).
+    pub leader_timeout: Duration,
     /// Whether to fsync.
     pub fsync: bool,
     /// Metrics endpoint.
@@ -115,6 +130,10 @@ impl NodeSettings {
             if addr.ip().is_unspecified() {
                 return Err(SettingsError::Unspecified { what, addr });
             }
+        }
+        let (heartbeat_interval, leader_timeout) = (args.heartbeat_interval, args.leader_timeout);
+        if leader_timeout < heartbeat_interval.saturating_mul(3) {
+            return Err(SettingsError::LeaderTimeout { leader_timeout, heartbeat_interval });
         }
         let (key, dev_key) = load_key(args)?;
         let discovery_ip = if dev_key { LOOPBACK_BROADCAST } else { Ipv4Addr::UNSPECIFIED };
@@ -149,6 +168,8 @@ impl NodeSettings {
             suspect_after: args.suspect_after,
             down_after: args.down_after,
             election_timeout: args.election_timeout,
+            heartbeat_interval: args.heartbeat_interval,
+            leader_timeout: args.leader_timeout,
             fsync: args.fsync == FsyncArg::Always,
             metrics_addr: args.metrics_addr,
             max_clients: args.max_clients.max(1),
@@ -289,6 +310,27 @@ mod tests {
         ]))
         .unwrap();
         assert_eq!(real.discovery_addr, "0.0.0.0:7946".parse().unwrap());
+    }
+
+    #[test]
+    fn failover_timing_flags_are_checked_against_each_other() {
+        let s = NodeSettings::from_args(&run_args(&["--dev-key"])).unwrap();
+        assert_eq!(
+            (s.heartbeat_interval, s.leader_timeout),
+            (Duration::from_millis(20), Duration::from_millis(120))
+        );
+        let flags = ["--dev-key", "--heartbeat-interval", "50ms", "--leader-timeout", "400ms"];
+        let s = NodeSettings::from_args(&run_args(&flags)).unwrap();
+        assert_eq!(
+            (s.heartbeat_interval, s.leader_timeout),
+            (Duration::from_millis(50), Duration::from_millis(400))
+        );
+        for (hb, lt) in [("50ms", "100ms"), ("1s", "2s")] {
+            let flags = ["--dev-key", "--heartbeat-interval", hb, "--leader-timeout", lt];
+            let err = NodeSettings::from_args(&run_args(&flags)).unwrap_err();
+            assert!(matches!(err, SettingsError::LeaderTimeout { .. }), "{hb} {lt}: {err:?}");
+            assert!(err.to_string().contains("--leader-timeout"), "{err}");
+        }
     }
 
     #[test]

@@ -215,3 +215,98 @@ fn bidding_works_with_five_percent_random_loss_between_hosts() {
         assert!(histories.iter().all(|h| *h == histories[0]), "{histories:#?}");
     });
 }
+
+/// How long the no-election run lasts: 60 s in CI, `NETNS_LOSS_SECS=600` for the issue's ten
+/// minutes by hand.
+fn loss_run_secs() -> u64 {
+    std::env::var("NETNS_LOSS_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(60)
+}
+
+/// Issue 16: with 5 % random loss on every host's input, a steady cluster with the default
+/// failover flags (heartbeat 20 ms, leader timeout 120-240 ms) never elects: every host keeps
+/// the term and the leader it started with, while bids go through.
+#[test]
+fn a_minute_at_five_percent_loss_without_an_election() {
+    if !can_run("a_minute_at_five_percent_loss_without_an_election") {
+        return;
+    }
+    let _serial = serial();
+    let lan = Lan::create(3);
+    lan.in_client_ns(|| {
+        let reports = start_cluster(&lan);
+        let (term, leader) = (reports[0].term, reports[0].leader);
+        assert!(reports.iter().all(|r| r.term == term && r.leader == leader), "{reports:#?}");
+        lan.lossy(5);
+        let mut seller = logged_in(lan.hosts[0].client(), "seller");
+        let auction = open_auction(&mut seller, "organ");
+        let mut alice = logged_in(lan.hosts[1].client(), "alice");
+        let secs = loss_run_secs();
+        let start = Instant::now();
+        let (mut bids, mut checks) = (0u64, 0u64);
+        while start.elapsed() < Duration::from_secs(secs) {
+            let o = bid(&mut alice, auction, 1000 + bids * 100);
+            assert!(matches!(o, Outcome::Accepted { .. }), "bid {bids}: {o:?}");
+            bids += 1;
+            for k in 0..3 {
+                // A report lost to the loss is retried by the next round; one that answers
+                // must show the same term and leader.
+                if let Some(r) = lan.report(k) {
+                    assert_eq!(
+                        (r.term, r.leader),
+                        (term, leader),
+                        "host {k} after {:?}: an election under 5% loss",
+                        start.elapsed()
+                    );
+                    checks += 1;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        let dropped = lan.dropped();
+        eprintln!("{secs} s at 5% loss: {bids} bids, {checks} reports, {dropped} packets dropped");
+        assert!(dropped > 0, "the loss rules never bit");
+        assert!(checks >= bids, "too few reports answered: {checks} for {bids} rounds");
+    });
+}
+
+/// Issue 16: a leader cut off from both others gives up leading within about a second
+/// (it hears no majority), reports no leader instead of itself, and never raises its term
+/// while cut off; the other two elect a new leader, and the old one follows it when healed.
+#[test]
+fn a_cut_off_leader_steps_down_and_says_so() {
+    if !can_run("a_cut_off_leader_steps_down_and_says_so") {
+        return;
+    }
+    let _serial = serial();
+    let lan = Lan::create(3);
+    lan.in_client_ns(|| {
+        let reports = start_cluster(&lan);
+        let leader_id = reports[0].leader.unwrap();
+        let old = reports.iter().position(|r| r.node == leader_id).expect("leader is a host");
+        let term = reports[old].term;
+        lan.isolate(old);
+        let cut = Instant::now();
+        wait_until(&lan, Duration::from_secs(5), "the cut-off leader steps down", || {
+            lan.report(old).is_some_and(|r| {
+                r.role != auction_proto::msg::client::Role::Leader && r.leader.is_none()
+            })
+        });
+        eprintln!("the cut-off leader stepped down after {:?}", cut.elapsed());
+        let others: Vec<usize> = (0..3).filter(|k| *k != old).collect();
+        wait_until(&lan, Duration::from_secs(10), "the others elect a new leader", || {
+            others
+                .iter()
+                .all(|k| lan.report(*k).is_some_and(|r| r.leader.is_some_and(|l| l != leader_id)))
+        });
+        // Cut off for a few seconds more, it keeps its term (pre-vote, no election alone).
+        std::thread::sleep(Duration::from_secs(3));
+        let r = lan.report(old).unwrap();
+        assert_eq!(r.term, term, "the cut-off leader raised its term alone: {r:?}");
+        lan.heal();
+        wait_until(&lan, Duration::from_secs(15), "one cluster again", || {
+            lan.converged(3).is_some()
+        });
+        let after = lan.report(old).unwrap();
+        assert!(after.leader.is_some_and(|l| l != leader_id), "it follows the new leader");
+    });
+}
