@@ -269,7 +269,7 @@ fn a_minute_at_five_percent_loss_without_an_election() {
     });
 }
 
-/// Issue 16: a leader cut off from both others gives up leading within about a second
+/// Issue 16: a leader cut off from both others gives up leading after `step_down_after` (2 s)
 /// (it hears no majority), reports no leader instead of itself, and never raises its term
 /// while cut off; the other two elect a new leader, and the old one follows it when healed.
 #[test]

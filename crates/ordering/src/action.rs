@@ -60,10 +60,13 @@ pub enum Action {
     Unavailable {
         /// The term.
         term: Term,
-        /// Whether it is because no majority was heard within `unavailable_after` (rather
-        /// than a view change that has not gathered a majority yet): the node should give up
-        /// leading (Raft's CheckQuorum), so that it stops claiming a leadership it cannot use.
-        quorum_lost: bool,
+    },
+    /// This node, leader of `term`, has heard no majority for `step_down_after` (Raft's
+    /// CheckQuorum): it should give up leading, so that it stops claiming a leadership it
+    /// cannot use. Reported once per stretch of silence; not during the view change.
+    QuorumLost {
+        /// The term.
+        term: Term,
     },
     /// This node was elected for `term` but some member's log is too far ahead to be
     /// gathered in one bounded message; it gives up leading `term`. The election should pick

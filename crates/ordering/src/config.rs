@@ -12,6 +12,12 @@ pub struct OrderingConfig {
     /// Leader: refuse proposals with [`crate::OrderingError::Unavailable`] once a majority of
     /// the configuration has been silent this long (or the view change has taken this long).
     pub unavailable_after: Duration,
+    /// Leader: report [`crate::Action::QuorumLost`] once a majority of the configuration has
+    /// been silent this long (Raft's CheckQuorum). Longer than `unavailable_after`: a member's
+    /// TCP stream under packet loss can stall for its retransmission back-off (0.2, 0.4,
+    /// 0.8 s ...) while the member still hears the leader's UDP heartbeats, and a leader
+    /// stepping down then would cost an election for nothing.
+    pub step_down_after: Duration,
     /// Most entries in one `Order`, `NewView` or `LogState` message (batch size).
     pub max_batch: usize,
     /// Most entries the leader has sequenced but not committed (pipelining window); more
@@ -36,6 +42,7 @@ impl Default for OrderingConfig {
         Self {
             tick: Duration::from_millis(50),
             unavailable_after: Duration::from_millis(500),
+            step_down_after: Duration::from_secs(2),
             max_batch: 256,
             max_uncommitted: 4096,
             max_held_back: 4096,

@@ -65,6 +65,8 @@ pub(crate) struct LeaderState {
     /// Servers outside the configuration it replicates to, and since when each is caught up.
     pub(crate) learners: crate::learners::Learners,
     pub(crate) unavailable: bool,
+    /// `QuorumLost` was reported for the current stretch of silence.
+    pub(crate) quorum_lost: bool,
 }
 
 impl LeaderState {
@@ -101,6 +103,7 @@ impl Ordering {
             pending,
             learners: BTreeMap::new(),
             unavailable: false,
+            quorum_lost: false,
         });
         let members: Vec<NodeId> = self.log.members().iter().map(|m| m.node).collect();
         let me = self.me;
@@ -559,9 +562,21 @@ impl Ordering {
         let late = now.saturating_duration_since(ls.since) >= window;
         let unavailable = late && (gathering || !heard);
         if unavailable && !ls.unavailable {
-            self.actions.push_back(Action::Unavailable { term, quorum_lost: late && !heard });
+            self.actions.push_back(Action::Unavailable { term });
         }
         ls.unavailable = unavailable;
+        let long = self.config.step_down_after;
+        let heard_long = is_majority(self.log.members(), |n| {
+            n == me
+                || ls.progress.get(&n).is_some_and(|p| {
+                    p.heard.is_some_and(|h| now.saturating_duration_since(h) < long)
+                })
+        });
+        let lost = !gathering && !heard_long && now.saturating_duration_since(ls.since) >= long;
+        if lost && !ls.quorum_lost {
+            self.actions.push_back(Action::QuorumLost { term });
+        }
+        ls.quorum_lost = lost;
         for (n, msg) in out {
             self.send(n, msg);
         }

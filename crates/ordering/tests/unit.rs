@@ -209,8 +209,19 @@ fn leader_refuses_beyond_its_window_and_when_cut_off() {
         t += config.tick;
         l.handle_timeout(t);
     }
-    assert!(drain(&mut l).contains(&Action::Unavailable { term: Term(1), quorum_lost: true }));
+    let reported = drain(&mut l);
+    assert!(reported.contains(&Action::Unavailable { term: Term(1) }));
+    // Not yet given up: a stalled stream is not a partition (step_down_after is longer).
+    assert!(!reported.contains(&Action::QuorumLost { term: Term(1) }), "{reported:?}");
     assert_eq!(l.handle_propose(cmd(4), t), Err(OrderingError::Unavailable { term: Term(1) }));
+    // Silent for step_down_after: reported once, so the replica gives up leading.
+    let later = now + config.step_down_after + Duration::from_millis(60);
+    while t < later {
+        t += config.tick;
+        l.handle_timeout(t);
+    }
+    let lost = drain(&mut l).into_iter().filter(|a| *a == Action::QuorumLost { term: Term(1) });
+    assert_eq!(lost.count(), 1);
     // A higher term seen in any message deposes the leader.
     l.handle_message(node(3), OrderingMsg::Ack { term: Term(5), stored: Seq(0) }, t);
     assert!(!l.is_leading());

@@ -144,11 +144,11 @@ impl<R: RngCore> Replica<R> {
                 self.actions.push_back(Action::InstallSnapshot { id, snapshot });
             }
             O::Deliver { entries } => self.apply(entries, now),
-            O::Leading { .. } | O::Unavailable { quorum_lost: false, .. } => {}
-            // A leader that has heard no majority for `unavailable_after` gives up leading
+            O::Leading { .. } | O::Unavailable { .. } => {}
+            // A leader that has heard no majority for `step_down_after` gives up leading
             // (Raft's CheckQuorum): its pre-vote then finds out whether the others still
             // have it, and its report says `Candidate`, no leader, instead of `Leader`.
-            O::Unavailable { quorum_lost: true, .. } => {
+            O::QuorumLost { .. } => {
                 self.stats.quorum_lost += 1;
                 self.election.handle_leader_lost(now);
             }

@@ -35,7 +35,7 @@ pub struct ReplicaStats {
     pub restore_failures: u64,
     /// Leader duties (`Close`, configuration changes) the ordering core refused for now.
     pub duties_refused: u64,
-    /// Times this node, leading, heard no majority for `unavailable_after` and gave up leading.
+    /// Times this node, leading, heard no majority for `step_down_after` and gave up leading.
     pub quorum_lost: u64,
 }
 
