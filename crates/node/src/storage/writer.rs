@@ -19,7 +19,7 @@ use auction_proto::msg::log::LogEntry;
 use auction_proto::{InstanceId, NodeId, Seq, Term};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Storage, StorageError, StorageStats};
+use auction_storage::{Storage, StorageError, StorageStats};
 
 /// Jobs the queue holds before [`WriterHandle::submit`] blocks. Each `Store` action is one
 /// job; the ordering core bounds its pipelined stores far below this, so the bound is only

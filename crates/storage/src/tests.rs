@@ -1,5 +1,5 @@
-//! Tests of the storage module: recovery, torn tails, corruption, snapshots, meta, the lock,
-//! the writer thread, and a model-based property test.
+//! Tests of the storage crate: recovery, torn tails, corruption, snapshots, meta, the lock,
+//! and a model-based property test.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -10,7 +10,6 @@ use auction_proto::{AuctionId, ClientId, LogPosition, NodeId, RequestNo, Seq, Te
 use proptest::prelude::*;
 use tempfile::TempDir;
 
-use super::writer::spawn_gated;
 use super::*;
 
 fn entry(term: u64, seq: u64) -> LogEntry {
@@ -374,71 +373,6 @@ fn a_second_open_of_the_same_dir_is_locked() {
     }
     drop(s);
     drop(open(dir.path()));
-}
-
-fn recv_all(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Done>, n: usize) -> Vec<Done> {
-    (0..n).map(|_| rx.blocking_recv().unwrap()).collect()
-}
-
-#[test]
-fn the_writer_groups_a_batch_under_one_sync_and_confirms_in_order() {
-    use auction_ordering::StoreId;
-    let dir = TempDir::new().unwrap();
-    let (s, _) = open(dir.path());
-    let (gate_tx, gate) = std::sync::mpsc::channel();
-    let (w, mut rx) = spawn_gated(s, Some(gate));
-    for i in 1..=5 {
-        w.submit(Job::Store { id: StoreId(i), from: Seq(i), entries: vec![entry(1, i)] }).unwrap();
-    }
-    w.submit(Job::SaveSnapshot(snap(1, 2))).unwrap();
-    w.submit(Job::Store { id: StoreId(6), from: Seq(6), entries: entries(1, 6..=8) }).unwrap();
-    gate_tx.send(()).unwrap();
-    // One confirmation for the batch: the highest id (stores complete in order).
-    let ids: Vec<u64> = recv_all(&mut rx, 1)
-        .into_iter()
-        .map(|d| match d {
-            Done::Stored(id) => id.0,
-            Done::Failed(e) => panic!("{e}"),
-        })
-        .collect();
-    assert_eq!(ids, [6]);
-    let s = w.shutdown().unwrap();
-    // One sync inside save_snapshot (the WAL must cover it) and one for the batch.
-    assert_eq!(s.stats().syncs, 2);
-    drop(s);
-    let (_, r) = open(dir.path());
-    assert_eq!((r.snapshot, r.entries), (Some(snap(1, 2)), entries(1, 3..=8)));
-}
-
-#[test]
-fn the_writer_reports_a_failure_and_stops() {
-    use auction_ordering::StoreId;
-    let dir = TempDir::new().unwrap();
-    let (s, _) = open(dir.path());
-    let (w, mut rx) = spawn_writer(s);
-    w.submit(Job::Store { id: StoreId(1), from: Seq(1), entries: vec![entry(1, 1)] }).unwrap();
-    assert!(matches!(recv_all(&mut rx, 1)[0], Done::Stored(StoreId(1))));
-    w.submit(Job::Store { id: StoreId(2), from: Seq(9), entries: vec![entry(1, 9)] }).unwrap();
-    match rx.blocking_recv() {
-        Some(Done::Failed(e)) => assert!(matches!(*e, StorageError::NotContiguous { .. })),
-        other => panic!("{other:?}"),
-    }
-    assert!(rx.blocking_recv().is_none(), "the writer stopped");
-    let late = w.submit(Job::Store { id: StoreId(3), from: Seq(2), entries: vec![] });
-    assert!(matches!(late, Err(StorageError::WriterStopped)));
-    assert!(w.shutdown().is_none());
-}
-
-#[tokio::test]
-async fn the_writer_saves_terms_durably_before_answering() {
-    let dir = TempDir::new().unwrap();
-    let (s, _) = open(dir.path());
-    let (w, _rx) = spawn_writer(s);
-    w.save_term(Term(7), None).await.unwrap();
-    // Durable now: the file on disk already says so.
-    assert_eq!(meta::Meta::load(dir.path()).unwrap().unwrap().term, Term(7));
-    let s = tokio::task::spawn_blocking(move || w.shutdown()).await.unwrap().unwrap();
-    assert_eq!(s.meta().term, Term(7));
 }
 
 /// One step of the property test.

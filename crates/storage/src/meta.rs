@@ -31,8 +31,12 @@ pub struct Meta {
 }
 
 impl Meta {
-    /// Reads `dir/meta`, or `None` if it does not exist.
-    pub(crate) fn load(dir: &Path) -> Result<Option<Self>, StorageError> {
+    /// Reads `dir/meta`, or `None` if it does not exist (without taking the directory's
+    /// lock: a tool or a test may read what a running node made durable).
+    ///
+    /// # Errors
+    /// The file cannot be read, or is damaged ([`StorageError::Corrupt`]).
+    pub fn load(dir: &Path) -> Result<Option<Self>, StorageError> {
         let path = dir.join(META_FILE);
         if !path.exists() {
             return Ok(None);

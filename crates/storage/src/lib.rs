@@ -1,5 +1,7 @@
 //! Durability: the write-ahead log, the metadata file and snapshots of one node's data
-//! directory (design and format in docs/storage.md).
+//! directory (design and format in docs/storage.md). Plain blocking file IO, usable and
+//! tested alone; the node runs it on a writer thread of its own (`auction-node`'s
+//! `storage::spawn_writer`).
 //!
 //! # Files
 //!
@@ -18,7 +20,7 @@
 //! - [`Storage::save_term`] is durable when it returns: call it for `PersistTerm` before
 //!   sending anything queued after it.
 //! - [`Storage::store`] for each `Store` action, then [`Storage::sync`] once (group commit),
-//!   then confirm the stores. [`spawn_writer`] does this on its own thread.
+//!   then confirm the stores (the node's writer thread does this).
 //! - [`Storage::save_snapshot`] / [`Storage::install_snapshot`] are durable when they return.
 //! - Any error from a write path poisons the storage: the node must stop (an fsync that failed
 //!   cannot be retried safely).
@@ -29,7 +31,6 @@ mod meta;
 mod record;
 mod snapshot;
 mod wal;
-mod writer;
 
 #[cfg(test)]
 mod tests;
@@ -44,7 +45,6 @@ use auction_proto::{Incarnation, InstanceId, NodeId, Seq, Term};
 pub use error::{CorruptReason, StorageError};
 pub use meta::Meta;
 pub use record::MAX_RECORD_BYTES;
-pub use writer::{Done, JOB_QUEUE_BOUND, Job, MAX_BATCH_JOBS, WriterHandle, spawn_writer};
 
 use files::DirLock;
 use wal::Wal;
