@@ -1,4 +1,8 @@
 //! Unit tests: one input, the exact actions expected.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests take the real clock as the base of virtual time"
+)]
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};

@@ -1,6 +1,10 @@
 //! Elections while logs hold different configurations (found by review of the relay rule).
 
 #![allow(clippy::unwrap_used)]
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests take the real clock as the base of virtual time"
+)]
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 

@@ -1,6 +1,10 @@
 //! Learners: replicated to, never counted for a quorum, ready once caught up for a while.
 
 #![allow(clippy::unwrap_used)]
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests take the real clock as the base of virtual time"
+)]
 
 use std::time::{Duration, Instant};
 

@@ -2,6 +2,10 @@
 //! leader of its term announced.
 
 #![allow(clippy::unwrap_used)]
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests take the real clock as the base of virtual time"
+)]
 
 use std::time::Instant;
 

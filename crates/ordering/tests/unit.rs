@@ -1,6 +1,10 @@
 //! One input, exact expected outputs: terms, leaders, refusals and bounds.
 
 #![allow(clippy::unwrap_used)]
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests take the real clock as the base of virtual time"
+)]
 
 use std::time::{Duration, Instant};
 

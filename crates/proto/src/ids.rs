@@ -30,6 +30,7 @@ macro_rules! uuid_id {
             /// A fresh random identifier from the operating system's generator.
             ///
             /// Only binaries call this; sans-IO cores receive identifiers as inputs.
+            #[allow(clippy::disallowed_methods, reason = "the one place ids are made")]
             pub fn random() -> Self {
                 Self(Uuid::new_v4())
             }

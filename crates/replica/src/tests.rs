@@ -1,4 +1,8 @@
 //! Unit tests: one replica, exact composition behaviour.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests take the real clock as the base of virtual time"
+)]
 
 use std::time::{Duration, Instant};
 

@@ -1,4 +1,8 @@
 //! Discovery, rediscovery with backoff, restarts and graceful leave.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests take the real clock as the base of virtual time"
+)]
 
 use super::*;
 use crate::{AnnounceStatus, Error};

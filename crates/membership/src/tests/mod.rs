@@ -1,4 +1,8 @@
 //! Unit tests: one input, exact actions.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests take the real clock as the base of virtual time"
+)]
 
 mod detector;
 mod discovery;
