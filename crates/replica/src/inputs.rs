@@ -74,9 +74,19 @@ impl<R: RngCore> Replica<R> {
     }
 
     /// The write [`crate::Action::Store`] / [`crate::Action::InstallSnapshot`] `id` (and all
-    /// before it) is durable. Unknown ids are ignored.
+    /// before it) is durable.
+    ///
+    /// # Panics
+    /// If `id` is not an outstanding write of this replica (never issued, or confirmed
+    /// already): the driver confirms exactly the writes it was given, in order, so anything
+    /// else is a bug in the driver, and acknowledging a write that may not be on disk would
+    /// break durability.
     pub fn handle_stored(&mut self, id: StoreId, now: Instant) {
-        let _ = self.ordering.handle_stored(id, now);
+        let confirmed = self.ordering.handle_stored(id, now);
+        assert!(
+            confirmed.is_ok(),
+            "the driver confirmed a write that is not outstanding: {confirmed:?}"
+        );
         self.after_input(now);
     }
 

@@ -37,6 +37,8 @@ pub struct ReplicaStats {
     pub duties_refused: u64,
     /// Times this node, leading, heard no majority for `step_down_after` and gave up leading.
     pub quorum_lost: u64,
+    /// Inputs after which the cores had not settled within the pump's round cap (a bug).
+    pub pump_overruns: u64,
 }
 
 /// Test-only fault injection (planted bugs to show the simulation's checker catches them).

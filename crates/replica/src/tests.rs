@@ -265,3 +265,13 @@ fn a_frame_for_an_old_boot_is_answered_with_this_boot() {
     r.handle_misaddressed(info(2).node, Incarnation(2), t);
     assert_eq!(drain(&mut r, t), vec![]);
 }
+
+/// A confirmation of a write the replica never asked for is a driver bug, and acknowledging it
+/// could count a write that is not on disk: it stops the replica instead of being ignored.
+#[test]
+#[should_panic(expected = "not outstanding")]
+fn confirming_a_write_that_was_never_issued_is_a_bug() {
+    let now = Instant::now();
+    let (mut r, _) = founder(now);
+    r.handle_stored(auction_ordering::StoreId(u64::MAX), now);
+}
