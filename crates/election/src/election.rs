@@ -18,14 +18,14 @@ pub const MAX_PENDING_ACTIONS: usize = 256;
 /// Most terms a node that stepped down runs with a demoted candidate while it follows no other
 /// leader (see [`Election::step_down`]); after them it stands again, so a cluster whose other
 /// members cannot win (none reachable, or none a member in its own eyes) still elects. Three:
-/// with pre-vote every further term costs a pre-vote round as well, and eight kept a cluster
-/// whose only other voter had not received its configuration leaderless for over 5 s after
-/// an operator step-down (sim seed 9213).
+/// with pre-vote every further term costs a pre-vote round as well, and a longer abstention
+/// leaves a cluster whose only other voter has not received its configuration leaderless
+/// for seconds after an operator step-down.
 pub const MAX_ABSTAIN_TERMS: u64 = 3;
 
 /// The largest configuration a node without one assumes when bounding a message's path
 /// (twice this many entries): a member just added, before the configuration reached it,
-/// cannot know the real size, and refusing every message cut the ring (sim seed 179).
+/// cannot know the real size, and refusing every message would cut the ring.
 /// The membership table's default bound.
 pub const MAX_MEMBERS: usize = 64;
 
@@ -433,9 +433,9 @@ impl<R: RngCore> Election<R> {
     /// A newer `term` was seen outside the election, with no leader known for it (the
     /// ordering layer heard it from a peer that has no leader either). The node adopts it:
     /// its vote is reset, it steps down if it led or followed, and it is `Idle`, so its next
-    /// election (or the next token it sees) runs in `term + 1` or later. Without this, a
-    /// leader deposed by a newer term kept electing from its own stale term, and every token it
-    /// sent was refused by the nodes at the newer term (sim seed 403 with 8 s of faults).
+    /// election (or the next token it sees) runs in `term + 1` or later: a leader deposed by a
+    /// newer term that kept electing from its own stale term would send tokens every node at
+    /// the newer term refuses.
     pub fn handle_term(&mut self, term: Term) {
         // (No pre-vote here: adopting a term someone else already holds raises nothing.)
         if term > self.term {
@@ -588,16 +588,14 @@ impl<R: RngCore> Election<R> {
         // in force on append), and a node that was behind may hold one from before a removal
         // and re-add. The nodes without a `RemoveMember(x)` still route the ring through x and
         // count x's candidacy; those with it must pass such messages on, or the ring is cut
-        // for good: sim seeds 19 (the only nodes with the largest log, which had the removal,
-        // never saw a newer term), 23 (x sat at a higher term and dropped every token) and 107
-        // (a node behind, without the re-add, dropped the largest candidate's token), all with
-        // 10 s of faults. So the sender is never checked (paths count members only, see
+        // for good (the only nodes with the largest log may be the ones holding the removal; x may
+        // sit at a higher term; a node behind may lack the re-add of the largest candidate).
+        // So the sender is never checked (paths count members only, see
         // `Ring::is_majority`, so a relay adds no vote), and the subject (candidate, leader)
         // only while this node knows a leader in its term: a node removed without knowing it
         // cannot depose a working leader, and a node without one has nothing to protect.
         // Nor is this node's own membership checked: a node re-added while its log still holds
-        // its removal is routed through by the others and must relay (seed 163, 8 s of
-        // faults); outside its configuration it only relays and accepts (`relay_token`).
+        // its removal is routed through by the others and must relay; outside its configuration it only relays and accepts (`relay_token`).
         let (subject, len) = match msg {
             ElectionMsg::Token { candidate, visited, .. } => (candidate.node, visited.len()),
             ElectionMsg::Elected { leader, participants, .. } => (*leader, participants.len()),
@@ -608,13 +606,12 @@ impl<R: RngCore> Election<R> {
         };
         // The leader this node follows is never refused, in or out of the configuration: a
         // node behind may follow a leader whose re-add it lacks, and when that leader runs a
-        // newer election, refusing it left the node following a leader that no longer led,
-        // deaf to every newer term (sim seed 937 with 10 s of faults).
+        // newer election, refusing it would leave the node following a leader that no longer
+        // leads, deaf to every newer term.
         // A node that holds no configuration yet (a member just added) has nothing to check
         // the subject against, and no size to bound the path by: it assumes the largest
-        // configuration. With `2 × 0` it refused every message, and the ring through it was
-        // cut until its configuration arrived: when the leader died in that window no
-        // election finished (sim seed 179 with a 200 ms fsync climbed to term 80).
+        // configuration (a bound of `2 × 0` would refuse every message and cut the ring through
+        // it until its configuration arrived, so no election could finish in that window).
         let open = matches!(self.role, Role::Idle | Role::Electing { .. });
         let unconfigured = self.ring.is_empty();
         let outsider = !self.ring.is_member(subject) && self.leader() != Some(subject);
@@ -633,7 +630,7 @@ impl<R: RngCore> Election<R> {
     /// ones). With two groups of nodes at different terms, the lower group's tokens die at
     /// the first node of the higher one, while the higher group's tokens may never reach the
     /// lower group around a ring whose nodes disagree about the configuration, so no election
-    /// completes (sim seed 859 with 8 s of faults). So a member that knows no leader in its
+    /// would complete. So a member that knows no leader in its
     /// term answers with a token of its term: its best candidate so far (its own if none),
     /// with itself as the path. The sender adopts the term and joins, as with any newer
     /// token. A node that knows its leader does not answer: the leader's ordering traffic

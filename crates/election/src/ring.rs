@@ -24,9 +24,9 @@ pub(crate) struct Ring {
     silent: BTreeSet<NodeId>,
     /// Non-members that passed on a message of the current term (on its path, or its
     /// sender): members of another node's newer configuration, which this node's log lacks.
-    /// The ring routes through them too (they count for no majority); without this, a node
-    /// lacking an `AddMember(x)` that is `x`'s predecessor cut every lap (sim seed 761 of
-    /// `SEEDS=300..3000`). Forgotten when the term changes.
+    /// The ring routes through them too (they count for no majority): a node lacking an
+    /// `AddMember(x)` that is `x`'s predecessor would otherwise cut every lap. Forgotten when
+    /// the term changes.
     foreign: BTreeSet<NodeId>,
 }
 

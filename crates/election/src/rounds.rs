@@ -78,8 +78,8 @@ impl<R: RngCore> Election<R> {
     /// A node outside its own configuration (removed, or re-added while its log does not show
     /// it yet) passes the largest candidate it has seen in the term on, adding itself to the
     /// path, without comparing it with a candidacy of its own: it has none, since it never
-    /// starts an election. The others may route their ring through it; without this they
-    /// never elect (sim seed 163). Its place on the path counts as a vote only in the
+    /// starts an election. The others may route their ring through it, so it must pass tokens
+    /// on or the ring is cut. Its place on the path counts as a vote only in the
     /// configurations that hold it (`Ring::is_majority`), exactly as a member's does: the
     /// acceptance it may give later is durable and unique per term like anyone's, and safety
     /// rests on nothing else (docs/election.md).
@@ -105,8 +105,7 @@ impl<R: RngCore> Election<R> {
             // No majority of this node's configuration on the path: another member's ring
             // can be older (it lacks an `AddMember` this node holds) and have sent the token
             // straight back. Send it on to a member of this ring it has not passed, instead
-            // of retrying with a higher term forever (sim seeds 1947, 2526); with none left,
-            // the deadline retries.
+            // of retrying with a higher term forever; with none left, the deadline retries.
             if let Some(next) = self.ring.next_not_in(&visited) {
                 let msg =
                     ElectionMsg::Token { term: self.term, candidate: self.round.own, visited };

@@ -1,4 +1,4 @@
-//! Elections while logs hold different configurations (found by review of the relay rule).
+//! Elections while logs hold different configurations (the relay rule).
 
 #![allow(clippy::unwrap_used)]
 #![allow(

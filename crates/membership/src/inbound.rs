@@ -40,9 +40,8 @@ impl<R: RngCore> Membership<R> {
 
     /// The members of the configuration in force: any this node has not heard of is added to
     /// the table as if just heard, so it is probed and, if it stays silent, suspected and
-    /// declared down like any member. Without this a node that joined or restarted after a
-    /// member died never learned of its death, and its election ring kept routing every token
-    /// to it (sim seed 629: no election completed).
+    /// declared down like any member: a node that joined or restarted after a member died must
+    /// learn of its death, or its election ring keeps routing every token to it.
     pub fn handle_configured(&mut self, members: &[NodeInfo], now: Instant) {
         if self.left {
             return;

@@ -256,7 +256,7 @@ impl<R: RngCore> Replica<R> {
                 Some(l) => self.election.handle_leader_heard(l, term, now),
                 None => {
                     // Adopt the term first: an election from the stale term would only send
-                    // tokens the nodes at `term` refuse (sim seed 403).
+                    // tokens the nodes at `term` refuse.
                     let was_leader = self.election.is_leader();
                     self.election.handle_term(term);
                     if was_leader {
@@ -267,8 +267,7 @@ impl<R: RngCore> Replica<R> {
         }
         // A leader that removed itself stops leading once the removal commits, perhaps before
         // its followers learn of the commit; nothing else would tell them to elect, since the
-        // old leader is alive (sim seed 442 with 8 s of faults: both followers kept following
-        // it for good).
+        // old leader is alive: its followers would keep following it for good.
         if self.ordering.leader_removed()
             && matches!(self.election.status(), auction_election::Status::Following(_))
         {

@@ -317,8 +317,8 @@ impl Storage {
             // durable first. A crash before that leaves the old snapshot and log (consistent);
             // a crash after it, before that segment exists, leaves a snapshot whose log is
             // missing, which recovery restarts right after the snapshot. (Starting the segment
-            // first left, after a crash in between, an empty segment out of sequence with the
-            // old log, which recovery refused: found by review.)
+            // first would leave, after a crash in between, an empty segment out of sequence
+            // with the old log, which recovery refuses.)
             let wal_from = self.wal.next_number();
             snapshot::save(&self.dir, number, snapshot, wal_from, self.fsync)?;
             let started = self.wal.restart_after(seq)?;

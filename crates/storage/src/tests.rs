@@ -446,10 +446,10 @@ proptest! {
     }
 }
 
-/// Found by review: a snapshot install used to start the log behind the new snapshot (a new,
-/// empty segment) before the snapshot was durable, and a crash in between left a directory
-/// recovery refused (`OutOfSequence`). Now the snapshot, naming its segment, is saved first.
-/// A crash right after it, before the segment exists, recovers the snapshot with an empty log;
+/// A snapshot install must not start the log behind the new snapshot (a new, empty segment)
+/// before the snapshot is durable: a crash in between would leave a directory recovery
+/// refuses (`OutOfSequence`). The snapshot, naming its segment, is saved first. A crash right
+/// after it, before the segment exists, recovers the snapshot with an empty log;
 /// a completed install recovers the same.
 #[test]
 fn a_crash_inside_a_snapshot_install_recovers() {
