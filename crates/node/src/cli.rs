@@ -13,7 +13,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[derive(Debug, Parser)]
 #[command(
     name = "auction-node",
-    version,
+    version = version(),
     about = "The replicated auction server",
     after_help = "Examples:\n  \
         # a local 3-node cluster for trying things out (temporary data, dev key):\n  \
@@ -31,6 +31,17 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// `--version`: the crate version, the git commit and the peer protocol version (servers
+/// of different protocol versions do not talk to each other).
+pub fn version() -> String {
+    format!(
+        "{} (git {}, protocol {})",
+        env!("CARGO_PKG_VERSION"),
+        env!("AUCTION_GIT_HASH"),
+        auction_proto::codec::PROTOCOL_VERSION
+    )
+}
+
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -42,6 +53,14 @@ pub enum Command {
     /// Print the admin token a node uses when `--admin-token` is not given (derived from the
     /// cluster key, so admin requests never carry the key itself).
     AdminToken(KeyArgs),
+    /// Print a shell completion script (e.g. `auction-node completions bash >
+    /// /etc/bash_completion.d/auction-node`).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff; `auction-node man | man -l -`).
+    Man,
 }
 
 /// The cluster key: `run` and `admin-token` take it the same way.
@@ -72,6 +91,11 @@ pub enum FsyncArg {
 /// Flags of `auction-node run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
+    /// A TOML file of settings: the keys are these flags without the dashes (`peer-addr =
+    /// "10.0.0.1:7000"`). A flag on the command line or its environment variable overrides
+    /// the file; the file overrides the defaults.
+    #[arg(long, env = "AUCTION_CONFIG")]
+    pub config: Option<PathBuf>,
     /// A name for logs (defaults to the node id).
     #[arg(long, env = "AUCTION_NAME")]
     pub name: Option<String>,

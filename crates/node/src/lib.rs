@@ -14,6 +14,7 @@
 
 pub mod cli;
 pub mod clients;
+pub mod config_file;
 pub mod dev;
 pub mod driver;
 pub mod metrics;

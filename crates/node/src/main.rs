@@ -8,7 +8,15 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let args = auction_node::config_file::apply(
+        std::env::args_os().collect(),
+        |k| std::env::var(k).ok(),
+        |p| std::fs::read_to_string(p),
+    );
+    let cli = match args {
+        Ok(args) => Cli::parse_from(args),
+        Err(e) => return fail(&e.to_string()),
+    };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
         && std::env::var_os("NO_COLOR").is_none();
@@ -37,6 +45,17 @@ fn main() -> ExitCode {
                 let key = auction_node::settings::key_from(&k)?;
                 print_line(&auction_node::settings::default_admin_token(&key));
                 Ok(())
+            }
+            Command::Completions { shell } => {
+                let mut cmd = <Cli as clap::CommandFactory>::command();
+                clap_complete::generate(shell, &mut cmd, "auction-node", &mut std::io::stdout());
+                Ok(())
+            }
+            Command::Man => {
+                let cmd = <Cli as clap::CommandFactory>::command();
+                clap_mangen::Man::new(cmd)
+                    .render(&mut std::io::stdout())
+                    .map_err(|e| anyhow::anyhow!("cannot write the manual page: {e}"))
             }
         }
     });
