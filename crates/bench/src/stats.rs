@@ -85,16 +85,73 @@ pub(crate) struct Latency {
     pub(crate) mean_us: f64,
 }
 
-/// The leader kill of a failover run.
+/// The leader stop of a failover run.
 #[derive(Clone, Debug, Serialize)]
 pub(crate) struct Kill {
     /// Milliseconds after the start of the window.
     pub(crate) at_ms: f64,
-    /// Name of the killed server.
+    /// Name of the stopped server (`n1`.., etcd: `e1`..).
     pub(crate) server: String,
-    /// From the kill to the first committed answer to a request first sent at or after it
+    /// `SIGKILL` or `SIGTERM`.
+    pub(crate) signal: String,
+    /// From the signal to the first committed answer to a request first sent at or after it
     /// (an answer already on its way when the leader died says nothing about the failover).
     pub(crate) to_first_commit_ms: Option<f64>,
+}
+
+/// The leader stops of one backend with one signal, over every run of an invocation.
+#[derive(Clone, Debug, Serialize)]
+pub(crate) struct Failover {
+    /// `auction` or `etcd`.
+    pub(crate) backend: String,
+    /// `SIGKILL` or `SIGTERM`.
+    pub(crate) signal: String,
+    /// [`Kill::to_first_commit_ms`] of each run, in run order (`None`: no request sent after
+    /// the signal was answered inside the window).
+    pub(crate) runs_ms: Vec<Option<f64>>,
+    /// Median of the answered runs (the mean of the middle two for an even count).
+    pub(crate) median_ms: Option<f64>,
+    /// Largest of the answered runs.
+    pub(crate) max_ms: Option<f64>,
+    /// Runs without an answer after the signal (not in the median or the maximum).
+    pub(crate) unanswered: usize,
+}
+
+/// Groups the leader stops of `runs` by backend and signal, in order of first appearance.
+pub(crate) fn failovers(runs: &[Summary]) -> Vec<Failover> {
+    let mut out: Vec<Failover> = Vec::new();
+    for s in runs {
+        let Some(k) = &s.kill else { continue };
+        let i = match out.iter().position(|f| f.backend == s.backend && f.signal == k.signal) {
+            Some(i) => i,
+            None => {
+                out.push(Failover {
+                    backend: s.backend.clone(),
+                    signal: k.signal.clone(),
+                    runs_ms: Vec::new(),
+                    median_ms: None,
+                    max_ms: None,
+                    unanswered: 0,
+                });
+                out.len() - 1
+            }
+        };
+        if let Some(f) = out.get_mut(i) {
+            f.runs_ms.push(k.to_first_commit_ms);
+        }
+    }
+    for f in &mut out {
+        let mut v: Vec<f64> = f.runs_ms.iter().flatten().copied().collect();
+        v.sort_by(f64::total_cmp);
+        f.unanswered = f.runs_ms.len() - v.len();
+        f.max_ms = v.last().copied();
+        f.median_ms = match v.len() {
+            0 => None,
+            n if n % 2 == 1 => v.get(n / 2).copied(),
+            n => v.get(n / 2 - 1).zip(v.get(n / 2)).map(|(lo, hi)| (lo + hi) / 2.0),
+        };
+    }
+    out
 }
 
 /// The result of one run.
@@ -235,6 +292,54 @@ mod tests {
         assert_eq!((m.completed, m.accepted), (2, 1));
         assert_eq!(m.max_gap(), Duration::from_millis(500));
         assert!((m.latency.p50_us as i64 - 50_000).abs() < 100);
+    }
+
+    fn run_with(backend: &str, signal: &str, ms: Option<f64>) -> Summary {
+        Summary {
+            backend: backend.into(),
+            clients: 1,
+            auctions: 1,
+            duration_s: 1.0,
+            warmup_s: 0.0,
+            completed: 0,
+            accepted: 0,
+            requests_per_s: 0.0,
+            accepted_per_s: 0.0,
+            latency: Latency::default(),
+            max_gap_ms: 0.0,
+            retries: 0,
+            kill: Some(Kill {
+                at_ms: 0.0,
+                server: "n1".into(),
+                signal: signal.into(),
+                to_first_commit_ms: ms,
+            }),
+            rss_kib: Vec::new(),
+            loadavg: [0.0, 0.0],
+        }
+    }
+
+    #[test]
+    fn failovers_are_grouped_by_backend_and_signal_with_median_and_max() {
+        let runs = [
+            run_with("auction", "SIGKILL", Some(160.0)),
+            run_with("etcd", "SIGKILL", Some(1200.0)),
+            run_with("auction", "SIGKILL", Some(140.0)),
+            run_with("auction", "SIGTERM", Some(20.0)),
+            run_with("etcd", "SIGKILL", None),
+            run_with("auction", "SIGKILL", Some(150.0)),
+            run_with("auction", "SIGKILL", Some(240.0)),
+        ];
+        let f = failovers(&runs);
+        let keys: Vec<(&str, &str)> =
+            f.iter().map(|f| (f.backend.as_str(), f.signal.as_str())).collect();
+        assert_eq!(keys, [("auction", "SIGKILL"), ("etcd", "SIGKILL"), ("auction", "SIGTERM")]);
+        assert_eq!(f[0].runs_ms, [Some(160.0), Some(140.0), Some(150.0), Some(240.0)]);
+        assert_eq!((f[0].median_ms, f[0].max_ms, f[0].unanswered), (Some(155.0), Some(240.0), 0));
+        assert_eq!((f[1].median_ms, f[1].max_ms, f[1].unanswered), (Some(1200.0), Some(1200.0), 1));
+        assert_eq!((f[2].median_ms, f[2].max_ms), (Some(20.0), Some(20.0)));
+        let none = failovers(&[run_with("etcd", "SIGTERM", None)]);
+        assert_eq!((none[0].median_ms, none[0].max_ms, none[0].unanswered), (None, None, 1));
     }
 
     #[test]
