@@ -432,6 +432,7 @@ fn kill_summary(merged: &Merged, at: Instant, server: String, signal: LeaderSign
         server,
         signal: signal.name().to_string(),
         to_first_commit_ms: merged.first_commit_sent_after(at).map(|d| d.as_secs_f64() * 1000.0),
+        left_ms: merged.ms_left(at),
     }
 }
 

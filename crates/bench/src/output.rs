@@ -108,8 +108,10 @@ fn failover(f: &[Failover]) {
     }
     println!("leader stop -> first committed answer to a request sent after it (ms):");
     println!("{:<8} {:<8} {:>4} {:>9} {:>9}  runs", "backend", "signal", "n", "median", "max");
-    let opt = |v: Option<f64>| v.map_or("-".to_string(), |m| format!("{m:.1}"));
     for x in f {
+        // An unanswered run took longer than the rest of its window: a lower bound.
+        let bound = x.unanswered_after_ms.map_or("-".to_string(), |b| format!(">{b:.0}"));
+        let opt = |v: Option<f64>| v.map_or(bound.clone(), |m| format!("{m:.1}"));
         let runs: Vec<String> = x.runs_ms.iter().map(|m| opt(*m)).collect();
         println!(
             "{:<8} {:<8} {:>4} {:>9} {:>9}  {}{}",
@@ -120,7 +122,7 @@ fn failover(f: &[Failover]) {
             opt(x.max_ms),
             runs.join(" "),
             if x.unanswered > 0 {
-                format!(" ({} without an answer after the signal)", x.unanswered)
+                format!(" ({} without an answer before the window ended)", x.unanswered)
             } else {
                 String::new()
             }
@@ -130,8 +132,10 @@ fn failover(f: &[Failover]) {
         let Some(etcd) = f.iter().find(|x| x.backend == "etcd" && x.signal == ours.signal) else {
             continue;
         };
-        let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
-            (Some(a), Some(b)) if b > 0.0 => format!("{:.3}", a / b),
+        // etcd's figure may be a lower bound (unanswered runs): the ratio is then an upper one.
+        let ratio = |a: Option<f64>, b: Option<f64>| match (a, b, etcd.unanswered_after_ms) {
+            (Some(a), Some(b), _) if b > 0.0 => format!("{:.3}", a / b),
+            (Some(a), None, Some(bound)) if bound > 0.0 => format!("<{:.3}", a / bound),
             _ => "-".to_string(),
         };
         println!(

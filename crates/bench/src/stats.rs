@@ -97,6 +97,9 @@ pub(crate) struct Kill {
     /// From the signal to the first committed answer to a request first sent at or after it
     /// (an answer already on its way when the leader died says nothing about the failover).
     pub(crate) to_first_commit_ms: Option<f64>,
+    /// From the signal to the end of the window: without an answer, the failover took longer
+    /// than this.
+    pub(crate) left_ms: f64,
 }
 
 /// The leader stops of one backend with one signal, over every run of an invocation.
@@ -109,12 +112,17 @@ pub(crate) struct Failover {
     /// [`Kill::to_first_commit_ms`] of each run, in run order (`None`: no request sent after
     /// the signal was answered inside the window).
     pub(crate) runs_ms: Vec<Option<f64>>,
-    /// Median of the answered runs (the mean of the middle two for an even count).
+    /// Median over all runs, an unanswered run counting as longer than every answered one
+    /// (the mean of the middle two for an even count); `None` when that falls on an
+    /// unanswered run.
     pub(crate) median_ms: Option<f64>,
-    /// Largest of the answered runs.
+    /// Largest; `None` when a run was unanswered.
     pub(crate) max_ms: Option<f64>,
-    /// Runs without an answer after the signal (not in the median or the maximum).
+    /// Runs without an answer after the signal.
     pub(crate) unanswered: usize,
+    /// Each unanswered run had no answer for at least this long (the shortest
+    /// [`Kill::left_ms`] among them): the bound on the median or maximum they hide.
+    pub(crate) unanswered_after_ms: Option<f64>,
 }
 
 /// Groups the leader stops of `runs` by backend and signal, in order of first appearance.
@@ -132,23 +140,36 @@ pub(crate) fn failovers(runs: &[Summary]) -> Vec<Failover> {
                     median_ms: None,
                     max_ms: None,
                     unanswered: 0,
+                    unanswered_after_ms: None,
                 });
                 out.len() - 1
             }
         };
         if let Some(f) = out.get_mut(i) {
             f.runs_ms.push(k.to_first_commit_ms);
+            if k.to_first_commit_ms.is_none() {
+                f.unanswered += 1;
+                let after = f.unanswered_after_ms.map_or(k.left_ms, |a| a.min(k.left_ms));
+                f.unanswered_after_ms = Some(after);
+            }
         }
     }
     for f in &mut out {
-        let mut v: Vec<f64> = f.runs_ms.iter().flatten().copied().collect();
-        v.sort_by(f64::total_cmp);
-        f.unanswered = f.runs_ms.len() - v.len();
-        f.max_ms = v.last().copied();
-        f.median_ms = match v.len() {
+        // Answered runs in order, then the unanswered ones (`None`), which took longer.
+        let mut v = f.runs_ms.clone();
+        v.sort_by(|a, b| match (a, b) {
+            (Some(a), Some(b)) => a.total_cmp(b),
+            (a, b) => b.is_some().cmp(&a.is_some()),
+        });
+        let n = v.len();
+        f.max_ms = if f.unanswered > 0 { None } else { v.last().copied().flatten() };
+        f.median_ms = match n {
             0 => None,
-            n if n % 2 == 1 => v.get(n / 2).copied(),
-            n => v.get(n / 2 - 1).zip(v.get(n / 2)).map(|(lo, hi)| (lo + hi) / 2.0),
+            n if n % 2 == 1 => v.get(n / 2).copied().flatten(),
+            n => match (v.get(n / 2 - 1), v.get(n / 2)) {
+                (Some(Some(lo)), Some(Some(hi))) => Some((lo + hi) / 2.0),
+                _ => None,
+            },
         };
     }
     out
@@ -258,6 +279,11 @@ impl Merged {
             .map(|&(_, done)| Duration::from_micros(done - at))
     }
 
+    /// Milliseconds from `t` to the window end.
+    pub(crate) fn ms_left(&self, t: Instant) -> f64 {
+        self.window.end.saturating_duration_since(t).as_secs_f64() * 1000.0
+    }
+
     /// Milliseconds from the window start to `t` (negative: before it).
     pub(crate) fn ms_into_window(&self, t: Instant) -> f64 {
         let t = self.window.micros(t) as f64;
@@ -295,6 +321,10 @@ mod tests {
     }
 
     fn run_with(backend: &str, signal: &str, ms: Option<f64>) -> Summary {
+        run_left(backend, signal, ms, 5000.0)
+    }
+
+    fn run_left(backend: &str, signal: &str, ms: Option<f64>, left_ms: f64) -> Summary {
         Summary {
             backend: backend.into(),
             clients: 1,
@@ -313,6 +343,7 @@ mod tests {
                 server: "n1".into(),
                 signal: signal.into(),
                 to_first_commit_ms: ms,
+                left_ms,
             }),
             rss_kib: Vec::new(),
             loadavg: [0.0, 0.0],
@@ -336,10 +367,29 @@ mod tests {
         assert_eq!(keys, [("auction", "SIGKILL"), ("etcd", "SIGKILL"), ("auction", "SIGTERM")]);
         assert_eq!(f[0].runs_ms, [Some(160.0), Some(140.0), Some(150.0), Some(240.0)]);
         assert_eq!((f[0].median_ms, f[0].max_ms, f[0].unanswered), (Some(155.0), Some(240.0), 0));
-        assert_eq!((f[1].median_ms, f[1].max_ms, f[1].unanswered), (Some(1200.0), Some(1200.0), 1));
+        assert_eq!(f[0].unanswered_after_ms, None);
+        // An unanswered run took longer than any answered one: the two runs' median is
+        // unknown, and so is the maximum.
+        assert_eq!((f[1].median_ms, f[1].max_ms, f[1].unanswered), (None, None, 1));
+        assert_eq!(f[1].unanswered_after_ms, Some(5000.0));
         assert_eq!((f[2].median_ms, f[2].max_ms), (Some(20.0), Some(20.0)));
-        let none = failovers(&[run_with("etcd", "SIGTERM", None)]);
-        assert_eq!((none[0].median_ms, none[0].max_ms, none[0].unanswered), (None, None, 1));
+    }
+
+    #[test]
+    fn unanswered_runs_count_as_the_slowest() {
+        let runs = [
+            run_left("etcd", "SIGKILL", None, 4900.0),
+            run_left("etcd", "SIGKILL", Some(1300.0), 5000.0),
+            run_left("etcd", "SIGKILL", Some(1100.0), 5000.0),
+            run_left("etcd", "SIGKILL", None, 5000.0),
+            run_left("etcd", "SIGKILL", Some(1200.0), 5000.0),
+        ];
+        let f = &failovers(&runs)[0];
+        // Sorted: 1100, 1200, 1300, unanswered, unanswered.
+        assert_eq!((f.median_ms, f.max_ms, f.unanswered), (Some(1300.0), None, 2));
+        assert_eq!(f.unanswered_after_ms, Some(4900.0));
+        let f = &failovers(&runs[..4])[0];
+        assert_eq!(f.median_ms, None, "the middle two are 1300 and an unanswered run");
     }
 
     #[test]
