@@ -9,6 +9,13 @@
 # peer ports 23801..23803. Needs Debian's etcd-server (3.4): apt-get install -y etcd-server.
 # etcd's defaults are kept (fsync on every commit; heartbeat 100 ms, election timeout 1 s),
 # so the comparison is with etcd as shipped. Set ETCD_EXTRA for more flags.
+#
+# Each member's pid is in DIR/eN.pid. A pid counts as the member only while it is a process
+# whose command line holds the member's data directory (DIR/eN.etcd, DIR made absolute), so a
+# stale pid file (a member killed with kill -9, its pid reused) never makes `stop` signal, or
+# `start` skip, an unrelated process. auction-bench --etcd-dir DIR applies the same check
+# before it signals a leader, and runs `start DIR` to bring a stopped member back (a member
+# whose data directory exists restarts on it; the --initial-cluster flags are then ignored).
 set -euo pipefail
 
 cmd=${1:-}
@@ -18,20 +25,39 @@ if [[ -z "$cmd" || -z "$dir" ]]; then
     exit 2
 fi
 etcd=${ETCD:-$(command -v etcd || echo /usr/bin/etcd)}
+# etcd 3.4 refuses to start on an architecture it does not support officially (anything but
+# amd64 and ppc64le) unless ETCD_UNSUPPORTED_ARCH names it.
+ETCD_UNSUPPORTED_ARCH=${ETCD_UNSUPPORTED_ARCH:-}
+if [[ -z "$ETCD_UNSUPPORTED_ARCH" ]]; then
+    case "$(uname -m)" in
+        x86_64 | ppc64le) ;;
+        aarch64) ETCD_UNSUPPORTED_ARCH=arm64 ;;
+        *) ETCD_UNSUPPORTED_ARCH=$(uname -m) ;;
+    esac
+fi
+if [[ "$cmd" == start ]]; then mkdir -p "$dir"; fi
+[[ -d "$dir" ]] || { echo "no such directory: $dir" >&2; exit 1; }
+dir=$(cd "$dir" && pwd -P)
 names=(e1 e2 e3)
 cluster="e1=http://127.0.0.1:23801,e2=http://127.0.0.1:23802,e3=http://127.0.0.1:23803"
 
+# Whether pid $1 is member $2 of this DIR (see the header).
+is_member() {
+    local pid=$1 n=$2
+    [[ "$pid" =~ ^[0-9]+$ && -r "/proc/$pid/cmdline" ]] || return 1
+    tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | grep -qxF -- "$dir/$n.etcd"
+}
+
 start() {
     [[ -x "$etcd" ]] || { echo "etcd not found: apt-get install -y etcd-server" >&2; exit 1; }
-    mkdir -p "$dir"
     for i in 1 2 3; do
         local n=${names[$((i - 1))]}
-        if [[ -f "$dir/$n.pid" ]] && kill -0 "$(cat "$dir/$n.pid")" 2>/dev/null; then
+        if [[ -f "$dir/$n.pid" ]] && is_member "$(cat "$dir/$n.pid")" "$n"; then
             echo "$n already running (pid $(cat "$dir/$n.pid"))" >&2
             continue
         fi
         # shellcheck disable=SC2086
-        ETCD_UNSUPPORTED_ARCH="${ETCD_UNSUPPORTED_ARCH:-}" "$etcd" --name "$n" \
+        ETCD_UNSUPPORTED_ARCH="$ETCD_UNSUPPORTED_ARCH" "$etcd" --name "$n" \
             --data-dir "$dir/$n.etcd" \
             --listen-client-urls "http://127.0.0.1:2379$i" \
             --advertise-client-urls "http://127.0.0.1:2379$i" \
@@ -67,9 +93,11 @@ stop() {
         if [[ -f "$dir/$n.pid" ]]; then
             local pid
             pid=$(cat "$dir/$n.pid")
-            kill "$pid" 2>/dev/null || true
-            for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-            kill -9 "$pid" 2>/dev/null || true
+            if is_member "$pid" "$n"; then
+                kill "$pid" 2>/dev/null || true
+                for _ in $(seq 1 50); do is_member "$pid" "$n" || break; sleep 0.1; done
+                if is_member "$pid" "$n"; then kill -9 "$pid" 2>/dev/null || true; fi
+            fi
             rm -f "$dir/$n.pid"
         fi
     done
@@ -81,8 +109,14 @@ leader() {
         local m
         m=$(curl -fsS "http://127.0.0.1:2379$i/metrics" 2>/dev/null || true)
         if grep -q '^etcd_server_is_leader 1' <<<"$m"; then
-            cat "$dir/$n.pid"
-            return 0
+            local pid
+            pid=$(cat "$dir/$n.pid" 2>/dev/null || true)
+            if is_member "$pid" "$n"; then
+                echo "$pid"
+                return 0
+            fi
+            echo "$n leads but $dir/$n.pid does not name it" >&2
+            exit 1
         fi
     done
     exit 1

@@ -13,6 +13,7 @@ use auction_proto::Seq;
 use auction_proto::msg::client::{NodeReport, Reply, RequestBody};
 use tokio::time::Instant;
 
+use crate::LeaderSignal;
 use crate::client::{Client, ClientConfig};
 
 /// How to start the servers.
@@ -147,8 +148,9 @@ impl LocalCluster {
         Ok(())
     }
 
-    /// `kill -9` of server `i` (by pid). It is reaped later (`Drop`, or the next kill), so
-    /// the caller's thread, which runs every client, does not stop to wait for it.
+    /// `kill -9` of server `i` (by pid), for clean-up: an error is ignored. It is reaped
+    /// later (`Drop`, or the next kill), so the caller's thread, which runs every client, does
+    /// not stop to wait for it.
     pub(crate) fn kill(&mut self, i: usize) {
         self.reap();
         if let Some(mut child) = self.servers.get_mut(i).and_then(|s| s.child.take()) {
@@ -157,9 +159,27 @@ impl LocalCluster {
         }
     }
 
-    /// Waits for the servers killed so far.
+    /// Sends `how` to server `i` (by pid), for a measured leader stop; reaped later, as after
+    /// [`Self::kill`]. From then on the cluster is not [whole](Self::is_whole).
+    pub(crate) fn stop(&mut self, i: usize, how: LeaderSignal) -> anyhow::Result<()> {
+        self.reap();
+        let s = self.servers.get_mut(i).context("no such server")?;
+        let child = s.child.take().with_context(|| format!("{} is not running", s.name))?;
+        let sent = signal(child.id(), how);
+        self.killed.push(child);
+        sent
+    }
+
+    /// Whether every server is still the one this cluster started (none was stopped).
+    pub(crate) fn is_whole(&self) -> bool {
+        self.servers.iter().all(|s| s.child.is_some())
+    }
+
+    /// Waits for the servers stopped so far; one sent SIGTERM that is still handing its
+    /// leadership over is killed first.
     fn reap(&mut self) {
         for mut child in self.killed.drain(..) {
+            let _ = child.kill();
             let _ = child.wait();
         }
     }
@@ -325,6 +345,19 @@ pub(crate) async fn report(addr: SocketAddr) -> Option<NodeReport> {
         },
         _ => None,
     }
+}
+
+/// Sends `how` to `pid`: a server this bench started, or an etcd member the caller checked
+/// is one (never a pid that names a process group or every process).
+pub(crate) fn signal(pid: u32, how: LeaderSignal) -> anyhow::Result<()> {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    let raw = i32::try_from(pid).ok().filter(|p| *p > 0).context("not a process id")?;
+    let sig = match how {
+        LeaderSignal::Kill => Signal::SIGKILL,
+        LeaderSignal::Term => Signal::SIGTERM,
+    };
+    kill(Pid::from_raw(raw), sig).with_context(|| format!("cannot send {sig} to pid {pid}"))
 }
 
 /// Resident set size of `pid` in KiB, from `/proc/<pid>/status`.

@@ -3,31 +3,44 @@
 //! padded decimal digits (so etcd's byte-wise comparison is numeric); a bid is one transaction
 //! "if the stored high is below the amount, put it, else read it" — a single round trip that,
 //! like our `TooLow { minimum }`, tells a losing bidder the price to beat.
+//!
+//! [`Members`] stops etcd's leader for a failover run, by the pid the script recorded, and
+//! restarts it with the script afterwards.
 
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use etcd_client::{Client, Compare, CompareOp, ConnectOptions, Txn, TxnOp, TxnOpResponse};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::load::{ClientsDone, INCREMENT, Shape, SplitMix};
+use crate::LeaderSignal;
+use crate::load::{ATTEMPT_TIMEOUT, ClientsDone, INCREMENT, Shape, SplitMix};
 use crate::stats::{Recorder, Window};
 
 fn value(amount: u64) -> String {
     format!("{amount:020}")
 }
 
-/// Runs the workload against etcd at `endpoints`.
+/// Runs the workload against etcd at `endpoints`; `on_window` gets the measured window as
+/// soon as it is fixed (as [`crate::load::run`]'s does).
 pub(crate) async fn run(
     endpoints: &[String],
     tag: &str,
     shape: &Shape,
+    on_window: impl FnOnce(Window),
 ) -> anyhow::Result<ClientsDone> {
+    // A request gets the same time as one attempt of our client before it is re-sent. It
+    // matters after a leader crash: etcd 3.4 loses a proposal a follower had forwarded to
+    // the dead leader and never fails it on the leader change (the server would wait 7 s),
+    // so only the client's timeout ends that request.
     let options = || {
         ConnectOptions::new()
             .with_connect_timeout(Duration::from_secs(2))
-            .with_timeout(Duration::from_secs(5))
+            .with_timeout(ATTEMPT_TIMEOUT)
     };
     let mut setup = Client::connect(endpoints, Some(options()))
         .await
@@ -46,6 +59,7 @@ pub(crate) async fn run(
         clients.push(Client::connect(eps, Some(options())).await.context("etcd connect")?);
     }
     let window = Window::after(shape.warmup, shape.duration);
+    on_window(window);
     let mut running = JoinSet::new();
     for (i, c) in clients.into_iter().enumerate() {
         running.spawn(bidder(c, keys.clone(), window, i as u64));
@@ -110,5 +124,142 @@ fn transient(e: &etcd_client::Error) -> bool {
         // 10 aborted, 13 internal, 14 unavailable.
         E::GRpcStatus(s) => matches!(i32::from(s.code()), 1 | 2 | 4 | 8 | 10 | 13 | 14),
         _ => false,
+    }
+}
+
+/// The members of the cluster `scripts/etcd-cluster.sh start DIR` runs: member `eN` keeps its
+/// data in `DIR/eN.etcd` and its pid in `DIR/eN.pid`.
+#[derive(Debug)]
+pub(crate) struct Members {
+    /// DIR, absolute (as the script passes it to etcd).
+    dir: PathBuf,
+    script: PathBuf,
+    endpoints: Vec<String>,
+}
+
+/// A member found leading (and then stopped).
+#[derive(Debug)]
+pub(crate) struct Member {
+    /// `e1`, `e2`, `e3`.
+    pub(crate) name: String,
+    pid: u32,
+}
+
+/// How long one call of the leader search may take.
+const ASK: Duration = Duration::from_secs(1);
+
+impl Members {
+    /// The cluster in `dir`, restarted with `script`, its clients at `endpoints`.
+    pub(crate) fn new(dir: &Path, script: &Path, endpoints: &[String]) -> anyhow::Result<Self> {
+        let abs = std::fs::canonicalize(dir)
+            .with_context(|| format!("--etcd-dir {}: no such directory", dir.display()))?;
+        if !script.is_file() {
+            bail!("--etcd-script {} not found (run from the repository root)", script.display());
+        }
+        Ok(Self { dir: abs, script: script.to_path_buf(), endpoints: endpoints.to_vec() })
+    }
+
+    /// The leader: the endpoint whose maintenance status names its own member id as the
+    /// leader; its name from the member list, its pid from the script's pid file.
+    pub(crate) async fn leader(&self) -> anyhow::Result<Member> {
+        for ep in &self.endpoints {
+            let options = ConnectOptions::new().with_connect_timeout(ASK).with_timeout(ASK);
+            let connect = Client::connect([ep.as_str()], Some(options));
+            let Ok(Ok(mut c)) = tokio::time::timeout(ASK, connect).await else { continue };
+            let Ok(Ok(status)) = tokio::time::timeout(ASK, c.status()).await else { continue };
+            let Some(me) = status.header().map(|h| h.member_id()) else { continue };
+            if status.leader() != me {
+                continue;
+            }
+            let list = tokio::time::timeout(ASK, c.member_list())
+                .await
+                .context("etcd member list: no answer")?
+                .context("etcd member list")?;
+            let name = list
+                .members()
+                .iter()
+                .find(|m| m.id() == me)
+                .map(|m| m.name().to_string())
+                .with_context(|| format!("the leader {me:x} is not in the member list"))?;
+            let pid = self.pid(&name)?;
+            return Ok(Member { name, pid });
+        }
+        bail!("no etcd endpoint of {} says it leads", self.endpoints.join(","))
+    }
+
+    /// The pid in `DIR/<name>.pid`, if that process is member `name` of DIR.
+    fn pid(&self, name: &str) -> anyhow::Result<u32> {
+        let file = self.dir.join(format!("{name}.pid"));
+        let text = std::fs::read_to_string(&file)
+            .with_context(|| format!("cannot read {}", file.display()))?;
+        let pid: u32 =
+            text.trim().parse().with_context(|| format!("{} holds no pid", file.display()))?;
+        if !self.is_member(pid, name) {
+            bail!("pid {pid} in {} is not etcd member {name} of that directory", file.display());
+        }
+        Ok(pid)
+    }
+
+    /// Whether `pid` is a live process whose command line holds `DIR/<name>.etcd`, the data
+    /// directory the script gives member `name` (a stale pid file's reused pid is not).
+    fn is_member(&self, pid: u32, name: &str) -> bool {
+        let data = self.dir.join(format!("{name}.etcd"));
+        std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+            c.split(|b| *b == 0).any(|arg| Path::new(OsStr::from_bytes(arg)) == data)
+        })
+    }
+
+    /// Sends `how` to the member (checked again just before).
+    pub(crate) fn stop(&self, m: &Member, how: LeaderSignal) -> anyhow::Result<()> {
+        if !self.is_member(m.pid, &m.name) {
+            bail!("etcd member {} (pid {}) is gone before the signal", m.name, m.pid);
+        }
+        crate::cluster::signal(m.pid, how)
+    }
+
+    /// Waits up to 10 s for the stopped member to exit (then kills it), and starts it again
+    /// ([`Self::start`]).
+    pub(crate) async fn restart(&self, m: &Member) -> anyhow::Result<()> {
+        if !self.exited(m, Duration::from_secs(10)).await {
+            crate::cluster::signal(m.pid, LeaderSignal::Kill)?;
+            if !self.exited(m, Duration::from_secs(5)).await {
+                bail!("etcd member {} (pid {}) does not exit", m.name, m.pid);
+            }
+        }
+        self.start().await
+    }
+
+    /// `SCRIPT start DIR`: starts the members that are not running (none, when the cluster is
+    /// whole) and returns once all three answer their health check.
+    pub(crate) async fn start(&self) -> anyhow::Result<()> {
+        let out = tokio::process::Command::new(&self.script)
+            .arg("start")
+            .arg(&self.dir)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .await
+            .with_context(|| format!("cannot run {}", self.script.display()))?;
+        if !out.status.success() {
+            bail!(
+                "{} start {} failed ({}): {}",
+                self.script.display(),
+                self.dir.display(),
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(())
+    }
+
+    /// Whether the member's process is gone (or a zombie) within `limit`.
+    async fn exited(&self, m: &Member, limit: Duration) -> bool {
+        let end = Instant::now() + limit;
+        while self.is_member(m.pid, &m.name) {
+            if Instant::now() >= end {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        true
     }
 }

@@ -59,12 +59,16 @@ impl ClientsDone {
     }
 }
 
+/// How long a client waits for one answer before it re-sends (the etcd backend's clients use
+/// the same per-request timeout).
+pub(crate) const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// A client config for the `i`-th client.
 pub(crate) fn client_config(servers: &[SocketAddr], i: usize) -> ClientConfig {
     ClientConfig {
         servers: servers.to_vec(),
         first: i,
-        attempt_timeout: Duration::from_secs(2),
+        attempt_timeout: ATTEMPT_TIMEOUT,
         give_up: Duration::from_secs(30),
         pause: Duration::from_millis(10),
     }

@@ -4,14 +4,21 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use crate::Report;
-use crate::stats::Summary;
+use crate::stats::{Failover, Summary};
 
 /// One line on stderr per finished run, so long sweeps show progress.
 pub(crate) fn progress(s: &Summary) {
+    let kill = s.kill.as_ref().map_or(String::new(), |k| {
+        format!("; {} to leader {}: {}", k.signal, k.server, first_commit(k.to_first_commit_ms))
+    });
     eprintln!(
-        "done: {} {} clients: {:.0} req/s, p99 {} us",
+        "done: {} {} clients: {:.0} req/s, p99 {} us{kill}",
         s.backend, s.clients, s.requests_per_s, s.latency.p99_us
     );
+}
+
+fn first_commit(ms: Option<f64>) -> String {
+    ms.map_or("no answer after it".to_string(), |m| format!("{m:.1} ms"))
 }
 
 /// A failed run, on stderr.
@@ -73,12 +80,13 @@ pub(crate) fn table(report: &Report) {
         if let Some(k) = &s.kill {
             let first = k.to_first_commit_ms.map_or("none".to_string(), |m| format!("{m:.1} ms"));
             println!(
-                "killed leader {} at {:.0} ms into the window; first committed answer to a \
+                "{}: {} to leader {} at {:.0} ms into the window; first committed answer to a \
                  request sent after it: {first}; longest gap between committed answers: {:.1} ms",
-                k.server, k.at_ms, s.max_gap_ms
+                s.backend, k.signal, k.server, k.at_ms, s.max_gap_ms
             );
         }
     }
+    failover(&report.failover);
     if let Some(s) = report.runs.iter().rev().find(|s| !s.rss_kib.is_empty()) {
         let mib: Vec<String> =
             s.rss_kib.iter().map(|k| format!("{:.1}", *k as f64 / 1024.0)).collect();
@@ -90,6 +98,52 @@ pub(crate) fn table(report: &Report) {
     if let Some(r) = &report.restart_ms {
         let t: Vec<String> = r.iter().map(|m| format!("{m:.0}")).collect();
         println!("restart to serving at the old applied seq (ms, per server): {}", t.join(", "));
+    }
+}
+
+/// The leader stops per backend and signal, and ours over etcd's per signal.
+fn failover(f: &[Failover]) {
+    if f.is_empty() {
+        return;
+    }
+    println!("leader stop -> first committed answer to a request sent after it (ms):");
+    println!("{:<8} {:<8} {:>4} {:>9} {:>9}  runs", "backend", "signal", "n", "median", "max");
+    for x in f {
+        // An unanswered run took longer than the rest of its window: a lower bound.
+        let bound = x.unanswered_after_ms.map_or("-".to_string(), |b| format!(">{b:.0}"));
+        let opt = |v: Option<f64>| v.map_or(bound.clone(), |m| format!("{m:.1}"));
+        let runs: Vec<String> = x.runs_ms.iter().map(|m| opt(*m)).collect();
+        println!(
+            "{:<8} {:<8} {:>4} {:>9} {:>9}  {}{}",
+            x.backend,
+            x.signal,
+            x.runs_ms.len(),
+            opt(x.median_ms),
+            opt(x.max_ms),
+            runs.join(" "),
+            if x.unanswered > 0 {
+                format!(" ({} without an answer before the window ended)", x.unanswered)
+            } else {
+                String::new()
+            }
+        );
+    }
+    for ours in f.iter().filter(|x| x.backend == "auction") {
+        let Some(etcd) = f.iter().find(|x| x.backend == "etcd" && x.signal == ours.signal) else {
+            continue;
+        };
+        // etcd's figure may be a lower bound (unanswered runs): the ratio is then an upper one.
+        let ratio = |a: Option<f64>, b: Option<f64>| match (a, b, etcd.unanswered_after_ms) {
+            (Some(a), Some(b), _) if b > 0.0 => format!("{:.3}", a / b),
+            (Some(a), None, Some(bound)) if bound > 0.0 => format!("<{:.3}", a / bound),
+            _ => "-".to_string(),
+        };
+        println!(
+            "ours/etcd, {}: median {}, max {}",
+            ours.signal,
+            ratio(ours.median_ms, etcd.median_ms),
+            ratio(ours.max_ms, etcd.max_ms)
+        );
     }
 }
 

@@ -85,16 +85,94 @@ pub(crate) struct Latency {
     pub(crate) mean_us: f64,
 }
 
-/// The leader kill of a failover run.
+/// The leader stop of a failover run.
 #[derive(Clone, Debug, Serialize)]
 pub(crate) struct Kill {
     /// Milliseconds after the start of the window.
     pub(crate) at_ms: f64,
-    /// Name of the killed server.
+    /// Name of the stopped server (`n1`.., etcd: `e1`..).
     pub(crate) server: String,
-    /// From the kill to the first committed answer to a request first sent at or after it
+    /// `SIGKILL` or `SIGTERM`.
+    pub(crate) signal: String,
+    /// From the signal to the first committed answer to a request first sent at or after it
     /// (an answer already on its way when the leader died says nothing about the failover).
     pub(crate) to_first_commit_ms: Option<f64>,
+    /// From the signal to the end of the window: without an answer, the failover took longer
+    /// than this.
+    pub(crate) left_ms: f64,
+}
+
+/// The leader stops of one backend with one signal, over every run of an invocation.
+#[derive(Clone, Debug, Serialize)]
+pub(crate) struct Failover {
+    /// `auction` or `etcd`.
+    pub(crate) backend: String,
+    /// `SIGKILL` or `SIGTERM`.
+    pub(crate) signal: String,
+    /// [`Kill::to_first_commit_ms`] of each run, in run order (`None`: no request sent after
+    /// the signal was answered inside the window).
+    pub(crate) runs_ms: Vec<Option<f64>>,
+    /// Median over all runs, an unanswered run counting as longer than every answered one
+    /// (the mean of the middle two for an even count); `None` when that falls on an
+    /// unanswered run.
+    pub(crate) median_ms: Option<f64>,
+    /// Largest; `None` when a run was unanswered.
+    pub(crate) max_ms: Option<f64>,
+    /// Runs without an answer after the signal.
+    pub(crate) unanswered: usize,
+    /// Each unanswered run had no answer for at least this long (the shortest
+    /// [`Kill::left_ms`] among them): the bound on the median or maximum they hide.
+    pub(crate) unanswered_after_ms: Option<f64>,
+}
+
+/// Groups the leader stops of `runs` by backend and signal, in order of first appearance.
+pub(crate) fn failovers(runs: &[Summary]) -> Vec<Failover> {
+    let mut out: Vec<Failover> = Vec::new();
+    for s in runs {
+        let Some(k) = &s.kill else { continue };
+        let i = match out.iter().position(|f| f.backend == s.backend && f.signal == k.signal) {
+            Some(i) => i,
+            None => {
+                out.push(Failover {
+                    backend: s.backend.clone(),
+                    signal: k.signal.clone(),
+                    runs_ms: Vec::new(),
+                    median_ms: None,
+                    max_ms: None,
+                    unanswered: 0,
+                    unanswered_after_ms: None,
+                });
+                out.len() - 1
+            }
+        };
+        if let Some(f) = out.get_mut(i) {
+            f.runs_ms.push(k.to_first_commit_ms);
+            if k.to_first_commit_ms.is_none() {
+                f.unanswered += 1;
+                let after = f.unanswered_after_ms.map_or(k.left_ms, |a| a.min(k.left_ms));
+                f.unanswered_after_ms = Some(after);
+            }
+        }
+    }
+    for f in &mut out {
+        // Answered runs in order, then the unanswered ones (`None`), which took longer.
+        let mut v = f.runs_ms.clone();
+        v.sort_by(|a, b| match (a, b) {
+            (Some(a), Some(b)) => a.total_cmp(b),
+            (a, b) => b.is_some().cmp(&a.is_some()),
+        });
+        let n = v.len();
+        f.max_ms = if f.unanswered > 0 { None } else { v.last().copied().flatten() };
+        f.median_ms = match n {
+            0 => None,
+            n if n % 2 == 1 => v.get(n / 2).copied().flatten(),
+            n => match (v.get(n / 2 - 1), v.get(n / 2)) {
+                (Some(Some(lo)), Some(Some(hi))) => Some((lo + hi) / 2.0),
+                _ => None,
+            },
+        };
+    }
+    out
 }
 
 /// The result of one run.
@@ -201,6 +279,11 @@ impl Merged {
             .map(|&(_, done)| Duration::from_micros(done - at))
     }
 
+    /// Milliseconds from `t` to the window end.
+    pub(crate) fn ms_left(&self, t: Instant) -> f64 {
+        self.window.end.saturating_duration_since(t).as_secs_f64() * 1000.0
+    }
+
     /// Milliseconds from the window start to `t` (negative: before it).
     pub(crate) fn ms_into_window(&self, t: Instant) -> f64 {
         let t = self.window.micros(t) as f64;
@@ -235,6 +318,78 @@ mod tests {
         assert_eq!((m.completed, m.accepted), (2, 1));
         assert_eq!(m.max_gap(), Duration::from_millis(500));
         assert!((m.latency.p50_us as i64 - 50_000).abs() < 100);
+    }
+
+    fn run_with(backend: &str, signal: &str, ms: Option<f64>) -> Summary {
+        run_left(backend, signal, ms, 5000.0)
+    }
+
+    fn run_left(backend: &str, signal: &str, ms: Option<f64>, left_ms: f64) -> Summary {
+        Summary {
+            backend: backend.into(),
+            clients: 1,
+            auctions: 1,
+            duration_s: 1.0,
+            warmup_s: 0.0,
+            completed: 0,
+            accepted: 0,
+            requests_per_s: 0.0,
+            accepted_per_s: 0.0,
+            latency: Latency::default(),
+            max_gap_ms: 0.0,
+            retries: 0,
+            kill: Some(Kill {
+                at_ms: 0.0,
+                server: "n1".into(),
+                signal: signal.into(),
+                to_first_commit_ms: ms,
+                left_ms,
+            }),
+            rss_kib: Vec::new(),
+            loadavg: [0.0, 0.0],
+        }
+    }
+
+    #[test]
+    fn failovers_are_grouped_by_backend_and_signal_with_median_and_max() {
+        let runs = [
+            run_with("auction", "SIGKILL", Some(160.0)),
+            run_with("etcd", "SIGKILL", Some(1200.0)),
+            run_with("auction", "SIGKILL", Some(140.0)),
+            run_with("auction", "SIGTERM", Some(20.0)),
+            run_with("etcd", "SIGKILL", None),
+            run_with("auction", "SIGKILL", Some(150.0)),
+            run_with("auction", "SIGKILL", Some(240.0)),
+        ];
+        let f = failovers(&runs);
+        let keys: Vec<(&str, &str)> =
+            f.iter().map(|f| (f.backend.as_str(), f.signal.as_str())).collect();
+        assert_eq!(keys, [("auction", "SIGKILL"), ("etcd", "SIGKILL"), ("auction", "SIGTERM")]);
+        assert_eq!(f[0].runs_ms, [Some(160.0), Some(140.0), Some(150.0), Some(240.0)]);
+        assert_eq!((f[0].median_ms, f[0].max_ms, f[0].unanswered), (Some(155.0), Some(240.0), 0));
+        assert_eq!(f[0].unanswered_after_ms, None);
+        // An unanswered run took longer than any answered one: the two runs' median is
+        // unknown, and so is the maximum.
+        assert_eq!((f[1].median_ms, f[1].max_ms, f[1].unanswered), (None, None, 1));
+        assert_eq!(f[1].unanswered_after_ms, Some(5000.0));
+        assert_eq!((f[2].median_ms, f[2].max_ms), (Some(20.0), Some(20.0)));
+    }
+
+    #[test]
+    fn unanswered_runs_count_as_the_slowest() {
+        let runs = [
+            run_left("etcd", "SIGKILL", None, 4900.0),
+            run_left("etcd", "SIGKILL", Some(1300.0), 5000.0),
+            run_left("etcd", "SIGKILL", Some(1100.0), 5000.0),
+            run_left("etcd", "SIGKILL", None, 5000.0),
+            run_left("etcd", "SIGKILL", Some(1200.0), 5000.0),
+        ];
+        let f = &failovers(&runs)[0];
+        // Sorted: 1100, 1200, 1300, unanswered, unanswered.
+        assert_eq!((f.median_ms, f.max_ms, f.unanswered), (Some(1300.0), None, 2));
+        assert_eq!(f.unanswered_after_ms, Some(4900.0));
+        let f = &failovers(&runs[..4])[0];
+        assert_eq!(f.median_ms, None, "the middle two are 1300 and an unanswered run");
     }
 
     #[test]
