@@ -144,3 +144,26 @@ fn operators_demote_promote_move_the_leadership_and_remove_servers() {
     bob.register_and_login("bob");
     assert!(matches!(bid(&mut bob, auction, 1000), Outcome::Accepted { .. }));
 }
+
+/// Issue 16: restarting a follower (`kill -9`, then the same data directory) moves nobody
+/// through an election: its pre-vote is refused while the others hear the leader, so the
+/// term and the leader stay, on every server, and the restarted one keeps its term too.
+#[test]
+fn a_follower_restart_causes_no_election() {
+    let mut cluster = TestCluster::start(3);
+    let leader = cluster.leader().expect("a leader");
+    let before = cluster.report(leader).unwrap();
+    let follower = (leader + 1) % 3;
+    for _ in 0..2 {
+        cluster.kill(follower);
+        std::thread::sleep(Duration::from_millis(500));
+        cluster.spawn(follower);
+        cluster.wait_for(Duration::from_secs(20), |c| {
+            c.report(follower).is_some_and(|r| r.ready && r.leader == before.leader)
+        });
+    }
+    for i in 0..3 {
+        let r = cluster.report(i).expect("every server answers");
+        assert_eq!((r.term, r.leader), (before.term, before.leader), "server {i}: {r:?}");
+    }
+}
