@@ -1,5 +1,5 @@
 //! One auction's state and the pricing rules: minimum bid, proxy resolution, reserve, soft
-//! close.
+//! close, and the bidders' aliases.
 //!
 //! # Proxy pricing
 //!
@@ -26,8 +26,17 @@
 //! `NewHighBid` unless the reserve bump moved the price, and does not extend a soft close. It
 //! is an accepted bid like any other in the history (at the unchanged price). Later competing
 //! bids use the formula on the raised maximum as usual.
+//!
+//! # Aliases
+//!
+//! Public views name bidders by their alias in the auction (`bidder 3`): the first bidder to
+//! have a bid accepted is 1, the next new one 2, and so on; a buyer who never bid gets the next
+//! one when buying. The aliases are part of the state (and of snapshots), assigned in log
+//! order, so every replica agrees.
 
-use auction_proto::msg::auction::{AuctionSpec, AuctionState, BidKind, MAX_PRICE};
+use std::collections::BTreeMap;
+
+use auction_proto::msg::auction::{AuctionSpec, AuctionState, BidKind, BidderAlias, MAX_PRICE};
 use auction_proto::{Amount, AuctionId, Seq, Timestamp};
 use serde::{Deserialize, Serialize};
 
@@ -129,7 +138,9 @@ pub(crate) struct Ending {
 /// decrease, the leader holds the highest maximum reached first, and a raise only raises);
 /// the price is at most [`MAX_PRICE`]; every bid is before `ends_at` and before the
 /// ending entry; `state == Open` exactly when `ending` is `None`; `ends_at` lies between the
-/// original end and the original end plus the soft-close cap.
+/// original end and the original end plus the soft-close cap; `aliases` numbers the bidders
+/// 1, 2, ... in the order of their first bid in `bids`, then a buyer who never bid, and
+/// nobody else.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Auction {
     pub(crate) id: AuctionId,
@@ -143,6 +154,8 @@ pub(crate) struct Auction {
     pub(crate) leader: Option<Lead>,
     pub(crate) runner_up: Option<Amount>,
     pub(crate) bids: Vec<Bid>,
+    /// Each bidder's alias in this auction (see the module docs).
+    pub(crate) aliases: BTreeMap<BidderIx, BidderAlias>,
     pub(crate) ending: Option<Ending>,
 }
 
@@ -166,8 +179,16 @@ impl Auction {
             leader: None,
             runner_up: None,
             bids: Vec::new(),
+            aliases: BTreeMap::new(),
             ending: None,
         }
+    }
+
+    /// The alias of `bidder`, who has bid on this auction. Bidders come only from `bids`, so a
+    /// miss is a bug; it panics rather than invent an alias.
+    #[allow(clippy::indexing_slicing)]
+    pub(crate) fn alias(&self, bidder: BidderIx) -> BidderAlias {
+        self.aliases[&bidder]
     }
 
     /// Open and not past its end at `now` (the end itself is already too late).
@@ -213,14 +234,17 @@ impl Auction {
         self.spec.buy_now.filter(|_| self.state == AuctionState::Open && untouched)
     }
 
-    /// Applies a bid already checked against [`Auction::minimum_bid_for`]. Returns the leader
-    /// before the bid and whether the bid was a raise by the leader (`rec.raise` is set here).
+    /// Applies a bid already checked against [`Auction::minimum_bid_for`], giving a new bidder
+    /// the next alias. Returns the leader before the bid and whether the bid was a raise by
+    /// the leader (`rec.raise` is set here).
     pub(crate) fn place(&mut self, mut rec: Bid) -> (Option<Lead>, bool) {
         let before = self.pricing();
         let (after, raise) = before.after(&self.spec, rec.bidder, rec.max);
         (self.leader, self.runner_up, self.price) = (after.leader, after.runner_up, after.price);
         rec.price = self.price;
         rec.raise = raise;
+        let next = next_alias(&self.aliases);
+        self.aliases.entry(rec.bidder).or_insert(next);
         self.bids.push(rec);
         (before.leader, raise)
     }
@@ -249,9 +273,24 @@ impl Auction {
         let sold = self.reserve_met() != Some(false);
         let winner = self.leader.filter(|_| sold).map(|l| l.bidder);
         let ending = Ending { seq, winner, price: winner.map(|_| self.price) };
-        self.state = AuctionState::Closed;
-        self.ending = Some(ending);
+        self.end(AuctionState::Closed, ending);
         ending
+    }
+
+    /// Ends the auction by a buy-now purchase; a buyer who never bid gets the next alias (as
+    /// the winner, they are shown like a bidder).
+    pub(crate) fn buy(&mut self, ending: Ending) {
+        if let Some(buyer) = ending.winner {
+            let next = next_alias(&self.aliases);
+            self.aliases.entry(buyer).or_insert(next);
+        }
+        self.end(AuctionState::Bought, ending);
+    }
+
+    /// Ends the auction in `state` (bought, cancelled or closed).
+    pub(crate) fn end(&mut self, state: AuctionState, ending: Ending) {
+        self.state = state;
+        self.ending = Some(ending);
     }
 
     /// Checks this auction's invariants.
@@ -299,9 +338,24 @@ impl Auction {
         if pricing != self.pricing() {
             return Err("the leader, runner-up or price differs from replaying the bids");
         }
+        let mut aliases = BTreeMap::new();
+        let buyer = self.ending.filter(|_| self.state == AuctionState::Bought);
+        for who in self.bids.iter().map(|b| b.bidder).chain(buyer.and_then(|e| e.winner)) {
+            let next = next_alias(&aliases);
+            aliases.entry(who).or_insert(next);
+        }
+        if aliases != self.aliases {
+            return Err("the aliases do not number the bidders in the order of their first bid");
+        }
         if self.price > MAX_PRICE {
             return Err("the price exceeds the money range");
         }
         Ok(())
     }
+}
+
+/// The alias the next new bidder gets: one more than the number of bidders so far.
+fn next_alias(aliases: &BTreeMap<BidderIx, BidderAlias>) -> BidderAlias {
+    // At most one alias per registered bidder, and the registry holds fewer than u32::MAX.
+    BidderAlias(u32::try_from(aliases.len()).map_or(u32::MAX, |n| n.saturating_add(1)))
 }

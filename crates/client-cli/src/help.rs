@@ -102,13 +102,13 @@ pub const COMMANDS: &[CommandHelp] = &[
     },
     CommandHelp {
         name: "bid",
-        usage: "bid ID AMOUNT [--expect PRICE [--leader NAME]]",
+        usage: "bid ID AMOUNT [--expect PRICE [--leader N]]",
         summary: "bid exactly AMOUNT (e.g. 12.50)",
-        details: "--expect PRICE: refused unless the current price is still PRICE (and, with --leader, NAME still leads), so a bid is never placed against a price you did not see.",
+        details: "--expect PRICE: refused unless the current price is still PRICE (and, with --leader N, bidder N as `show` names them still leads), so a bid is never placed against a price you did not see.",
     },
     CommandHelp {
         name: "maxbid",
-        usage: "maxbid ID AMOUNT [--expect PRICE [--leader NAME]]",
+        usage: "maxbid ID AMOUNT [--expect PRICE [--leader N]]",
         summary: "proxy bid: the system bids for you up to AMOUNT",
         details: "If you lead already, this raises your maximum without raising the price (unless that meets the reserve). --expect as for `bid`.",
     },
