@@ -125,6 +125,9 @@ impl Pricing {
 pub(crate) struct Ending {
     /// The entry that ended it.
     pub(crate) seq: Seq,
+    /// That entry's sequencer time: when the auction ended (for a close, at or after
+    /// `ends_at`; for a purchase or a cancel, before it).
+    pub(crate) at: Timestamp,
     /// Buyer (buy-now) or winning bidder (reserve met); `None` for no sale.
     pub(crate) winner: Option<BidderIx>,
     /// The price paid, if sold.
@@ -140,7 +143,8 @@ pub(crate) struct Ending {
 /// ending entry; `state == Open` exactly when `ending` is `None`; `ends_at` lies between the
 /// original end and the original end plus the soft-close cap; `aliases` numbers the bidders
 /// 1, 2, ... in the order of their first bid in `bids`, then a buyer who never bid, and
-/// nobody else.
+/// nobody else; the ending's time is at or after the last bid, and at or after `ends_at`
+/// exactly for a close.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Auction {
     pub(crate) id: AuctionId,
@@ -219,9 +223,15 @@ impl Auction {
         Some(minimum).filter(|m| *m <= MAX_PRICE)
     }
 
-    /// Whether the reserve is met (`None` without a reserve).
+    /// Whether the reserve is met (`None` without a reserve): by the price paid once sold
+    /// (bought at the buy-now price, or closed with a winner), otherwise by the leading bid.
+    /// The one rule for `show`, lists and the `Closed` event.
     pub(crate) fn reserve_met(&self) -> Option<bool> {
-        self.spec.reserve.map(|r| self.leader.is_some() && self.price >= r)
+        let reserve = self.spec.reserve?;
+        Some(match self.ending.and_then(|e| e.price) {
+            Some(paid) => paid >= reserve,
+            None => self.leader.is_some() && self.price >= reserve,
+        })
     }
 
     /// Whether buy-now is offered now: set, still open, and no bid has reached the reserve
@@ -268,11 +278,12 @@ impl Auction {
         })
     }
 
-    /// Ends the auction at its deadline: the leader wins if the reserve (if any) is met.
-    pub(crate) fn close(&mut self, seq: Seq) -> Ending {
+    /// Ends the auction at its deadline, by the entry `seq` at `at`: the leader wins if the
+    /// reserve (if any) is met.
+    pub(crate) fn close(&mut self, seq: Seq, at: Timestamp) -> Ending {
         let sold = self.reserve_met() != Some(false);
         let winner = self.leader.filter(|_| sold).map(|l| l.bidder);
-        let ending = Ending { seq, winner, price: winner.map(|_| self.price) };
+        let ending = Ending { seq, at, winner, price: winner.map(|_| self.price) };
         self.end(AuctionState::Closed, ending);
         ending
     }
@@ -308,6 +319,7 @@ impl Auction {
             return Err("end time outside [original end, original end + cap]");
         }
         self.validate_bids()?;
+        self.validate_ending()?;
         if self.leader.is_none()
             && (self.price != self.spec.starting_price || self.runner_up.is_some())
         {
@@ -349,6 +361,18 @@ impl Auction {
         }
         if self.price > MAX_PRICE {
             return Err("the price exceeds the money range");
+        }
+        Ok(())
+    }
+
+    fn validate_ending(&self) -> Result<(), &'static str> {
+        let Some(e) = self.ending else { return Ok(()) };
+        let closed = self.state == AuctionState::Closed;
+        if e.at < self.opened_at || self.bids.last().is_some_and(|b| e.at < b.at) {
+            return Err("an auction ended before it opened or before its last bid");
+        }
+        if closed != (e.at >= self.ends_at) {
+            return Err("a close before the end, or a purchase or cancel after it");
         }
         Ok(())
     }

@@ -231,14 +231,14 @@ impl AuctionMachine {
         if price != expected {
             return Err(RejectReason::BuyNowPriceDiffers { buy_now: price });
         }
-        a.buy(Ending { seq, winner: Some(buyer), price: Some(price) });
+        a.buy(Ending { seq, at: now, winner: Some(buyer), price: Some(price) });
         let end = a.ends_at;
         self.deadlines.remove(&(end, id));
         let a = self.get(id).ok_or(RejectReason::UnknownAuction)?;
         let what = What::Closed {
             winner: Some(self.party(a, buyer)),
             price: Some(price),
-            reserve_met: true,
+            reserve_met: a.reserve_met(),
         };
         let events = self.events(a, vec![what]);
         Ok(Applied { outcome: Outcome::Bought { auction: id, price }, events })
@@ -256,11 +256,11 @@ impl AuctionMachine {
         if !a.bids.is_empty() {
             return Err(RejectReason::HasBids);
         }
-        a.end(AuctionState::Cancelled, Ending { seq, winner: None, price: None });
+        a.end(AuctionState::Cancelled, Ending { seq, at: now, winner: None, price: None });
         let end = a.ends_at;
         self.deadlines.remove(&(end, id));
         let a = self.get(id).ok_or(RejectReason::UnknownAuction)?;
-        let what = What::Closed { winner: None, price: None, reserve_met: false };
+        let what = What::Closed { winner: None, price: None, reserve_met: a.reserve_met() };
         let events = self.events(a, vec![what]);
         Ok(Applied { outcome: Outcome::Cancelled { auction: id }, events })
     }
@@ -273,8 +273,7 @@ impl AuctionMachine {
         if a.state != AuctionState::Open || now < a.ends_at {
             return Ok(Applied::unchanged());
         }
-        let ending = a.close(seq);
-        let reserve_met = a.reserve_met().unwrap_or(true);
+        let ending = a.close(seq, now);
         let end = a.ends_at;
         self.deadlines.remove(&(end, id));
         let a = self.get(id).ok_or(RejectReason::UnknownAuction)?;
@@ -286,7 +285,7 @@ impl AuctionMachine {
             winner: winner.as_ref().map(|w| w.seen_by(seller, None)),
             price: ending.price,
         };
-        let what = What::Closed { winner, price: ending.price, reserve_met };
+        let what = What::Closed { winner, price: ending.price, reserve_met: a.reserve_met() };
         Ok(Applied { outcome, events: self.events(a, vec![what]) })
     }
 

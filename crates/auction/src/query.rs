@@ -133,6 +133,7 @@ impl AuctionMachine {
             leader: leader.map(|l| self.bidder_for(a, l, viewer)),
             bids: u32::try_from(a.bids.len()).unwrap_or(u32::MAX),
             ends_at: a.ends_at,
+            ended_at: a.ending.map(|e| e.at),
             reserve_met: a.reserve_met(),
         }
     }

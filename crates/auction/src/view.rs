@@ -57,7 +57,7 @@ pub(crate) enum What {
     NewHighBid { price: Amount, leader: Party },
     Outbid { bidder: Party, price: Amount },
     Extended { new_end: Timestamp },
-    Closed { winner: Option<Party>, price: Option<Amount>, reserve_met: bool },
+    Closed { winner: Option<Party>, price: Option<Amount>, reserve_met: Option<bool> },
 }
 
 impl Event {

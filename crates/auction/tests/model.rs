@@ -64,6 +64,8 @@ struct MAuction {
     sold: Option<(Option<BidderName>, Amount)>,
     /// Bidders in the order of their first bid (alias = position + 1), then a buyer.
     aliases: Vec<BidderName>,
+    /// When it ended (the time of the entry that ended it).
+    ended_at: Option<u64>,
 }
 
 impl MAuction {
@@ -108,8 +110,13 @@ impl MAuction {
         self.ranking().first().map(|(m, _, n)| (n.clone(), *m))
     }
 
+    /// Met by the price paid once bought, otherwise by the current price.
     fn reserve_met(&self) -> Option<bool> {
-        self.spec.reserve.map(|r| !self.bids.is_empty() && self.price() >= r)
+        let paid = self.sold.as_ref().map(|s| s.1);
+        self.spec.reserve.map(|r| match paid {
+            Some(p) => p >= r,
+            None => !self.bids.is_empty() && self.price() >= r,
+        })
     }
 
     fn note_bidder(&mut self, who: &BidderName) {
@@ -236,6 +243,7 @@ impl Model {
                     bids: vec![],
                     sold: None,
                     aliases: vec![],
+                    ended_at: None,
                 });
                 let id = AuctionId(self.auctions.len() as u64);
                 Ok(Outcome::Opened { auction: id, ends_at: Timestamp(end) })
@@ -321,6 +329,7 @@ impl Model {
                 a.state = AuctionState::Bought;
                 a.sold = Some((Some(bidder.clone()), price));
                 a.note_bidder(bidder);
+                a.ended_at = Some(now);
                 Ok(Outcome::Bought { auction: *auction, price })
             }
             Operation::Cancel { auction, seller } => {
@@ -335,6 +344,7 @@ impl Model {
                     return Err(RejectReason::HasBids);
                 }
                 a.state = AuctionState::Cancelled;
+                a.ended_at = Some(now);
                 Ok(Outcome::Cancelled { auction: *auction })
             }
             Operation::Close { auction } => {
@@ -344,6 +354,7 @@ impl Model {
                     return Ok(Outcome::Unchanged);
                 }
                 a.state = AuctionState::Closed;
+                a.ended_at = Some(now);
                 let winner = a.leader().map(|l| l.0).filter(|_| a.reserve_met() != Some(false));
                 let price = winner.as_ref().map(|_| a.price());
                 let winner = winner.map(|w| a.shown(&w, None));
@@ -368,6 +379,7 @@ impl Model {
                 leader,
                 bids: a.bids.len() as u32,
                 ends_at: Timestamp(a.ends_at),
+                ended_at: a.ended_at.map(Timestamp),
                 reserve_met: a.reserve_met(),
             }
         };
@@ -527,7 +539,8 @@ fn no_leak(
 /// The events of one step: rendered for every viewer without a name it may not see, and
 /// matching the outcome and the model. An accepted bid announces its price first (as the
 /// bidder sees it, the leader of the outcome), unless it was a raise by the leader that left
-/// the price alone: then there is no event at all.
+/// the price alone: then there is no event at all. A closing event's `reserve_met` is the
+/// list's.
 fn check_events(
     model: &Model,
     events: &[auction_core::Event],
@@ -538,6 +551,9 @@ fn check_events(
         prop_assert_eq!(e.seller(), &a.seller);
         for viewer in viewers() {
             no_leak(a, viewer.as_ref(), &format!("{:?}", e.for_viewer(viewer.as_ref())), false)?;
+        }
+        if let AuctionEvent::Closed { reserve_met, .. } = e.public() {
+            prop_assert_eq!(reserve_met, a.reserve_met(), "Closed and the list disagree");
         }
     }
     let (Some(Operation::PlaceBid { auction, bidder, .. }), Some(quiet)) = (op, model.fresh_bid)

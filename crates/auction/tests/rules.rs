@@ -240,7 +240,7 @@ fn close_with_reserve_met_sells_to_the_highest_bidder() {
         auction: a,
         winner: Some(winner),
         price: Some(amt(360)),
-        reserve_met: true,
+        reserve_met: Some(true),
     };
     let [e] = applied.events.as_slice() else { panic!("{:?}", applied.events) };
     assert_eq!(e.public(), event(alias(1)));

@@ -1,8 +1,9 @@
-//! Issue 18: views that leak nothing (bidder aliases).
+//! Issue 18: views that leak nothing (bidder aliases) and the display of ended auctions.
 
 mod common;
 
 use auction_core::AuctionMachine;
+use auction_proto::Timestamp;
 use auction_proto::msg::auction::*;
 use auction_proto::msg::client::ListFilter;
 use auction_proto::msg::log::*;
@@ -97,4 +98,64 @@ fn events_name_bidders_as_each_watcher_may_see_them() {
         let seller = format!("{:?}", e.for_viewer(Some(&name("seller"))));
         assert!(seller.contains("\"bob\"") || seller.contains("\"alice\""), "{seller}");
     }
+}
+
+#[test]
+fn a_bought_auction_shows_when_it_was_bought_not_its_old_deadline() {
+    let mut h = H::new();
+    let a = h.open(AuctionSpec { buy_now: Some(amt(5000)), ..spec() });
+    assert_eq!(h.summary(a).ended_at, None);
+    h.advance(4_000);
+    h.op(Operation::BuyNow { auction: a, bidder: name("alice"), price: amt(5000) });
+    let s = h.summary(a);
+    assert_eq!((s.state, s.ended_at), (AuctionState::Bought, Some(Timestamp(5_000))));
+    // The deadline it no longer has is still there, but it is not when the auction ended.
+    assert_eq!(s.ends_at, Timestamp(61_000));
+    let restored = AuctionMachine::restore(&h.m.snapshot()).unwrap();
+    assert_eq!(restored.auction(a).unwrap().summary.ended_at, Some(Timestamp(5_000)));
+}
+
+#[test]
+fn cancelled_and_closed_auctions_end_at_the_entry_that_ended_them() {
+    let mut h = H::new();
+    let a = h.open(spec());
+    let b = h.open(spec());
+    h.advance(1_000);
+    h.op(Operation::Cancel { auction: a, seller: name("seller") });
+    assert_eq!(h.summary(a).ended_at, Some(Timestamp(2_000)));
+    h.advance(62_500); // the close is sequenced late, at 64.5 s, for the end at 61 s
+    h.close(b);
+    assert_eq!(h.summary(b).ended_at, Some(Timestamp(64_500)));
+}
+
+#[test]
+fn reserve_met_is_one_rule_for_show_and_the_closed_event() {
+    let mut h = H::new();
+    let res = AuctionSpec { reserve: Some(amt(1000)), buy_now: Some(amt(5000)), ..spec() };
+    // Bought above the reserve after a bid below it.
+    let a = h.open(res.clone());
+    h.bid(a, "alice", 500);
+    let bought = h.op(Operation::BuyNow { auction: a, bidder: name("bob"), price: amt(5000) });
+    let closed_met = |applied: &auction_core::Applied| match applied.events.as_slice() {
+        [e] => match e.public() {
+            AuctionEvent::Closed { reserve_met, .. } => reserve_met,
+            other => panic!("{other:?}"),
+        },
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(closed_met(&bought), Some(true));
+    assert_eq!(h.summary(a).reserve_met, Some(true));
+    // Cancelled: not met, and no reserve at all: `None` in both.
+    let b = h.open(res);
+    let cancelled = h.op(Operation::Cancel { auction: b, seller: name("seller") });
+    assert_eq!((closed_met(&cancelled), h.summary(b).reserve_met), (Some(false), Some(false)));
+    let c = h.open(spec());
+    let cancelled = h.op(Operation::Cancel { auction: c, seller: name("seller") });
+    assert_eq!((closed_met(&cancelled), h.summary(c).reserve_met), (None, None));
+    // Closed below the reserve.
+    let d = h.open(AuctionSpec { reserve: Some(amt(1000)), ..spec() });
+    h.bid(d, "alice", 500);
+    h.advance(60_000);
+    let closed = h.close(d);
+    assert_eq!((closed_met(&closed), h.summary(d).reserve_met), (Some(false), Some(false)));
 }

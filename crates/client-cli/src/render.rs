@@ -70,6 +70,15 @@ impl Ctx {
             None => format!("at t={}ms", at.0),
         }
     }
+
+    /// `2m ago` for a time in the past (`0s ago` if the clock estimate is a little behind it),
+    /// the raw time without a clock.
+    fn since(&self, at: Timestamp) -> String {
+        match self.now {
+            Some(now) => format!("{} ago", format_duration(now.saturating_since(at))),
+            None => format!("at t={}ms", at.0),
+        }
+    }
 }
 
 /// Whether to colour: only on a terminal, and never when `NO_COLOR` is set and not empty.
@@ -247,10 +256,13 @@ fn state_text(state: AuctionState) -> &'static str {
     }
 }
 
+/// `ends in 4m`, or for an ended auction when it actually ended (`bought 3m ago`), never the
+/// deadline it no longer has.
 fn ends_text(s: &AuctionSummary, ctx: &Ctx) -> String {
-    match s.state {
-        AuctionState::Open => format!("ends {}", ctx.until(s.ends_at)),
-        other => format!("{} {}", state_text(other), ctx.until(s.ends_at)),
+    match (s.state, s.ended_at) {
+        (AuctionState::Open, _) => format!("ends {}", ctx.until(s.ends_at)),
+        (other, Some(at)) => format!("{} {}", state_text(other), ctx.since(at)),
+        (other, None) => state_text(other).to_string(),
     }
 }
 

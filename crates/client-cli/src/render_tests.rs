@@ -157,6 +157,7 @@ fn view(title: &str, description: &str) -> AuctionView {
             leader: Some(alias(1)),
             bids: 2,
             ends_at: Timestamp(2_000_000),
+            ended_at: None,
             reserve_met: None,
         },
         description: description.into(),
@@ -264,6 +265,26 @@ fn new_refusals_say_what_to_do() {
     );
     let r = RejectReason::BuyNowPriceDiffers { buy_now: Amount::from_minor(500_000) };
     assert!(reason_text(&r).contains("5000.00"));
+}
+
+#[test]
+fn an_ended_auction_says_when_it_ended_not_its_old_deadline() {
+    let mut v = view("Lamp", "");
+    v.summary.state = AuctionState::Bought;
+    v.summary.ended_at = Some(Timestamp(1_000_000 - 180_000));
+    v.summary.ends_at = Timestamp(1_000_000 + 476_000);
+    for (command, reply) in [
+        ("show", Reply::Auction(v.clone())),
+        ("auctions", Reply::Auctions(vec![v.summary.clone()])),
+    ] {
+        let text = reply_text(command, &reply, &ctx());
+        assert!(text.contains("bought 3m 0s ago"), "{text}");
+        assert!(!text.contains("7m 56s"), "{text}");
+    }
+    // Without the end time (an older server): the state alone, never a countdown.
+    v.summary.ended_at = None;
+    let text = reply_text("show", &Reply::Auction(v), &ctx());
+    assert!(text.ends_with("\n  bought"), "{text}");
 }
 
 #[test]

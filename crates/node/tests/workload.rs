@@ -163,6 +163,7 @@ mod checker {
             leader: Some(named("bob")),
             bids: 2,
             ends_at: Timestamp(OPEN_AT + s.duration.as_millis() as u64),
+            ended_at: None,
             reserve_met: None,
         };
         let hist = vec![

@@ -420,8 +420,9 @@ pub enum AuctionEvent {
         winner: Option<Bidder>,
         /// The final price, if sold.
         price: Option<Amount>,
-        /// Whether the reserve was met.
-        reserve_met: bool,
+        /// `None` without a reserve; otherwise whether it was met (the same rule as
+        /// [`AuctionSummary::reserve_met`]).
+        reserve_met: Option<bool>,
     },
 }
 
@@ -443,8 +444,11 @@ pub struct AuctionSummary {
     pub leader: Option<Bidder>,
     /// Number of accepted bids.
     pub bids: u32,
-    /// Current end time (sequencer time).
+    /// Current end time (sequencer time): when bidding stops, unless the auction ended sooner.
     pub ends_at: Timestamp,
+    /// When it actually ended (bought, cancelled or closed): the sequencer time of the entry
+    /// that ended it. `None` while open.
+    pub ended_at: Option<Timestamp>,
     /// `None` without a reserve; otherwise whether it is met.
     pub reserve_met: Option<bool>,
 }
