@@ -1,5 +1,5 @@
 //! One auction's state and the pricing rules: minimum bid, proxy resolution, reserve, soft
-//! close.
+//! close, and the bidders' aliases.
 //!
 //! # Proxy pricing
 //!
@@ -26,8 +26,17 @@
 //! `NewHighBid` unless the reserve bump moved the price, and does not extend a soft close. It
 //! is an accepted bid like any other in the history (at the unchanged price). Later competing
 //! bids use the formula on the raised maximum as usual.
+//!
+//! # Aliases
+//!
+//! Public views name bidders by their alias in the auction (`bidder 3`): the first bidder to
+//! have a bid accepted is 1, the next new one 2, and so on; a buyer who never bid gets the next
+//! one when buying. The aliases are part of the state (and of snapshots), assigned in log
+//! order, so every replica agrees.
 
-use auction_proto::msg::auction::{AuctionSpec, AuctionState, BidKind, MAX_PRICE};
+use std::collections::BTreeMap;
+
+use auction_proto::msg::auction::{AuctionSpec, AuctionState, BidKind, BidderAlias, MAX_PRICE};
 use auction_proto::{Amount, AuctionId, Seq, Timestamp};
 use serde::{Deserialize, Serialize};
 
@@ -116,6 +125,9 @@ impl Pricing {
 pub(crate) struct Ending {
     /// The entry that ended it.
     pub(crate) seq: Seq,
+    /// That entry's sequencer time: when the auction ended (for a close, at or after
+    /// `ends_at`; for a purchase or a cancel, before it).
+    pub(crate) at: Timestamp,
     /// Buyer (buy-now) or winning bidder (reserve met); `None` for no sale.
     pub(crate) winner: Option<BidderIx>,
     /// The price paid, if sold.
@@ -129,7 +141,10 @@ pub(crate) struct Ending {
 /// decrease, the leader holds the highest maximum reached first, and a raise only raises);
 /// the price is at most [`MAX_PRICE`]; every bid is before `ends_at` and before the
 /// ending entry; `state == Open` exactly when `ending` is `None`; `ends_at` lies between the
-/// original end and the original end plus the soft-close cap.
+/// original end and the original end plus the soft-close cap; `aliases` numbers the bidders
+/// 1, 2, ... in the order of their first bid in `bids`, then a buyer who never bid, and
+/// nobody else; the ending's time is at or after the last bid, and at or after `ends_at`
+/// exactly for a close.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Auction {
     pub(crate) id: AuctionId,
@@ -143,6 +158,8 @@ pub(crate) struct Auction {
     pub(crate) leader: Option<Lead>,
     pub(crate) runner_up: Option<Amount>,
     pub(crate) bids: Vec<Bid>,
+    /// Each bidder's alias in this auction (see the module docs).
+    pub(crate) aliases: BTreeMap<BidderIx, BidderAlias>,
     pub(crate) ending: Option<Ending>,
 }
 
@@ -166,8 +183,16 @@ impl Auction {
             leader: None,
             runner_up: None,
             bids: Vec::new(),
+            aliases: BTreeMap::new(),
             ending: None,
         }
+    }
+
+    /// The alias of `bidder`, who has bid on this auction. Bidders come only from `bids`, so a
+    /// miss is a bug; it panics rather than invent an alias.
+    #[allow(clippy::indexing_slicing)]
+    pub(crate) fn alias(&self, bidder: BidderIx) -> BidderAlias {
+        self.aliases[&bidder]
     }
 
     /// Open and not past its end at `now` (the end itself is already too late).
@@ -198,9 +223,15 @@ impl Auction {
         Some(minimum).filter(|m| *m <= MAX_PRICE)
     }
 
-    /// Whether the reserve is met (`None` without a reserve).
+    /// Whether the reserve is met (`None` without a reserve): by the price paid once sold
+    /// (bought at the buy-now price, or closed with a winner), otherwise by the leading bid.
+    /// The one rule for `show`, lists and the `Closed` event.
     pub(crate) fn reserve_met(&self) -> Option<bool> {
-        self.spec.reserve.map(|r| self.leader.is_some() && self.price >= r)
+        let reserve = self.spec.reserve?;
+        Some(match self.ending.and_then(|e| e.price) {
+            Some(paid) => paid >= reserve,
+            None => self.leader.is_some() && self.price >= reserve,
+        })
     }
 
     /// Whether buy-now is offered now: set, still open, and no bid has reached the reserve
@@ -213,14 +244,17 @@ impl Auction {
         self.spec.buy_now.filter(|_| self.state == AuctionState::Open && untouched)
     }
 
-    /// Applies a bid already checked against [`Auction::minimum_bid_for`]. Returns the leader
-    /// before the bid and whether the bid was a raise by the leader (`rec.raise` is set here).
+    /// Applies a bid already checked against [`Auction::minimum_bid_for`], giving a new bidder
+    /// the next alias. Returns the leader before the bid and whether the bid was a raise by
+    /// the leader (`rec.raise` is set here).
     pub(crate) fn place(&mut self, mut rec: Bid) -> (Option<Lead>, bool) {
         let before = self.pricing();
         let (after, raise) = before.after(&self.spec, rec.bidder, rec.max);
         (self.leader, self.runner_up, self.price) = (after.leader, after.runner_up, after.price);
         rec.price = self.price;
         rec.raise = raise;
+        let next = next_alias(&self.aliases);
+        self.aliases.entry(rec.bidder).or_insert(next);
         self.bids.push(rec);
         (before.leader, raise)
     }
@@ -244,14 +278,30 @@ impl Auction {
         })
     }
 
-    /// Ends the auction at its deadline: the leader wins if the reserve (if any) is met.
-    pub(crate) fn close(&mut self, seq: Seq) -> Ending {
+    /// Ends the auction at its deadline, by the entry `seq` at `at`: the leader wins if the
+    /// reserve (if any) is met.
+    pub(crate) fn close(&mut self, seq: Seq, at: Timestamp) -> Ending {
         let sold = self.reserve_met() != Some(false);
         let winner = self.leader.filter(|_| sold).map(|l| l.bidder);
-        let ending = Ending { seq, winner, price: winner.map(|_| self.price) };
-        self.state = AuctionState::Closed;
-        self.ending = Some(ending);
+        let ending = Ending { seq, at, winner, price: winner.map(|_| self.price) };
+        self.end(AuctionState::Closed, ending);
         ending
+    }
+
+    /// Ends the auction by a buy-now purchase; a buyer who never bid gets the next alias (as
+    /// the winner, they are shown like a bidder).
+    pub(crate) fn buy(&mut self, ending: Ending) {
+        if let Some(buyer) = ending.winner {
+            let next = next_alias(&self.aliases);
+            self.aliases.entry(buyer).or_insert(next);
+        }
+        self.end(AuctionState::Bought, ending);
+    }
+
+    /// Ends the auction in `state` (bought, cancelled or closed).
+    pub(crate) fn end(&mut self, state: AuctionState, ending: Ending) {
+        self.state = state;
+        self.ending = Some(ending);
     }
 
     /// Checks this auction's invariants.
@@ -269,6 +319,7 @@ impl Auction {
             return Err("end time outside [original end, original end + cap]");
         }
         self.validate_bids()?;
+        self.validate_ending()?;
         if self.leader.is_none()
             && (self.price != self.spec.starting_price || self.runner_up.is_some())
         {
@@ -299,9 +350,36 @@ impl Auction {
         if pricing != self.pricing() {
             return Err("the leader, runner-up or price differs from replaying the bids");
         }
+        let mut aliases = BTreeMap::new();
+        let buyer = self.ending.filter(|_| self.state == AuctionState::Bought);
+        for who in self.bids.iter().map(|b| b.bidder).chain(buyer.and_then(|e| e.winner)) {
+            let next = next_alias(&aliases);
+            aliases.entry(who).or_insert(next);
+        }
+        if aliases != self.aliases {
+            return Err("the aliases do not number the bidders in the order of their first bid");
+        }
         if self.price > MAX_PRICE {
             return Err("the price exceeds the money range");
         }
         Ok(())
     }
+
+    fn validate_ending(&self) -> Result<(), &'static str> {
+        let Some(e) = self.ending else { return Ok(()) };
+        let closed = self.state == AuctionState::Closed;
+        if e.at < self.opened_at || self.bids.last().is_some_and(|b| e.at < b.at) {
+            return Err("an auction ended before it opened or before its last bid");
+        }
+        if closed != (e.at >= self.ends_at) {
+            return Err("a close before the end, or a purchase or cancel after it");
+        }
+        Ok(())
+    }
+}
+
+/// The alias the next new bidder gets: one more than the number of bidders so far.
+fn next_alias(aliases: &BTreeMap<BidderIx, BidderAlias>) -> BidderAlias {
+    // At most one alias per registered bidder, and the registry holds fewer than u32::MAX.
+    BidderAlias(u32::try_from(aliases.len()).map_or(u32::MAX, |n| n.saturating_add(1)))
 }

@@ -14,9 +14,13 @@
 //! # Outputs
 //!
 //! - [`Applied`]: the typed [`Outcome`] for the client that sent the command and the
-//!   [`AuctionEvent`]s for watchers.
-//! - Queries: [`auctions`](AuctionMachine::auctions), [`auction`](AuctionMachine::auction),
-//!   [`history`](AuctionMachine::history), and for the leader
+//!   [`Event`]s for watchers, each rendered for one watcher as an [`AuctionEvent`] with
+//!   [`Event::for_viewer`].
+//! - Queries: [`auctions_for`](AuctionMachine::auctions_for),
+//!   [`auction_for`](AuctionMachine::auction_for), [`history_for`](AuctionMachine::history_for)
+//!   (each as one viewer may see it; [`auctions`](AuctionMachine::auctions),
+//!   [`auction`](AuctionMachine::auction) and [`history`](AuctionMachine::history) as anybody
+//!   may), and for the leader
 //!   [`due_for_close`](AuctionMachine::due_for_close) / [`next_deadline`](AuctionMachine::next_deadline):
 //!   when an open auction's end has passed (by sequencer time), the leader sequences a
 //!   `Close` entry for it.
@@ -27,7 +31,8 @@
 //! machine = AuctionMachine::new()            or   AuctionMachine::restore(bytes)?
 //! for entry in committed entries after machine.last_applied():
 //!     Applied { outcome, events } = machine.apply(&entry)
-//!     answer the client (entry's origin) with outcome; publish events
+//!     answer the client (entry's origin) with outcome
+//!     for each watcher, for each event: send event.for_viewer(watcher's bidder)
 //! (leader) for id in machine.due_for_close(now): sequence Command { origin: None, Close { id } }
 //! ```
 //!
@@ -39,6 +44,12 @@
 //! (seller bidding / non-seller cancelling), auction ended or past its end, amount (zero or
 //! above `MAX_PRICE`), the price or leader the bid expected has moved, too low. A raise by the
 //! leader of their own maximum follows eBay's rule (the `auction` module).
+//!
+//! # Who sees whose name
+//!
+//! Bidders are public only by their alias in an auction (`bidder 3`, numbered in the order of
+//! their first bid there); the seller sees their names, and each bidder sees themself as
+//! "you". The rule is in the [`view`] module; every query, outcome and event follows it.
 //!
 //! ```
 //! use auction_core::AuctionMachine;
@@ -76,11 +87,21 @@
 //!     expected: None,
 //! };
 //! let applied = run(&mut m, bid);
-//! // Alone, bea leads at the starting price; her maximum of 20.00 stays secret.
+//! // Alone, bea leads at the starting price; her maximum of 20.00 stays secret. She is told
+//! // that she leads; watchers learn only that bidder 1 does, the seller that bea does.
+//! let you = Bidder::You { alias: BidderAlias(1), name: name("bea") };
 //! assert_eq!(
 //!     applied.outcome,
-//!     Outcome::Accepted { auction: AuctionId(1), price: Amount::from_minor(1_000), leader: name("bea") }
+//!     Outcome::Accepted { auction: AuctionId(1), price: Amount::from_minor(1_000), leader: you }
 //! );
+//! let high = |leader| AuctionEvent::NewHighBid {
+//!     auction: AuctionId(1),
+//!     price: Amount::from_minor(1_000),
+//!     leader,
+//! };
+//! assert_eq!(applied.events[0].public(), high(Bidder::Alias(BidderAlias(1))));
+//! let named = Bidder::Named { alias: BidderAlias(1), name: name("bea") };
+//! assert_eq!(applied.events[0].for_viewer(Some(&name("sam"))), high(named));
 //! ```
 
 #![forbid(unsafe_code)]
@@ -94,6 +115,7 @@ mod machine;
 mod query;
 mod snapshot;
 pub mod spec;
+pub mod view;
 
 pub use auction_proto::msg::auction::{AuctionEvent, Outcome};
 pub use auction_proto::msg::log::LogEntry;
@@ -101,3 +123,4 @@ pub use bidders::token_hash_matches;
 pub use invariants::InvariantViolation;
 pub use machine::{Applied, AuctionMachine};
 pub use snapshot::{SNAPSHOT_VERSION, SnapshotError};
+pub use view::Event;

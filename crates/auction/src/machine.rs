@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 
 use auction_proto::msg::auction::{
-    AuctionEvent, AuctionSpec, AuctionState, BidKind, BidderName, Expected, MAX_PRICE, Outcome,
+    AuctionSpec, AuctionState, BidKind, Bidder, BidderName, Expected, MAX_PRICE, Outcome,
     RejectReason,
 };
 use auction_proto::msg::log::{Command, EntryPayload, LogEntry, Operation, TokenHash};
@@ -13,6 +13,7 @@ use crate::auction::{Auction, Bid, Ending};
 use crate::bidders::{BidderIx, Bidders};
 use crate::dedup::{Dedup, Seen};
 use crate::spec;
+use crate::view::{Event, Party, What};
 
 /// What applying one entry produced.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -20,8 +21,9 @@ pub struct Applied {
     /// The answer for the client that sent the command (for a retried request: the first
     /// answer, unchanged).
     pub outcome: Outcome,
-    /// Notifications for watchers, in order; empty for rejections and retries.
-    pub events: Vec<AuctionEvent>,
+    /// Notifications for watchers, in order; empty for rejections and retries. Render each
+    /// for its watcher with [`Event::for_viewer`].
+    pub events: Vec<Event>,
 }
 
 impl Applied {
@@ -152,7 +154,8 @@ impl AuctionMachine {
         op: BidOp<'_>,
     ) -> Reject<Applied> {
         let now = self.clock;
-        let (a, bidder) = self.find(id, name)?;
+        let bidder = self.bidders.lookup(name).ok_or(RejectReason::UnknownBidder)?;
+        let a = self.get(id).ok_or(RejectReason::UnknownAuction)?;
         if a.seller == bidder {
             return Err(RejectReason::SellerCannotBid);
         }
@@ -162,16 +165,14 @@ impl AuctionMachine {
         if op.amount.is_zero() || op.amount > MAX_PRICE {
             return Err(RejectReason::InvalidAmount);
         }
-        let (price, lead) = (a.price, a.leader.map(|l| l.bidder));
+        let price = a.price;
         if let Some(expected) = op.expected {
-            let leader = lead.map(|l| self.bidders.name(l));
-            let moved = expected.price != price
-                || expected.leader.as_ref().is_some_and(|e| Some(e) != leader);
-            if moved {
-                return Err(RejectReason::PriceMoved { price, leader: leader.cloned() });
+            let leader = a.leader.map(|l| a.alias(l.bidder));
+            if expected.price != price || expected.leader.is_some_and(|e| Some(e) != leader) {
+                let leader = a.leader.map(|l| self.bidder_for(a, l.bidder, Some(name)));
+                return Err(RejectReason::PriceMoved { price, leader });
             }
         }
-        let (a, _) = self.find(id, name)?;
         let minimum = a.minimum_bid_for(bidder).ok_or(RejectReason::InvalidAmount)?;
         if op.amount < minimum {
             return Err(RejectReason::TooLow { minimum });
@@ -185,6 +186,7 @@ impl AuctionMachine {
             price: Amount::ZERO,
             raise: false,
         };
+        let a = auction_mut(&mut self.auctions, id).ok_or(RejectReason::UnknownAuction)?;
         let (before, raise) = a.place(rec);
         let (price_now, lead) = (a.price, a.leader.map_or(bidder, |l| l.bidder));
         let old_end = a.ends_at;
@@ -193,20 +195,21 @@ impl AuctionMachine {
             self.deadlines.remove(&(old_end, id));
             self.deadlines.insert((new_end, id));
         }
-        let leader = self.bidders.name(lead).clone();
-        let outcome = Outcome::Accepted { auction: id, price: price_now, leader: leader.clone() };
-        let mut events = Vec::with_capacity(3);
+        let a = self.get(id).ok_or(RejectReason::UnknownAuction)?;
+        let leader = self.bidder_for(a, lead, Some(name));
+        let outcome = Outcome::Accepted { auction: id, price: price_now, leader };
+        let mut whats = Vec::with_capacity(3);
+        // A raise that left the price alone tells watchers nothing (see the `auction` module).
         if !raise || price_now != price {
-            events.push(AuctionEvent::NewHighBid { auction: id, price: price_now, leader });
+            whats.push(What::NewHighBid { price: price_now, leader: self.party(a, lead) });
         }
         if let Some(prev) = before.filter(|p| p.bidder != lead) {
-            let bidder = self.bidders.name(prev.bidder).clone();
-            events.push(AuctionEvent::Outbid { auction: id, bidder, price: price_now });
+            whats.push(What::Outbid { bidder: self.party(a, prev.bidder), price: price_now });
         }
         if let Some(new_end) = extended {
-            events.push(AuctionEvent::Extended { auction: id, new_end });
+            whats.push(What::Extended { new_end });
         }
-        Ok(Applied { outcome, events })
+        Ok(Applied { outcome, events: self.events(a, whats) })
     }
 
     fn buy_now(
@@ -228,14 +231,17 @@ impl AuctionMachine {
         if price != expected {
             return Err(RejectReason::BuyNowPriceDiffers { buy_now: price });
         }
-        a.state = AuctionState::Bought;
-        a.ending = Some(Ending { seq, winner: Some(buyer), price: Some(price) });
+        a.buy(Ending { seq, at: now, winner: Some(buyer), price: Some(price) });
         let end = a.ends_at;
         self.deadlines.remove(&(end, id));
-        let winner = Some(name.clone());
-        let event =
-            AuctionEvent::Closed { auction: id, winner, price: Some(price), reserve_met: true };
-        Ok(Applied { outcome: Outcome::Bought { auction: id, price }, events: vec![event] })
+        let a = self.get(id).ok_or(RejectReason::UnknownAuction)?;
+        let what = What::Closed {
+            winner: Some(self.party(a, buyer)),
+            price: Some(price),
+            reserve_met: a.reserve_met(),
+        };
+        let events = self.events(a, vec![what]);
+        Ok(Applied { outcome: Outcome::Bought { auction: id, price }, events })
     }
 
     fn cancel(&mut self, seq: Seq, id: AuctionId, name: &BidderName) -> Reject<Applied> {
@@ -250,13 +256,13 @@ impl AuctionMachine {
         if !a.bids.is_empty() {
             return Err(RejectReason::HasBids);
         }
-        a.state = AuctionState::Cancelled;
-        a.ending = Some(Ending { seq, winner: None, price: None });
+        a.end(AuctionState::Cancelled, Ending { seq, at: now, winner: None, price: None });
         let end = a.ends_at;
         self.deadlines.remove(&(end, id));
-        let event =
-            AuctionEvent::Closed { auction: id, winner: None, price: None, reserve_met: false };
-        Ok(Applied { outcome: Outcome::Cancelled { auction: id }, events: vec![event] })
+        let a = self.get(id).ok_or(RejectReason::UnknownAuction)?;
+        let what = What::Closed { winner: None, price: None, reserve_met: a.reserve_met() };
+        let events = self.events(a, vec![what]);
+        Ok(Applied { outcome: Outcome::Cancelled { auction: id }, events })
     }
 
     /// `Close`: ends an open auction whose end has passed. Closing one already ended, or one
@@ -267,19 +273,40 @@ impl AuctionMachine {
         if a.state != AuctionState::Open || now < a.ends_at {
             return Ok(Applied::unchanged());
         }
-        let ending = a.close(seq);
-        let reserve_met = a.reserve_met().unwrap_or(true);
+        let ending = a.close(seq, now);
         let end = a.ends_at;
         self.deadlines.remove(&(end, id));
-        let winner = ending.winner.map(|w| self.bidders.name(w).clone());
-        let event = AuctionEvent::Closed {
+        let a = self.get(id).ok_or(RejectReason::UnknownAuction)?;
+        let winner = ending.winner.map(|w| self.party(a, w));
+        // A `Close` answers no client: its outcome is what anybody may see.
+        let seller = self.bidders.name(a.seller);
+        let outcome = Outcome::Closed {
             auction: id,
-            winner: winner.clone(),
+            winner: winner.as_ref().map(|w| w.seen_by(seller, None)),
             price: ending.price,
-            reserve_met,
         };
-        let outcome = Outcome::Closed { auction: id, winner, price: ending.price };
-        Ok(Applied { outcome, events: vec![event] })
+        let what = What::Closed { winner, price: ending.price, reserve_met: a.reserve_met() };
+        Ok(Applied { outcome, events: self.events(a, vec![what]) })
+    }
+
+    /// Bidder `who` of auction `a`, with name and alias.
+    pub(crate) fn party(&self, a: &Auction, who: BidderIx) -> Party {
+        Party { name: self.bidders.name(who).clone(), alias: a.alias(who) }
+    }
+
+    /// Bidder `who` of auction `a` as `viewer` sees them (the rule of [`crate::view`]).
+    pub(crate) fn bidder_for(
+        &self,
+        a: &Auction,
+        who: BidderIx,
+        viewer: Option<&BidderName>,
+    ) -> Bidder {
+        self.party(a, who).seen_by(self.bidders.name(a.seller), viewer)
+    }
+
+    fn events(&self, a: &Auction, whats: Vec<What>) -> Vec<Event> {
+        let seller = self.bidders.name(a.seller);
+        whats.into_iter().map(|w| Event::new(a.id, seller.clone(), w)).collect()
     }
 }
 

@@ -19,7 +19,7 @@ use crate::invariants::InvariantViolation;
 use crate::machine::AuctionMachine;
 
 /// Format version written first in every snapshot.
-pub const SNAPSHOT_VERSION: u32 = 2;
+pub const SNAPSHOT_VERSION: u32 = 3;
 
 /// Why bytes could not be restored. Nothing is changed: `restore` builds a new machine.
 #[derive(Debug, thiserror::Error)]

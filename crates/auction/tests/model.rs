@@ -9,6 +9,11 @@
 //! a soft close. Bids may carry what the bidder saw (`expected`) and buy-now
 //! the price the buyer saw; a zero there is a placeholder that `run` fills with the current
 //! state, so matching and stale expectations are both exercised.
+//!
+//! Bidders have aliases in each auction, in the order of their first bid (then a buyer who
+//! never bid). Every list and history is compared as every viewer sees it (nobody, each
+//! bidder, the seller), and every event, list and history entry is searched for a name the
+//! viewer may not see: only the seller sees other bidders' names.
 
 #![allow(clippy::unwrap_used)]
 
@@ -57,6 +62,10 @@ struct MAuction {
     price: Amount,
     bids: Vec<MBid>,
     sold: Option<(Option<BidderName>, Amount)>,
+    /// Bidders in the order of their first bid (alias = position + 1), then a buyer.
+    aliases: Vec<BidderName>,
+    /// When it ended (the time of the entry that ended it).
+    ended_at: Option<u64>,
 }
 
 impl MAuction {
@@ -101,8 +110,34 @@ impl MAuction {
         self.ranking().first().map(|(m, _, n)| (n.clone(), *m))
     }
 
+    /// Met by the price paid once bought, otherwise by the current price.
     fn reserve_met(&self) -> Option<bool> {
-        self.spec.reserve.map(|r| !self.bids.is_empty() && self.price() >= r)
+        let paid = self.sold.as_ref().map(|s| s.1);
+        self.spec.reserve.map(|r| match paid {
+            Some(p) => p >= r,
+            None => !self.bids.is_empty() && self.price() >= r,
+        })
+    }
+
+    fn note_bidder(&mut self, who: &BidderName) {
+        if !self.aliases.contains(who) {
+            self.aliases.push(who.clone());
+        }
+    }
+
+    fn alias(&self, who: &BidderName) -> BidderAlias {
+        let i = self.aliases.iter().position(|n| n == who).unwrap();
+        BidderAlias(i as u32 + 1)
+    }
+
+    /// `who` as `viewer` sees them: themself, named for the seller, otherwise an alias.
+    fn shown(&self, who: &BidderName, viewer: Option<&BidderName>) -> Bidder {
+        let alias = self.alias(who);
+        match viewer {
+            Some(v) if v == who => Bidder::You { alias, name: who.clone() },
+            Some(v) if *v == self.seller => Bidder::Named { alias, name: who.clone() },
+            _ => Bidder::Alias(alias),
+        }
     }
 
     fn open_at(&self, now: u64) -> bool {
@@ -121,6 +156,9 @@ struct Model {
     auctions: Vec<MAuction>,
     done: BTreeMap<(u8, u64), Outcome>,
     now: u64,
+    /// Set when the step applied a new bid: whether it was a raise by the leader that left
+    /// the price alone (watchers hear nothing of it).
+    fresh_bid: Option<bool>,
 }
 
 fn rej(reason: RejectReason) -> Outcome {
@@ -204,6 +242,8 @@ impl Model {
                     price: spec.starting_price,
                     bids: vec![],
                     sold: None,
+                    aliases: vec![],
+                    ended_at: None,
                 });
                 let id = AuctionId(self.auctions.len() as u64);
                 Ok(Outcome::Opened { auction: id, ends_at: Timestamp(end) })
@@ -221,9 +261,9 @@ impl Model {
                 }
                 if let Some(e) = expected {
                     let leader = a.leader().map(|l| l.0);
-                    if e.price != a.price
-                        || e.leader.as_ref().is_some_and(|l| Some(l) != leader.as_ref())
-                    {
+                    let alias = leader.as_ref().map(|l| a.alias(l));
+                    if e.price != a.price || e.leader.is_some_and(|l| Some(l) != alias) {
+                        let leader = leader.map(|l| a.shown(&l, Some(bidder)));
                         return Err(RejectReason::PriceMoved { price: a.price, leader });
                     }
                 }
@@ -245,6 +285,8 @@ impl Model {
                 if *amount < minimum {
                     return Err(RejectReason::TooLow { minimum });
                 }
+                a.note_bidder(bidder);
+                let before = a.price;
                 a.bids.push(MBid {
                     seq,
                     at: now,
@@ -260,6 +302,7 @@ impl Model {
                 };
                 let price = a.price();
                 a.bids.last_mut().unwrap().price = price;
+                let quiet = raise && price == before;
                 if let Some(sc) = a.spec.soft_close.as_ref().filter(|_| !raise) {
                     let w = sc.window.as_millis() as u64;
                     if now + w >= a.ends_at {
@@ -267,7 +310,9 @@ impl Model {
                         a.ends_at = a.ends_at.max((now + sc.extension.as_millis() as u64).min(cap));
                     }
                 }
-                Ok(Outcome::Accepted { auction: *auction, price, leader: a.leader().unwrap().0 })
+                let leader = a.shown(&a.leader().unwrap().0, Some(bidder));
+                self.fresh_bid = Some(quiet);
+                Ok(Outcome::Accepted { auction: *auction, price, leader })
             }
             Operation::BuyNow { auction, bidder, price: expected } => {
                 let a = self.lookup(bidder, *auction)?;
@@ -283,6 +328,8 @@ impl Model {
                 }
                 a.state = AuctionState::Bought;
                 a.sold = Some((Some(bidder.clone()), price));
+                a.note_bidder(bidder);
+                a.ended_at = Some(now);
                 Ok(Outcome::Bought { auction: *auction, price })
             }
             Operation::Cancel { auction, seller } => {
@@ -297,6 +344,7 @@ impl Model {
                     return Err(RejectReason::HasBids);
                 }
                 a.state = AuctionState::Cancelled;
+                a.ended_at = Some(now);
                 Ok(Outcome::Cancelled { auction: *auction })
             }
             Operation::Close { auction } => {
@@ -306,19 +354,22 @@ impl Model {
                     return Ok(Outcome::Unchanged);
                 }
                 a.state = AuctionState::Closed;
+                a.ended_at = Some(now);
                 let winner = a.leader().map(|l| l.0).filter(|_| a.reserve_met() != Some(false));
                 let price = winner.as_ref().map(|_| a.price());
+                let winner = winner.map(|w| a.shown(&w, None));
                 Ok(Outcome::Closed { auction: *auction, winner, price })
             }
         }
     }
 
-    fn summaries(&self) -> Vec<AuctionSummary> {
+    fn summaries(&self, viewer: Option<&BidderName>) -> Vec<AuctionSummary> {
         let summary = |(i, a): (usize, &MAuction)| {
             let (price, leader) = match (&a.state, &a.sold) {
                 (AuctionState::Bought, Some((w, p))) => (*p, w.clone()),
                 _ => (a.price(), a.leader().map(|l| l.0)),
             };
+            let leader = leader.map(|l| a.shown(&l, viewer));
             AuctionSummary {
                 id: AuctionId(i as u64 + 1),
                 title: a.spec.title.clone(),
@@ -328,6 +379,7 @@ impl Model {
                 leader,
                 bids: a.bids.len() as u32,
                 ends_at: Timestamp(a.ends_at),
+                ended_at: a.ended_at.map(Timestamp),
                 reserve_met: a.reserve_met(),
             }
         };
@@ -388,9 +440,10 @@ fn spec_strategy() -> impl Strategy<Value = AuctionSpec> {
         })
 }
 
-/// `None` mostly; a zero price is a placeholder for "what the model shows now".
+/// `None` mostly; a zero price is a placeholder for "what the model shows now" (and then a
+/// leader alias for "the leader's alias now").
 fn expected_strategy() -> impl Strategy<Value = Option<Expected>> {
-    let leader = prop::option::of((0usize..NAMES.len()).prop_map(name));
+    let leader = prop::option::of((1u32..5).prop_map(BidderAlias));
     prop_oneof![
         6 => Just(None),
         2 => leader.clone().prop_map(|leader| Some(Expected { price: Amount::ZERO, leader })),
@@ -407,7 +460,7 @@ fn resolve(model: &Model, op: Operation) -> Operation {
         {
             let expected = view(auction).map(|a| Expected {
                 price: a.price(),
-                leader: e.leader.and_then(|_| a.leader().map(|l| l.0)),
+                leader: e.leader.and_then(|_| a.leader().map(|l| a.alias(&l.0))),
             });
             Operation::PlaceBid { auction, bidder, amount, kind, expected }
         }
@@ -451,6 +504,76 @@ fn step_strategy() -> impl Strategy<Value = Step> {
 }
 
 // ---------------------------------------------------------------- the test
+
+/// Nobody, every name (one never registered), each in turn.
+fn viewers() -> impl Iterator<Item = Option<BidderName>> {
+    std::iter::once(None).chain((0..NAMES.len()).map(|i| Some(name(i))))
+}
+
+/// Fails if `text` (the `Debug` form of what `viewer` was shown of auction `a`, where a name
+/// appears quoted) holds a name the viewer may not see: anybody may see their own, the seller
+/// every one, and in a list line (`seller_shown`) everybody the seller's.
+fn no_leak(
+    a: &MAuction,
+    viewer: Option<&BidderName>,
+    text: &str,
+    seller_shown: bool,
+) -> Result<(), TestCaseError> {
+    if viewer == Some(&a.seller) {
+        return Ok(());
+    }
+    for n in NAMES {
+        let own = viewer.is_some_and(|v| v.as_str() == n);
+        let public = seller_shown && a.seller.as_str() == n;
+        prop_assert!(
+            own || public || !text.contains(&format!("{n:?}")),
+            "{:?} was shown {}'s name: {}",
+            viewer,
+            n,
+            text
+        );
+    }
+    Ok(())
+}
+
+/// The events of one step: rendered for every viewer without a name it may not see, and
+/// matching the outcome and the model. An accepted bid announces its price first (as the
+/// bidder sees it, the leader of the outcome), unless it was a raise by the leader that left
+/// the price alone: then there is no event at all. A closing event's `reserve_met` is the
+/// list's.
+fn check_events(
+    model: &Model,
+    events: &[auction_core::Event],
+    op: Option<&Operation>,
+) -> Result<(), TestCaseError> {
+    for e in events {
+        let a = &model.auctions[e.auction().0 as usize - 1];
+        prop_assert_eq!(e.seller(), &a.seller);
+        for viewer in viewers() {
+            no_leak(a, viewer.as_ref(), &format!("{:?}", e.for_viewer(viewer.as_ref())), false)?;
+        }
+        if let AuctionEvent::Closed { reserve_met, .. } = e.public() {
+            prop_assert_eq!(reserve_met, a.reserve_met(), "Closed and the list disagree");
+        }
+    }
+    let (Some(Operation::PlaceBid { auction, bidder, .. }), Some(quiet)) = (op, model.fresh_bid)
+    else {
+        return Ok(());
+    };
+    if quiet {
+        prop_assert!(events.is_empty(), "a raise that kept the price was announced: {:?}", events);
+        return Ok(());
+    }
+    let a = &model.auctions[auction.0 as usize - 1];
+    let (leader, _) = a.leader().unwrap();
+    let high = AuctionEvent::NewHighBid {
+        auction: *auction,
+        price: a.price(),
+        leader: a.shown(&leader, Some(bidder)),
+    };
+    prop_assert_eq!(events.first().map(|e| e.for_viewer(Some(bidder))), Some(high));
+    Ok(())
+}
 
 fn origin(c: u8, no: u64) -> RequestId {
     RequestId { client: ClientId::from_bytes([c; 16]), no: RequestNo(no) }
@@ -496,33 +619,39 @@ fn run(steps: Vec<Step>, restore_at: usize) -> Result<(), TestCaseError> {
             LogEntry { term: Term(1), seq: Seq(seq), timestamp: Timestamp(model.now), payload };
         let applied = m.apply(&entry);
         log.push(entry);
+        model.fresh_bid = None;
         let expected = match &op {
             None => Outcome::Unchanged,
             Some(op) => model.apply(seq, origin_, op),
         };
         prop_assert_eq!(&applied.outcome, &expected, "step {} {:?}", seq, op);
-        if let (Outcome::Accepted { price, leader, .. }, Some(first)) =
-            (&applied.outcome, applied.events.first())
-        {
-            let is_new_high = matches!(first, AuctionEvent::NewHighBid { price: p, leader: l, .. } if p == price && l == leader);
-            prop_assert!(is_new_high || applied.events.is_empty(), "events {:?}", applied.events);
-        }
+        check_events(&model, &applied.events, op.as_ref())?;
         m.check_invariants().map_err(|e| TestCaseError::fail(e.to_string()))?;
         let all = m.auctions(ListFilter::All);
-        prop_assert_eq!(&all, &model.summaries());
+        prop_assert_eq!(&all, &model.summaries(None));
         for s in &all {
             let prev = max_prices.insert(s.id, s.price).unwrap_or(Amount::ZERO);
             prop_assert!(s.price >= prev, "price of {:?} decreased", s.id);
-            let history = m.history(s.id).unwrap();
-            let ma = &model.auctions[s.id.0 as usize - 1];
-            let expected: Vec<_> = ma
-                .bids
-                .iter()
-                .map(|b| (Seq(b.seq), Timestamp(b.at), b.bidder.clone(), b.kind, b.price))
-                .collect();
-            let got: Vec<_> =
-                history.into_iter().map(|r| (r.seq, r.at, r.bidder, r.kind, r.price)).collect();
-            prop_assert_eq!(got, expected);
+        }
+        for viewer in viewers() {
+            let v = viewer.as_ref();
+            let summaries = m.auctions_for(ListFilter::All, v);
+            prop_assert_eq!(&summaries, &model.summaries(v), "as seen by {:?}", v);
+            for (s, ma) in summaries.iter().zip(&model.auctions) {
+                no_leak(ma, v, &format!("{s:?}"), true)?;
+                let view = m.auction_for(s.id, v).unwrap();
+                prop_assert_eq!(&view.summary, s);
+                let history = m.history_for(s.id, v).unwrap();
+                let expected: Vec<_> = ma
+                    .bids
+                    .iter()
+                    .map(|b| (Seq(b.seq), Timestamp(b.at), ma.shown(&b.bidder, v), b.kind, b.price))
+                    .collect();
+                no_leak(ma, v, &format!("{history:?}"), false)?;
+                let got: Vec<_> =
+                    history.into_iter().map(|r| (r.seq, r.at, r.bidder, r.kind, r.price)).collect();
+                prop_assert_eq!(got, expected, "history as seen by {:?}", v);
+            }
         }
         let bytes = m.snapshot();
         prop_assert_eq!(AuctionMachine::restore(&bytes).unwrap().snapshot(), bytes);

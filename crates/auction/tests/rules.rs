@@ -17,8 +17,8 @@ fn many_auctions_run_at_once_with_deterministic_ids() {
     let a = h.open(spec());
     let b = h.open(spec());
     assert_eq!((a, b), (AuctionId(1), AuctionId(2)));
-    assert_eq!(h.bid(a, "alice", 100), accepted(a, 100, "alice"));
-    assert_eq!(h.bid(b, "bob", 150), accepted(b, 100, "bob"));
+    assert_eq!(h.bid(a, "alice", 100), accepted(a, 100, you(1, "alice")));
+    assert_eq!(h.bid(b, "bob", 150), accepted(b, 100, you(1, "bob")));
     assert_eq!(h.m.auctions(ListFilter::Open).len(), 2);
 }
 
@@ -65,7 +65,7 @@ fn first_bid_must_reach_the_starting_price() {
     let mut h = H::new();
     let a = h.open(spec());
     assert_eq!(h.bid(a, "alice", 99), rejected(RejectReason::TooLow { minimum: amt(100) }));
-    assert_eq!(h.bid(a, "alice", 100), accepted(a, 100, "alice"));
+    assert_eq!(h.bid(a, "alice", 100), accepted(a, 100, you(1, "alice")));
 }
 
 #[test]
@@ -74,7 +74,7 @@ fn later_bid_must_reach_price_plus_increment() {
     let a = h.open(spec());
     h.bid(a, "alice", 100);
     assert_eq!(h.bid(a, "bob", 109), rejected(RejectReason::TooLow { minimum: amt(110) }));
-    assert_eq!(h.bid(a, "bob", 110), accepted(a, 110, "bob"));
+    assert_eq!(h.bid(a, "bob", 110), accepted(a, 110, you(2, "bob")));
 }
 
 #[test]
@@ -86,7 +86,7 @@ fn tiered_increment_follows_the_current_price() {
     ];
     let a = h.open(AuctionSpec { increment: IncrementRule::Tiered(tiers), ..spec() });
     h.bid(a, "alice", 500);
-    assert_eq!(h.bid(a, "bob", 500), accepted(a, 500, "alice"));
+    assert_eq!(h.bid(a, "bob", 500), accepted(a, 500, alias(1)));
     assert_eq!(h.bid(a, "bob", 540), rejected(RejectReason::TooLow { minimum: amt(550) }));
 }
 
@@ -119,8 +119,8 @@ fn zero_or_overflowing_amounts_are_invalid() {
     assert_eq!(h.bid(a, "alice", 0), rejected(RejectReason::InvalidAmount));
     assert_eq!(h.bid(a, "alice", u64::MAX), rejected(RejectReason::InvalidAmount));
     assert_eq!(h.bid(a, "alice", max + 1), rejected(RejectReason::InvalidAmount));
-    assert_eq!(h.bid(a, "alice", max), accepted(a, 100, "alice"));
-    assert_eq!(h.bid(a, "bob", max), accepted(a, max, "alice"));
+    assert_eq!(h.bid(a, "alice", max), accepted(a, 100, you(1, "alice")));
+    assert_eq!(h.bid(a, "bob", max), accepted(a, max, alias(1)));
     // price + increment is now past the money range: nothing is high enough, and `show` says so.
     assert_eq!(h.m.auction(a).unwrap().minimum_bid, None);
     assert_eq!(h.bid(a, "carol", max), rejected(RejectReason::InvalidAmount));
@@ -130,9 +130,10 @@ fn zero_or_overflowing_amounts_are_invalid() {
 fn proxy_bid_leads_at_just_enough() {
     let mut h = H::new();
     let a = h.open(spec());
-    assert_eq!(h.proxy(a, "alice", 1000), accepted(a, 100, "alice"));
-    // bob's 300 is beaten by alice's secret 1000: the price is 300 + one increment.
-    assert_eq!(h.bid(a, "bob", 300), accepted(a, 310, "alice"));
+    assert_eq!(h.proxy(a, "alice", 1000), accepted(a, 100, you(1, "alice")));
+    // bob's 300 is beaten by alice's secret 1000: the price is 300 + one increment. bob is
+    // told that bidder 1 leads, never who that is.
+    assert_eq!(h.bid(a, "bob", 300), accepted(a, 310, alias(1)));
     assert_eq!(h.m.auction(a).unwrap().minimum_bid, Some(amt(320)));
 }
 
@@ -148,14 +149,22 @@ fn higher_maximum_takes_the_lead_at_second_maximum_plus_increment() {
         kind: BidKind::Proxy,
         expected: None,
     });
-    assert_eq!(applied.outcome, accepted(a, 510, "bob"));
-    assert_eq!(
-        applied.events,
+    assert_eq!(applied.outcome, accepted(a, 510, you(2, "bob")));
+    let events = |viewer: Option<&str>| {
+        let viewer = viewer.map(name);
+        applied.events.iter().map(|e| e.for_viewer(viewer.as_ref())).collect::<Vec<_>>()
+    };
+    let shown = |leader, bidder| {
         vec![
-            AuctionEvent::NewHighBid { auction: a, price: amt(510), leader: name("bob") },
-            AuctionEvent::Outbid { auction: a, bidder: name("alice"), price: amt(510) },
+            AuctionEvent::NewHighBid { auction: a, price: amt(510), leader },
+            AuctionEvent::Outbid { auction: a, bidder, price: amt(510) },
         ]
-    );
+    };
+    assert_eq!(events(None), shown(alias(2), alias(1)));
+    assert_eq!(events(Some("carol")), shown(alias(2), alias(1)));
+    assert_eq!(events(Some("alice")), shown(alias(2), you(1, "alice")));
+    assert_eq!(events(Some("bob")), shown(you(2, "bob"), alias(1)));
+    assert_eq!(events(Some("seller")), shown(named(2, "bob"), named(1, "alice")));
 }
 
 #[test]
@@ -163,7 +172,7 @@ fn price_is_capped_at_the_highest_maximum() {
     let mut h = H::new();
     let a = h.open(spec());
     h.proxy(a, "alice", 500);
-    assert_eq!(h.proxy(a, "bob", 505), accepted(a, 505, "bob"));
+    assert_eq!(h.proxy(a, "bob", 505), accepted(a, 505, you(2, "bob")));
 }
 
 #[test]
@@ -171,7 +180,7 @@ fn earlier_maximum_wins_a_tie() {
     let mut h = H::new();
     let a = h.open(spec());
     h.proxy(a, "alice", 500);
-    assert_eq!(h.proxy(a, "bob", 500), accepted(a, 500, "alice"));
+    assert_eq!(h.proxy(a, "bob", 500), accepted(a, 500, alias(1)));
 }
 
 #[test]
@@ -179,7 +188,7 @@ fn plain_bid_is_a_proxy_bid_with_maximum_equal_to_amount() {
     let mut h = H::new();
     let a = h.open(spec());
     h.bid(a, "alice", 500);
-    assert_eq!(h.bid(a, "bob", 400), accepted(a, 410, "alice"));
+    assert_eq!(h.bid(a, "bob", 400), accepted(a, 410, alias(1)));
     let history = h.m.history(a).unwrap();
     assert_eq!(history.iter().map(|r| r.price).collect::<Vec<_>>(), vec![amt(100), amt(410)]);
     assert_eq!(history[1].kind, BidKind::Plain);
@@ -191,8 +200,8 @@ fn leader_may_only_raise_its_own_maximum() {
     let a = h.open(spec());
     h.proxy(a, "alice", 500);
     assert_eq!(h.proxy(a, "alice", 500), rejected(RejectReason::TooLow { minimum: amt(501) }));
-    assert_eq!(h.proxy(a, "alice", 900), accepted(a, 100, "alice"));
-    assert_eq!(h.bid(a, "bob", 600), accepted(a, 610, "alice"));
+    assert_eq!(h.proxy(a, "alice", 900), accepted(a, 100, you(1, "alice")));
+    assert_eq!(h.bid(a, "bob", 600), accepted(a, 610, alias(1)));
 }
 
 #[test]
@@ -203,7 +212,7 @@ fn reserve_is_shown_only_as_met_or_not() {
     h.bid(a, "alice", 500);
     assert_eq!(h.summary(a).reserve_met, Some(false));
     // A maximum at or above the reserve lifts the price to the reserve.
-    assert_eq!(h.proxy(a, "bob", 2000), accepted(a, 1000, "bob"));
+    assert_eq!(h.proxy(a, "bob", 2000), accepted(a, 1000, you(2, "bob")));
     assert_eq!(h.summary(a).reserve_met, Some(true));
 }
 
@@ -225,16 +234,19 @@ fn close_with_reserve_met_sells_to_the_highest_bidder() {
     h.bid(a, "bob", 350);
     h.advance(60_000);
     let applied = h.close(a);
-    let outcome =
-        Outcome::Closed { auction: a, winner: Some(name("alice")), price: Some(amt(360)) };
+    let outcome = Outcome::Closed { auction: a, winner: Some(alias(1)), price: Some(amt(360)) };
     assert_eq!(applied.outcome, outcome);
-    let event = AuctionEvent::Closed {
+    let event = |winner| AuctionEvent::Closed {
         auction: a,
-        winner: Some(name("alice")),
+        winner: Some(winner),
         price: Some(amt(360)),
-        reserve_met: true,
+        reserve_met: Some(true),
     };
-    assert_eq!(applied.events, vec![event]);
+    let [e] = applied.events.as_slice() else { panic!("{:?}", applied.events) };
+    assert_eq!(e.public(), event(alias(1)));
+    assert_eq!(e.for_viewer(Some(&name("alice"))), event(you(1, "alice")));
+    assert_eq!(e.for_viewer(Some(&name("bob"))), event(alias(1)));
+    assert_eq!(e.for_viewer(Some(&name("seller"))), event(named(1, "alice")));
     assert_eq!(h.bid(a, "carol", 9999), rejected(RejectReason::AuctionClosed));
     assert_eq!(h.close(a).outcome, Outcome::Unchanged);
 }
@@ -280,7 +292,9 @@ fn soft_close_extends_the_end_up_to_the_cap() {
         expected: None,
     });
     assert!(
-        applied.events.contains(&AuctionEvent::Extended { auction: a, new_end: Timestamp(76_000) })
+        applied.events.iter().any(
+            |e| e.public() == AuctionEvent::Extended { auction: a, new_end: Timestamp(76_000) }
+        )
     );
     h.advance(15_000); // t = 71 s: end -> min(91, cap 91) s
     h.bid(a, "alice", 300);
@@ -300,11 +314,11 @@ fn buy_now_ends_the_auction_at_the_buy_now_price() {
     let a = h.open(AuctionSpec { buy_now: Some(amt(5000)), ..spec() });
     let applied = h.op(Operation::BuyNow { auction: a, bidder: name("alice"), price: amt(5000) });
     assert_eq!(applied.outcome, Outcome::Bought { auction: a, price: amt(5000) });
+    // The buyer never bid: buying gives them the next alias.
     let s = h.summary(a);
-    assert_eq!(
-        (s.state, s.price, s.leader),
-        (AuctionState::Bought, amt(5000), Some(name("alice")))
-    );
+    assert_eq!((s.state, s.price, s.leader), (AuctionState::Bought, amt(5000), Some(alias(1))));
+    assert_eq!(h.summary_for(a, "seller").leader, Some(named(1, "alice")));
+    assert_eq!(h.summary_for(a, "alice").leader, Some(you(1, "alice")));
     assert_eq!(h.bid(a, "bob", 9000), rejected(RejectReason::AuctionClosed));
     assert!(h.m.due_for_close(Timestamp(u64::MAX)).next().is_none());
 }
@@ -447,7 +461,7 @@ fn queries_list_show_and_history() {
     assert_eq!(h.m.auctions(ListFilter::All).len(), 2);
     let view = h.m.auction(a).unwrap();
     assert_eq!((view.summary.bids, view.minimum_bid), (1, Some(amt(110))));
-    assert_eq!(h.m.history(a).unwrap()[0].bidder, name("alice"));
+    assert_eq!(h.m.history(a).unwrap()[0].bidder, alias(1));
     assert!(h.m.auction(AuctionId(3)).is_none() && h.m.history(AuctionId(3)).is_none());
 }
 

@@ -117,18 +117,19 @@ fn a_bid_placed_against_a_moved_price_or_leader_is_refused() {
     let mut h = H::new();
     let a = h.open(spec());
     h.proxy(a, "alice", 500);
-    let bid = |price, leader: Option<&str>| Operation::PlaceBid {
+    let bid = |price, leader: Option<u32>| Operation::PlaceBid {
         auction: a,
         bidder: name("bob"),
         amount: amt(300),
         kind: BidKind::Plain,
-        expected: Some(Expected { price: amt(price), leader: leader.map(name) }),
+        expected: Some(Expected { price: amt(price), leader: leader.map(BidderAlias) }),
     };
-    let moved = rejected(RejectReason::PriceMoved { price: amt(100), leader: Some(name("alice")) });
+    // bob knows the leader only as bidder 1, and is told no more.
+    let moved = rejected(RejectReason::PriceMoved { price: amt(100), leader: Some(alias(1)) });
     assert_eq!(h.op(bid(90, None)).outcome, moved);
-    assert_eq!(h.op(bid(100, Some("carol"))).outcome, moved);
+    assert_eq!(h.op(bid(100, Some(2))).outcome, moved);
     assert_eq!(h.m.history(a).unwrap().len(), 1);
-    assert_eq!(h.op(bid(100, Some("alice"))).outcome, accepted(a, 310, "alice"));
+    assert_eq!(h.op(bid(100, Some(1))).outcome, accepted(a, 310, alias(1)));
     assert_eq!(h.op(bid(310, None)).outcome, rejected(RejectReason::TooLow { minimum: amt(320) }));
 }
 
@@ -138,7 +139,7 @@ fn a_leader_raising_their_maximum_keeps_the_price() {
     let mut h = H::new();
     let a = h.open(spec());
     h.proxy(a, "alice", 500);
-    assert_eq!(h.proxy(a, "bob", 495), accepted(a, 500, "alice"));
+    assert_eq!(h.proxy(a, "bob", 495), accepted(a, 500, alias(1)));
     let raise = h.op(Operation::PlaceBid {
         auction: a,
         bidder: name("alice"),
@@ -146,12 +147,12 @@ fn a_leader_raising_their_maximum_keeps_the_price() {
         kind: BidKind::Proxy,
         expected: None,
     });
-    assert_eq!(raise.outcome, accepted(a, 500, "alice"));
+    assert_eq!(raise.outcome, accepted(a, 500, you(1, "alice")));
     assert_eq!(raise.events, vec![], "a raise announces no new high bid");
     let history = h.m.history(a).unwrap();
     assert_eq!(history.iter().map(|r| r.price).collect::<Vec<_>>(), [100, 500, 500].map(amt));
     // The raised maximum counts against the next competing bid.
-    assert_eq!(h.bid(a, "bob", 700), accepted(a, 710, "alice"));
+    assert_eq!(h.bid(a, "bob", 700), accepted(a, 710, alias(1)));
 }
 
 #[test]
@@ -160,9 +161,17 @@ fn a_tied_leader_raising_their_maximum_keeps_the_price() {
     let a = h.open(spec());
     h.proxy(a, "alice", 500);
     h.proxy(a, "bob", 800);
-    assert_eq!(h.proxy(a, "alice", 800), accepted(a, 800, "bob"));
-    assert_eq!(h.proxy(a, "bob", 2000), accepted(a, 800, "bob"));
-    assert_eq!(h.bid(a, "alice", 1000), accepted(a, 1010, "bob"));
+    assert_eq!(h.proxy(a, "alice", 800), accepted(a, 800, alias(2)));
+    let raise = h.op(Operation::PlaceBid {
+        auction: a,
+        bidder: name("bob"),
+        amount: amt(2000),
+        kind: BidKind::Proxy,
+        expected: None,
+    });
+    assert_eq!(raise.outcome, accepted(a, 800, you(2, "bob")));
+    assert_eq!(raise.events, vec![], "a raise announces no new high bid");
+    assert_eq!(h.bid(a, "alice", 1000), accepted(a, 1010, alias(2)));
 }
 
 #[test]
@@ -170,7 +179,7 @@ fn a_raise_moves_the_price_only_to_meet_an_unmet_reserve() {
     let mut h = H::new();
     let a = h.open(AuctionSpec { reserve: Some(amt(1000)), ..spec() });
     h.proxy(a, "alice", 500);
-    assert_eq!(h.proxy(a, "alice", 900), accepted(a, 100, "alice"));
+    assert_eq!(h.proxy(a, "alice", 900), accepted(a, 100, you(1, "alice")));
     let raise = h.op(Operation::PlaceBid {
         auction: a,
         bidder: name("alice"),
@@ -178,11 +187,11 @@ fn a_raise_moves_the_price_only_to_meet_an_unmet_reserve() {
         kind: BidKind::Proxy,
         expected: None,
     });
-    assert_eq!(raise.outcome, accepted(a, 1000, "alice"));
-    let high = AuctionEvent::NewHighBid { auction: a, price: amt(1000), leader: name("alice") };
-    assert_eq!(raise.events, vec![high]);
+    assert_eq!(raise.outcome, accepted(a, 1000, you(1, "alice")));
+    let high = AuctionEvent::NewHighBid { auction: a, price: amt(1000), leader: alias(1) };
+    assert_eq!(raise.events.iter().map(|e| e.public()).collect::<Vec<_>>(), vec![high]);
     assert_eq!(h.summary(a).reserve_met, Some(true));
-    assert_eq!(h.proxy(a, "alice", 5000), accepted(a, 1000, "alice"));
+    assert_eq!(h.proxy(a, "alice", 5000), accepted(a, 1000, you(1, "alice")));
 }
 
 #[test]
@@ -199,7 +208,7 @@ fn a_raise_does_not_extend_a_soft_close() {
     let end = h.summary(a).ends_at;
     assert_eq!(end, Timestamp(356_000));
     h.advance(290_000);
-    assert_eq!(h.proxy(a, "alice", 1000), accepted(a, 100, "alice"));
+    assert_eq!(h.proxy(a, "alice", 1000), accepted(a, 100, you(1, "alice")));
     assert_eq!(h.summary(a).ends_at, end);
 }
 
@@ -214,7 +223,7 @@ fn the_leader_is_shown_their_own_minimum() {
     assert_eq!(view(&h, "bob").your_minimum, Some(amt(110)));
     assert_eq!(view(&h, "seller").your_minimum, None);
     assert_eq!(h.m.auction(a).unwrap().your_minimum, None);
-    assert_eq!(h.bid(a, "alice", 501), accepted(a, 100, "alice"));
+    assert_eq!(h.bid(a, "alice", 501), accepted(a, 100, you(1, "alice")));
 }
 
 #[test]
@@ -224,7 +233,7 @@ fn the_minimum_at_the_top_of_the_money_range_can_be_bid() {
     let a = h.open(AuctionSpec { starting_price: amt(top - 10), ..spec() });
     h.bid(a, "alice", top - 10);
     assert_eq!(h.m.auction(a).unwrap().minimum_bid, Some(MAX_PRICE));
-    assert_eq!(h.bid(a, "bob", top), accepted(a, top, "bob"));
+    assert_eq!(h.bid(a, "bob", top), accepted(a, top, you(2, "bob")));
     let view = h.m.auction_for(a, Some(&name("bob"))).unwrap();
     assert_eq!((view.minimum_bid, view.your_minimum), (None, None));
     assert_eq!(h.bid(a, "carol", top), rejected(RejectReason::InvalidAmount));

@@ -40,8 +40,6 @@ pub(crate) struct App {
     pub(crate) token_dir: Option<PathBuf>,
     /// Auction ids seen, for tab completion.
     pub(crate) ids: Arc<Mutex<BTreeSet<AuctionId>>>,
-    /// Who this session is logged in as, for the event printer.
-    pub(crate) me: Arc<Mutex<Option<BidderName>>>,
     /// The amount of the bid being answered (to tell a tie from a higher maximum).
     pub(crate) last_bid: Option<Amount>,
 }
@@ -54,13 +52,8 @@ pub(crate) struct Quote {
 }
 
 impl App {
-    fn ctx(&self) -> Ctx<'_> {
-        Ctx {
-            color: self.color && !self.json,
-            now: self.session.server_now(),
-            me: self.session.login_name(),
-            bid: self.last_bid,
-        }
+    fn ctx(&self) -> Ctx {
+        Ctx { color: self.color && !self.json, now: self.session.server_now(), bid: self.last_bid }
     }
 
     /// Runs one command (not `exit` or `clear`, which the shell handles).
@@ -228,7 +221,7 @@ impl App {
         Printed { exit: Exit::Usage, text }
     }
 
-    /// Remembers auction ids and who we are.
+    /// Remembers auction ids.
     fn note(&self, reply: &Reply) {
         let mut new_ids = Vec::new();
         match reply {
@@ -236,11 +229,6 @@ impl App {
             Reply::Auction(view) => new_ids.push(view.summary.id),
             Reply::Outcome(Outcome::Opened { auction, .. } | Outcome::Accepted { auction, .. }) => {
                 new_ids.push(*auction);
-            }
-            Reply::Identity { name } => {
-                if let Ok(mut me) = self.me.lock() {
-                    me.clone_from(name);
-                }
             }
             _ => {}
         }

@@ -102,15 +102,15 @@ pub const COMMANDS: &[CommandHelp] = &[
     },
     CommandHelp {
         name: "bid",
-        usage: "bid ID AMOUNT [--expect PRICE [--leader NAME]]",
-        summary: "bid exactly AMOUNT (e.g. 12.50)",
-        details: "--expect PRICE: refused unless the current price is still PRICE (and, with --leader, NAME still leads), so a bid is never placed against a price you did not see.",
+        usage: "bid ID AMOUNT [--expect PRICE [--leader N]]",
+        summary: "bid up to AMOUNT (e.g. 12.50): you pay only what it takes to lead",
+        details: "AMOUNT is your maximum, not the new price: the price becomes just enough for you to lead (the next highest maximum plus one increment, or the starting price), at most AMOUNT, and AMOUNT stays secret. If another bidder's secret maximum is higher (or as high and placed earlier), they keep the lead and the price rises to meet your AMOUNT. `bid` and `maxbid` place the same bid; only the history lists it as `bid`. If you lead already, it raises your maximum without raising the price (unless that meets the reserve).\n--expect PRICE: refused unless the current price is still PRICE (and, with --leader N, bidder N as `show` names them still leads), so a bid is never placed against a price you did not see.",
     },
     CommandHelp {
         name: "maxbid",
-        usage: "maxbid ID AMOUNT [--expect PRICE [--leader NAME]]",
-        summary: "proxy bid: the system bids for you up to AMOUNT",
-        details: "If you lead already, this raises your maximum without raising the price (unless that meets the reserve). --expect as for `bid`.",
+        usage: "maxbid ID AMOUNT [--expect PRICE [--leader N]]",
+        summary: "proxy bid: the system bids for you, up to AMOUNT, just enough to lead",
+        details: "The same bid as `bid` (every bid is a maximum; see `help bid`), listed in the history as `maxbid`. If you lead already, it raises your maximum without raising the price (unless that meets the reserve). --expect as for `bid`.",
     },
     CommandHelp {
         name: "buy",
@@ -153,4 +153,19 @@ pub const COMMANDS: &[CommandHelp] = &[
 /// The help entry of `name`.
 pub fn help_for(name: &str) -> Option<&'static CommandHelp> {
     COMMANDS.iter().find(|c| c.name == name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bid_and_maxbid_say_that_every_bid_is_a_maximum() {
+        let (bid, maxbid) = (help_for("bid").unwrap(), help_for("maxbid").unwrap());
+        let bid_text = format!("{} {}", bid.summary, bid.details);
+        assert!(!bid_text.contains("exactly"), "a plain bid is not a bid of exactly AMOUNT");
+        assert!(bid_text.contains("up to AMOUNT") && bid_text.contains("maximum"), "{bid_text}");
+        assert!(bid_text.contains("same bid") && maxbid.details.contains("same bid"));
+        assert!(maxbid.details.contains("history") && bid.details.contains("history"));
+    }
 }

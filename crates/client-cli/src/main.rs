@@ -173,7 +173,6 @@ fn run(cli: Cli, runtime: &tokio::runtime::Runtime) -> Exit {
         admin_token: cli.admin_token.clone(),
         token_dir: cli.token_dir.clone().or_else(|| state.as_ref().map(|s| s.join("tokens"))),
         ids: Arc::new(Mutex::new(BTreeSet::new())),
-        me: Arc::new(Mutex::new(None)),
         last_bid: None,
     };
     if let Some(name) = user {
@@ -218,16 +217,10 @@ fn one_shot_run(
                         continue;
                     }
                     app.session.observe_time(ev.at);
-                    let me = app.session.login_name().cloned();
                     let line = if app.json {
                         render::event_json(&ev).to_string()
                     } else {
-                        let ctx = Ctx {
-                            color: app.color,
-                            now: Some(ev.at),
-                            me: me.as_ref(),
-                            bid: None,
-                        };
+                        let ctx = Ctx { color: app.color, now: Some(ev.at), bid: None };
                         render::event_text(&ev, &ctx)
                     };
                     println!("{line}");

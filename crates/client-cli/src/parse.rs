@@ -7,7 +7,8 @@
 use std::time::Duration;
 
 use auction_proto::msg::auction::{
-    AuctionSpec, BidderName, BidderNameError, Expected, IncrementRule, IncrementTier, SoftClose,
+    AuctionSpec, BidderAlias, BidderName, BidderNameError, Expected, IncrementRule, IncrementTier,
+    SoftClose,
 };
 use auction_proto::msg::client::{AdminOp, ListFilter};
 use auction_proto::{Amount, AuctionId, ParseAmountError};
@@ -62,7 +63,7 @@ pub enum Command {
     },
     /// `open TITLE --start AMOUNT ...`.
     Open(Box<AuctionSpec>),
-    /// `bid ID AMOUNT [--expect PRICE [--leader NAME]]`.
+    /// `bid ID AMOUNT [--expect PRICE [--leader N]]`.
     Bid {
         /// The auction.
         auction: AuctionId,
@@ -72,7 +73,7 @@ pub enum Command {
         /// moved.
         expected: Option<Expected>,
     },
-    /// `maxbid ID AMOUNT [--expect PRICE [--leader NAME]]`.
+    /// `maxbid ID AMOUNT [--expect PRICE [--leader N]]`.
     MaxBid {
         /// The auction.
         auction: AuctionId,
@@ -221,6 +222,12 @@ pub enum ParseError {
         got: String,
         /// Why.
         source: ParseDurationError,
+    },
+    /// Not a bidder's number (`--leader 3` for `bidder 3`).
+    #[error("bad --leader {got:?}: expected a bidder number such as 3 (shown as `bidder 3`)")]
+    BadAlias {
+        /// The word given.
+        got: String,
     },
     /// Not a bidder name.
     #[error("bad name {got:?}: {source}")]
@@ -470,13 +477,13 @@ fn one_id(
     Ok(make(id))
 }
 
-/// The options of `bid`, `maxbid` (`--expect PRICE`, `--leader NAME`) and `buy` (`[PRICE]`,
+/// The options of `bid`, `maxbid` (`--expect PRICE`, `--leader N`) and `buy` (`[PRICE]`,
 /// `--yes`), each at most once.
 #[derive(Debug, Default)]
 struct BidOptions {
     command: &'static str,
     price: Option<Amount>,
-    leader: Option<BidderName>,
+    leader: Option<BidderAlias>,
     yes: bool,
 }
 
@@ -516,11 +523,9 @@ impl BidOptions {
                 _ => {
                     let v = match inline {
                         Some(v) => v,
-                        None => a.required("--leader NAME")?,
+                        None => a.required("--leader N")?,
                     };
-                    let name = BidderName::new(v)
-                        .map_err(|source| ParseError::BadName { got: v.into(), source })?;
-                    o.leader = Some(name);
+                    o.leader = Some(alias(v)?);
                 }
             }
         }
@@ -537,6 +542,12 @@ impl BidOptions {
             (Some(price), leader) => Ok(Some(Expected { price, leader })),
         }
     }
+}
+
+/// A bidder's number as `show` and `history` print it (`3` for `bidder 3`): digits only, from 1.
+fn alias(word: &str) -> Result<BidderAlias, ParseError> {
+    let n = word.parse::<u32>().ok().filter(|n| *n > 0 && word.bytes().all(|b| b.is_ascii_digit()));
+    n.map(BidderAlias).ok_or_else(|| ParseError::BadAlias { got: word.into() })
 }
 
 /// The words after the command name.

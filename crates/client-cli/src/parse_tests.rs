@@ -268,7 +268,7 @@ fn buy_takes_the_expected_price_or_yes() {
 
 #[test]
 fn bids_may_carry_the_price_and_leader_they_expect() {
-    let expected = |price, leader: Option<&str>| Expected { price, leader: leader.map(name) };
+    let expected = |price, leader: Option<u32>| Expected { price, leader: leader.map(BidderAlias) };
     assert_eq!(
         p("bid 1 12 --expect 11"),
         Ok(Command::Bid {
@@ -278,17 +278,22 @@ fn bids_may_carry_the_price_and_leader_they_expect() {
         })
     );
     assert_eq!(
-        p("maxbid 1 30 --expect=11 --leader ann"),
+        p("maxbid 1 30 --expect=11 --leader 3"),
         Ok(Command::MaxBid {
             auction: AuctionId(1),
             max: cents(3000),
-            expected: Some(expected(cents(1100), Some("ann"))),
+            expected: Some(expected(cents(1100), Some(3))),
         })
     );
     assert_eq!(
-        p("bid 1 12 --leader ann"),
+        p("bid 1 12 --leader 2"),
         Err(ParseError::Missing { command: "bid", what: "--expect PRICE" })
     );
+    // The leader is given by the number `show` prints (`bidder 3`): names are not public.
+    for bad in ["ann", "0", "-1", "+3", "3.0", "bidder"] {
+        let line = format!("bid 1 12 --expect 11 --leader {bad}");
+        assert_eq!(p(&line), Err(ParseError::BadAlias { got: bad.into() }), "{line}");
+    }
     assert!(matches!(p("bid 1 12 --expect 1 --expect 2"), Err(ParseError::Repeated { .. })));
     assert!(matches!(p("bid 1 12 --yes"), Err(ParseError::UnknownOption { .. })));
 }

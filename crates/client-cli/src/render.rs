@@ -8,12 +8,17 @@
 //!
 //! Human text never carries a server's text raw: titles, descriptions, names and messages go
 //! through [`crate::neutral`], so only this module's own colour codes reach the terminal.
+//!
+//! Bidders come from the server already as this session may see them ([`Bidder`]): `bidder 3`
+//! for others, names for the seller, and "you" for the session's own bidder. The client never
+//! works out "you" itself by comparing names.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 
 use auction_proto::msg::auction::{
-    AuctionEvent, AuctionState, AuctionSummary, AuctionView, BidKind, BidRecord, BidderName,
-    IncrementRule, Outcome, RejectReason,
+    AuctionEvent, AuctionState, AuctionSummary, AuctionView, BidKind, BidRecord, Bidder,
+    BidderName, IncrementRule, Outcome, RejectReason,
 };
 use auction_proto::msg::client::{NodeReport, PushEvent, Reply, Role, ServerInfo};
 use auction_proto::msg::peer::MemberState;
@@ -28,18 +33,16 @@ use crate::units::format_duration;
 
 /// What rendering needs to know besides the data.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Ctx<'a> {
+pub struct Ctx {
     /// Use ANSI colours.
     pub color: bool,
     /// The server's clock now, for remaining times.
     pub now: Option<Timestamp>,
-    /// Who this session is, to say "you".
-    pub me: Option<&'a BidderName>,
     /// The amount of the bid an outcome answers, to tell a tie from a higher maximum.
     pub bid: Option<Amount>,
 }
 
-impl Ctx<'_> {
+impl Ctx {
     fn paint(&self, code: &str, text: impl std::fmt::Display) -> String {
         if self.color { format!("\x1b[{code}m{text}\x1b[0m") } else { text.to_string() }
     }
@@ -67,6 +70,15 @@ impl Ctx<'_> {
             None => format!("at t={}ms", at.0),
         }
     }
+
+    /// `2m ago` for a time in the past (`0s ago` if the clock estimate is a little behind it),
+    /// the raw time without a clock.
+    fn since(&self, at: Timestamp) -> String {
+        match self.now {
+            Some(now) => format!("{} ago", format_duration(now.saturating_since(at))),
+            None => format!("at t={}ms", at.0),
+        }
+    }
 }
 
 /// Whether to colour: only on a terminal, and never when `NO_COLOR` is set and not empty.
@@ -75,7 +87,7 @@ pub fn use_color(is_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool 
 }
 
 /// Human text of a successful answer to `command`.
-pub fn reply_text(command: &str, reply: &Reply, ctx: &Ctx<'_>) -> String {
+pub fn reply_text(command: &str, reply: &Reply, ctx: &Ctx) -> String {
     match reply {
         Reply::Welcome { server, servers, .. } => {
             format!("connected to {} ({} servers known)", server.short(), servers.len())
@@ -122,25 +134,45 @@ fn who(name: &BidderName) -> String {
     clean(name.as_str()).into_owned()
 }
 
+/// A bidder as the server showed them to this session, before neutralising: `you`, the name
+/// (for the seller), `bidder 3`.
+fn party_raw(b: &Bidder) -> Cow<'_, str> {
+    match b {
+        Bidder::You { .. } => Cow::Borrowed("you"),
+        Bidder::Named { name, .. } => Cow::Borrowed(name.as_str()),
+        Bidder::Alias(alias) => Cow::Owned(alias.to_string()),
+    }
+}
+
+/// A bidder, made inert.
+fn party(b: &Bidder) -> String {
+    clean(&party_raw(b)).into_owned()
+}
+
+/// `you lead` / `bidder 3 leads`.
+fn leads(b: &Bidder) -> String {
+    if b.is_you() { "you lead".to_string() } else { format!("{} leads", party(b)) }
+}
+
 fn plural_y(n: usize) -> &'static str {
     if n == 1 { "y" } else { "ies" }
 }
 
 /// Human text of an auction outcome.
-pub fn outcome_text(outcome: &Outcome, ctx: &Ctx<'_>) -> String {
+pub fn outcome_text(outcome: &Outcome, ctx: &Ctx) -> String {
     match outcome {
         Outcome::Registered { bidder } => format!("{} {}", ctx.good("registered"), who(bidder)),
         Outcome::Opened { auction, ends_at } => {
             format!("{} auction #{auction}, ends {}", ctx.good("opened"), ctx.until(*ends_at))
         }
         Outcome::Accepted { auction, price, leader } => {
-            let lead = if ctx.me == Some(leader) {
+            let lead = if leader.is_you() {
                 ctx.good("you lead")
             } else if ctx.bid == Some(*price) {
                 // The price equals the bid only on a tie: the earlier maximum leads.
-                ctx.warn(format!("{} leads (an equal maximum, placed earlier)", who(leader)))
+                ctx.warn(format!("{} (an equal maximum, placed earlier)", leads(leader)))
             } else {
-                ctx.warn(format!("{} leads (a higher maximum)", who(leader)))
+                ctx.warn(format!("{} (a higher maximum)", leads(leader)))
             };
             format!("{} on #{auction}: price {price}, {lead}", ctx.good("bid accepted"))
         }
@@ -156,15 +188,15 @@ pub fn outcome_text(outcome: &Outcome, ctx: &Ctx<'_>) -> String {
 
 fn closed_text(
     auction: auction_proto::AuctionId,
-    winner: &Option<BidderName>,
+    winner: &Option<Bidder>,
     price: Option<auction_proto::Amount>,
-    ctx: &Ctx<'_>,
+    ctx: &Ctx,
 ) -> String {
     match (winner, price) {
-        (Some(w), Some(p)) if ctx.me == Some(w) => {
+        (Some(w), Some(p)) if w.is_you() => {
             format!("#{auction} {}: {} won at {p}", ctx.bold("closed"), ctx.good("you"))
         }
-        (Some(w), Some(p)) => format!("#{auction} {}: {} won at {p}", ctx.bold("closed"), who(w)),
+        (Some(w), Some(p)) => format!("#{auction} {}: {} won at {p}", ctx.bold("closed"), party(w)),
         _ => format!("#{auction} {}: no sale", ctx.bold("closed")),
     }
 }
@@ -207,8 +239,7 @@ pub fn reason_text(reason: &RejectReason) -> String {
             format!("the buy-now price is {buy_now}, not the price you gave; nothing was bought")
         }
         RejectReason::PriceMoved { price, leader } => {
-            let leader =
-                leader.as_ref().map_or("no leader".to_string(), |l| format!("{} leads", who(l)));
+            let leader = leader.as_ref().map_or("no leader".to_string(), leads);
             format!(
                 "the auction moved: price now {price}, {leader}; check with `show` and bid again"
             )
@@ -225,27 +256,30 @@ fn state_text(state: AuctionState) -> &'static str {
     }
 }
 
-fn ends_text(s: &AuctionSummary, ctx: &Ctx<'_>) -> String {
-    match s.state {
-        AuctionState::Open => format!("ends {}", ctx.until(s.ends_at)),
-        other => format!("{} {}", state_text(other), ctx.until(s.ends_at)),
+/// `ends in 4m`, or for an ended auction when it actually ended (`bought 3m ago`), never the
+/// deadline it no longer has.
+fn ends_text(s: &AuctionSummary, ctx: &Ctx) -> String {
+    match (s.state, s.ended_at) {
+        (AuctionState::Open, _) => format!("ends {}", ctx.until(s.ends_at)),
+        (other, Some(at)) => format!("{} {}", state_text(other), ctx.since(at)),
+        (other, None) => state_text(other).to_string(),
     }
 }
 
-fn auctions_text(list: &[AuctionSummary], ctx: &Ctx<'_>) -> String {
+fn auctions_text(list: &[AuctionSummary], ctx: &Ctx) -> String {
     if list.is_empty() {
         return "no auctions".to_string();
     }
     let mut out = String::new();
     for s in list {
-        let leader = s.leader.as_ref().map_or("-", |l| l.as_str());
+        let leader = s.leader.as_ref().map_or(Cow::Borrowed("-"), party_raw);
         let _ = writeln!(
             out,
             "{:>5}  {}  {:>10}  {}  {:>3} bid(s)  {}",
             ctx.dim(format!("#{}", s.id)),
             fit(&s.title, 24),
             s.price,
-            fit(leader, 12),
+            fit(&leader, 12),
             s.bids,
             ends_text(s, ctx)
         );
@@ -254,17 +288,17 @@ fn auctions_text(list: &[AuctionSummary], ctx: &Ctx<'_>) -> String {
     out
 }
 
-fn auction_text(v: &AuctionView, ctx: &Ctx<'_>) -> String {
+fn auction_text(v: &AuctionView, ctx: &Ctx) -> String {
     let s = &v.summary;
     let mut out = format!("#{} {}  (seller {})", s.id, ctx.bold(clean(&s.title)), who(&s.seller));
     if !v.description.is_empty() {
         let _ = write!(out, "\n  {}", clean_lines(&v.description, "  "));
     }
-    let leading = s.leader.is_some() && s.leader.as_ref() == ctx.me;
+    let leading = s.leader.as_ref().is_some_and(Bidder::is_you);
     let leader = match &s.leader {
         None => "no bids yet".to_string(),
         Some(_) if leading => "you lead".to_string(),
-        Some(l) => format!("leader {}", who(l)),
+        Some(l) => format!("leader {}", party(l)),
     };
     let _ = write!(out, "\n  price {}  {leader}  {} bid(s)", s.price, s.bids);
     if s.state == AuctionState::Open {
@@ -311,7 +345,7 @@ fn next_bid_text(v: &AuctionView, leading: bool) -> String {
     }
 }
 
-fn history_text(bids: &[BidRecord], ctx: &Ctx<'_>) -> String {
+fn history_text(bids: &[BidRecord], ctx: &Ctx) -> String {
     if bids.is_empty() {
         return "no bids".to_string();
     }
@@ -322,7 +356,7 @@ fn history_text(bids: &[BidRecord], ctx: &Ctx<'_>) -> String {
                 BidKind::Plain => "bid",
                 BidKind::Proxy => "maxbid",
             };
-            let bidder = fit(b.bidder.as_str(), 12);
+            let bidder = fit(&party_raw(&b.bidder), 12);
             format!("  {:>10}  {bidder}  {kind:<6}  {}", b.price, ctx.dim(ctx.until(b.at)))
         })
         .collect();
@@ -406,16 +440,16 @@ pub fn servers_text(servers: &[ServerInfo], current: Option<auction_proto::NodeI
 }
 
 /// Human text of a pushed event.
-pub fn event_text(e: &PushEvent, ctx: &Ctx<'_>) -> String {
+pub fn event_text(e: &PushEvent, ctx: &Ctx) -> String {
     match &e.event {
         AuctionEvent::NewHighBid { auction, price, leader } => {
-            format!("#{auction}: new price {price}, {} leads", who(leader))
+            format!("#{auction}: new price {price}, {}", leads(leader))
         }
-        AuctionEvent::Outbid { auction, bidder, price } if ctx.me == Some(bidder) => {
+        AuctionEvent::Outbid { auction, bidder, price } if bidder.is_you() => {
             ctx.warn(format!("#{auction}: you were outbid; price now {price}"))
         }
         AuctionEvent::Outbid { auction, bidder, price } => {
-            format!("#{auction}: {} was outbid; price now {price}", who(bidder))
+            format!("#{auction}: {} was outbid; price now {price}", party(bidder))
         }
         AuctionEvent::Extended { auction, new_end } => {
             ctx.warn(format!("#{auction}: extended, now ends {}", ctx.until(*new_end)))
@@ -427,7 +461,7 @@ pub fn event_text(e: &PushEvent, ctx: &Ctx<'_>) -> String {
 }
 
 /// Human text of a failed request.
-pub fn error_text(err: &SessionError, ctx: &Ctx<'_>) -> String {
+pub fn error_text(err: &SessionError, ctx: &Ctx) -> String {
     format!("{}: {}", ctx.bad("error"), clean(&err.to_string()))
 }
 

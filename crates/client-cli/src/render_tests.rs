@@ -1,4 +1,5 @@
 use super::*;
+use auction_proto::msg::auction::BidderAlias;
 use auction_proto::msg::client::ClientError;
 use auction_proto::{Amount, AuctionId};
 
@@ -8,8 +9,16 @@ fn name(s: &str) -> BidderName {
     BidderName::new(s).unwrap()
 }
 
-fn ctx(me: Option<&BidderName>) -> Ctx<'_> {
-    Ctx { color: false, now: Some(Timestamp(1_000_000)), me, bid: None }
+fn ctx() -> Ctx {
+    Ctx { color: false, now: Some(Timestamp(1_000_000)), bid: None }
+}
+
+fn you(n: u32, who: &str) -> Bidder {
+    Bidder::You { alias: BidderAlias(n), name: name(who) }
+}
+
+fn alias(n: u32) -> Bidder {
+    Bidder::Alias(BidderAlias(n))
 }
 
 #[test]
@@ -25,32 +34,33 @@ fn colour_only_on_a_terminal_without_no_color() {
 fn plain_text_has_no_escapes_and_colour_has() {
     let o =
         Outcome::Rejected { reason: RejectReason::TooLow { minimum: Amount::from_minor(1260) } };
-    let plain = outcome_text(&o, &ctx(None));
+    let plain = outcome_text(&o, &ctx());
     assert_eq!(plain, "rejected: too low; the minimum bid is 12.60");
-    let coloured = outcome_text(&o, &Ctx { color: true, ..ctx(None) });
+    let coloured = outcome_text(&o, &Ctx { color: true, ..ctx() });
     assert!(coloured.contains("\x1b[31m"));
 }
 
 #[test]
 fn accepted_says_who_leads() {
-    let alice = name("alice");
-    let o = Outcome::Accepted {
+    let o = |leader| Outcome::Accepted {
         auction: AuctionId(3),
         price: Amount::from_minor(1250),
-        leader: alice.clone(),
+        leader,
     };
-    assert_eq!(outcome_text(&o, &ctx(Some(&alice))), "bid accepted on #3: price 12.50, you lead");
-    let bob = name("bob");
     assert_eq!(
-        outcome_text(&o, &ctx(Some(&bob))),
-        "bid accepted on #3: price 12.50, alice leads (a higher maximum)"
+        outcome_text(&o(you(1, "alice")), &ctx()),
+        "bid accepted on #3: price 12.50, you lead"
+    );
+    assert_eq!(
+        outcome_text(&o(alias(1)), &ctx()),
+        "bid accepted on #3: price 12.50, bidder 1 leads (a higher maximum)"
     );
 }
 
 #[test]
 fn remaining_time_uses_the_server_clock() {
     let o = Outcome::Opened { auction: AuctionId(1), ends_at: Timestamp(1_000_000 + 300_000) };
-    assert_eq!(outcome_text(&o, &ctx(None)), "opened auction #1, ends in 5m 0s");
+    assert_eq!(outcome_text(&o, &ctx()), "opened auction #1, ends in 5m 0s");
     let e = PushEvent {
         seq: Seq(9),
         at: Timestamp(0),
@@ -59,22 +69,33 @@ fn remaining_time_uses_the_server_clock() {
             new_end: Timestamp(1_000_000 + 90_000),
         },
     };
-    assert_eq!(event_text(&e, &ctx(None)), "#1: extended, now ends in 1m 30s");
+    assert_eq!(event_text(&e, &ctx()), "#1: extended, now ends in 1m 30s");
 }
 
 #[test]
-fn outbid_event_addresses_me() {
-    let alice = name("alice");
-    let e = PushEvent {
+fn outbid_event_addresses_me_when_the_server_says_it_is_me() {
+    let e = |bidder| PushEvent {
         seq: Seq(9),
         at: Timestamp(0),
         event: AuctionEvent::Outbid {
             auction: AuctionId(2),
-            bidder: alice.clone(),
+            bidder,
             price: Amount::from_minor(500),
         },
     };
-    assert_eq!(event_text(&e, &ctx(Some(&alice))), "#2: you were outbid; price now 5.00");
+    assert_eq!(event_text(&e(you(1, "alice")), &ctx()), "#2: you were outbid; price now 5.00");
+    assert_eq!(event_text(&e(alias(1)), &ctx()), "#2: bidder 1 was outbid; price now 5.00");
+    let seller_sees = Bidder::Named { alias: BidderAlias(1), name: name("alice") };
+    assert_eq!(event_text(&e(seller_sees), &ctx()), "#2: alice was outbid; price now 5.00");
+    let high = PushEvent {
+        event: AuctionEvent::NewHighBid {
+            auction: AuctionId(2),
+            price: Amount::from_minor(500),
+            leader: you(2, "bob"),
+        },
+        ..e(alias(1))
+    };
+    assert_eq!(event_text(&high, &ctx()), "#2: new price 5.00, you lead");
 }
 
 #[test]
@@ -84,7 +105,7 @@ fn json_objects_carry_minor_units_and_exit_codes() {
         reply: Reply::Outcome(Outcome::Accepted {
             auction: AuctionId(3),
             price: Amount::from_minor(1250),
-            leader: name("alice"),
+            leader: you(1, "alice"),
         }),
     };
     let v = reply_json("bid", &answer);
@@ -92,6 +113,9 @@ fn json_objects_carry_minor_units_and_exit_codes() {
     assert_eq!(v["exit"], 0);
     assert_eq!(v["applied"], 7);
     assert_eq!(v["reply"]["Outcome"]["Accepted"]["price"], 1250);
+    // As docs/client.md shows it: the leader as the server showed them.
+    assert_eq!(v["reply"]["Outcome"]["Accepted"]["leader"]["You"]["alias"], 1);
+    assert_eq!(v["reply"]["Outcome"]["Accepted"]["leader"]["You"]["name"], "alice");
     let rejected = Answer {
         applied: Seq(7),
         reply: Reply::Outcome(Outcome::Rejected { reason: RejectReason::AuctionClosed }),
@@ -111,7 +135,7 @@ fn event_filter_drops_repeats() {
         event: AuctionEvent::NewHighBid {
             auction: AuctionId(1),
             price: Amount::from_minor(p),
-            leader: name("a"),
+            leader: alias(1),
         },
     };
     let mut f = EventFilter::default();
@@ -130,9 +154,10 @@ fn view(title: &str, description: &str) -> AuctionView {
             seller: name("sam"),
             state: AuctionState::Open,
             price: Amount::from_minor(100),
-            leader: Some(name("ann")),
+            leader: Some(alias(1)),
             bids: 2,
             ends_at: Timestamp(2_000_000),
+            ended_at: None,
             reserve_met: None,
         },
         description: description.into(),
@@ -154,7 +179,7 @@ fn inert(text: &str) -> bool {
 #[test]
 fn the_forged_buy_now_line_of_the_issue_cannot_hide_the_real_one() {
     let v = view("Bike", "Nice bike\n  buy now for 5.00\x1b]0;");
-    let text = reply_text("show", &Reply::Auction(v), &ctx(None));
+    let text = reply_text("show", &Reply::Auction(v), &ctx());
     assert!(inert(&text), "{text:?}");
     assert!(text.contains("  Nice bike\n    buy now for 5.00\\u{1b}]0;\n"), "{text}");
     assert!(text.contains("\n  buy now for 5000.00"), "{text}");
@@ -169,8 +194,8 @@ proptest::proptest! {
         let v = view(&title, &description);
         let list = Reply::Auctions(vec![v.summary.clone()]);
         for text in [
-            reply_text("show", &Reply::Auction(v.clone()), &ctx(None)),
-            reply_text("auctions", &list, &ctx(None)),
+            reply_text("show", &Reply::Auction(v.clone()), &ctx()),
+            reply_text("auctions", &list, &ctx()),
         ] {
             proptest::prop_assert!(inert(&text), "{:?}", text);
         }
@@ -180,7 +205,7 @@ proptest::proptest! {
 #[test]
 fn list_columns_are_cut_by_display_width() {
     let list = Reply::Auctions(vec![view("日本の古い自転車とランプと時計", "").summary]);
-    let text = reply_text("auctions", &list, &ctx(None));
+    let text = reply_text("auctions", &list, &ctx());
     assert!(text.contains("  日本の古い自転車とラン… "), "{text}");
 }
 
@@ -189,30 +214,29 @@ fn a_tie_is_not_called_a_higher_maximum() {
     let o = Outcome::Accepted {
         auction: AuctionId(3),
         price: Amount::from_minor(800),
-        leader: name("ben"),
+        leader: alias(2),
     };
-    let me = name("ann");
-    let tie = Ctx { bid: Some(Amount::from_minor(800)), ..ctx(Some(&me)) };
+    let tie = Ctx { bid: Some(Amount::from_minor(800)), ..ctx() };
     assert_eq!(
         outcome_text(&o, &tie),
-        "bid accepted on #3: price 8.00, ben leads (an equal maximum, placed earlier)"
+        "bid accepted on #3: price 8.00, bidder 2 leads (an equal maximum, placed earlier)"
     );
 }
 
 #[test]
 fn next_bid_is_right_for_the_leader_and_at_the_top_of_the_range() {
-    let ann = name("ann");
     let mut v = view("Lamp", "");
+    v.summary.leader = Some(you(1, "ann"));
     v.your_minimum = Some(Amount::from_minor(501));
-    let text = reply_text("show", &Reply::Auction(v.clone()), &ctx(Some(&ann)));
+    let text = reply_text("show", &Reply::Auction(v.clone()), &ctx());
     assert!(text.contains("you lead") && text.contains("raise your maximum: at least 5.01"));
-    let bob = name("bob");
+    v.summary.leader = Some(alias(1));
     v.your_minimum = Some(Amount::from_minor(110));
-    let text = reply_text("show", &Reply::Auction(v.clone()), &ctx(Some(&bob)));
+    let text = reply_text("show", &Reply::Auction(v.clone()), &ctx());
     assert!(text.contains("next bid at least 1.10"), "{text}");
     v.minimum_bid = None;
     v.your_minimum = None;
-    let text = reply_text("show", &Reply::Auction(v), &ctx(Some(&bob)));
+    let text = reply_text("show", &Reply::Auction(v), &ctx());
     assert!(text.contains("no further bid is possible"), "{text}");
 }
 
@@ -241,4 +265,43 @@ fn new_refusals_say_what_to_do() {
     );
     let r = RejectReason::BuyNowPriceDiffers { buy_now: Amount::from_minor(500_000) };
     assert!(reason_text(&r).contains("5000.00"));
+}
+
+#[test]
+fn an_ended_auction_says_when_it_ended_not_its_old_deadline() {
+    let mut v = view("Lamp", "");
+    v.summary.state = AuctionState::Bought;
+    v.summary.ended_at = Some(Timestamp(1_000_000 - 180_000));
+    v.summary.ends_at = Timestamp(1_000_000 + 476_000);
+    for (command, reply) in [
+        ("show", Reply::Auction(v.clone())),
+        ("auctions", Reply::Auctions(vec![v.summary.clone()])),
+    ] {
+        let text = reply_text(command, &reply, &ctx());
+        assert!(text.contains("bought 3m 0s ago"), "{text}");
+        assert!(!text.contains("7m 56s"), "{text}");
+    }
+    // Without the end time (an older server): the state alone, never a countdown.
+    v.summary.ended_at = None;
+    let text = reply_text("show", &Reply::Auction(v), &ctx());
+    assert!(text.ends_with("\n  bought"), "{text}");
+}
+
+#[test]
+fn history_names_bidders_as_the_server_showed_them() {
+    let record = |seq, bidder| BidRecord {
+        seq: Seq(seq),
+        at: Timestamp(1_000_000 - 60_000),
+        bidder,
+        kind: BidKind::Plain,
+        price: Amount::from_minor(100 * seq),
+    };
+    let seller_sees = Bidder::Named { alias: BidderAlias(2), name: name("bob") };
+    let bids = vec![record(1, you(1, "ann")), record(2, alias(2)), record(3, seller_sees)];
+    let text = reply_text("history", &Reply::History(bids), &ctx());
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].contains("you "), "{text}");
+    assert!(lines[1].contains("bidder 2 "), "{text}");
+    assert!(lines[2].contains("bob "), "{text}");
+    assert!(!text.contains("ann"), "the name of \"you\" is not needed: {text}");
 }

@@ -10,7 +10,6 @@ use auction_client::exit::Exit;
 use auction_client::parse::{COMMANDS, Command, ParseError, help_for, parse_line};
 use auction_client::render::{self, Ctx, EventFilter};
 use auction_proto::AuctionId;
-use auction_proto::msg::auction::BidderName;
 use auction_proto::msg::client::PushEvent;
 use rustyline::completion::{Completer, Pair};
 use rustyline::error::ReadlineError;
@@ -65,8 +64,7 @@ pub(crate) fn run(
     };
     let color = app.color && !app.json;
     let json = app.json;
-    let me = Arc::clone(&app.me);
-    let printing = runtime.spawn(print_events(events, printer, color, json, me));
+    let printing = runtime.spawn(print_events(events, printer, color, json));
     if !app.json {
         match runtime.block_on(app.session.connect()) {
             Ok(()) => {
@@ -173,7 +171,6 @@ async fn print_events(
     mut print: Box<dyn FnMut(String) + Send>,
     color: bool,
     json: bool,
-    me: Arc<Mutex<Option<BidderName>>>,
 ) {
     let mut filter = EventFilter::default();
     while let Some(ev) = events.recv().await {
@@ -183,8 +180,8 @@ async fn print_events(
         let text = if json {
             render::event_json(&ev).to_string()
         } else {
-            let me = me.lock().ok().and_then(|m| m.clone());
-            let ctx = Ctx { color, now: Some(ev.at), me: me.as_ref(), bid: None };
+            // The server says "you" in the event itself: no name to compare here.
+            let ctx = Ctx { color, now: Some(ev.at), bid: None };
             render::event_text(&ev, &ctx)
         };
         print(text);

@@ -5,13 +5,14 @@
 
 mod common;
 
+use std::collections::BTreeSet;
 use std::process::Stdio;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use auction_proto::msg::auction::{
-    AuctionEvent, AuctionState, AuctionSummary, AuctionView, BidderName, IncrementRule, Outcome,
-    RejectReason,
+    AuctionEvent, AuctionState, AuctionSummary, AuctionView, Bidder, BidderAlias, BidderName,
+    IncrementRule, Outcome, RejectReason,
 };
 use auction_proto::msg::client::{
     ClientError, PushEvent, Reply, Request, RequestBody, ServerToClient,
@@ -39,6 +40,7 @@ fn bike() -> AuctionView {
             leader: None,
             bids: 0,
             ends_at: Timestamp(2_000_000),
+            ended_at: None,
             reserve_met: None,
         },
         description: String::new(),
@@ -52,14 +54,37 @@ fn bike() -> AuctionView {
     }
 }
 
+/// #2 as `show` gives it: bought by bidder 1 for 60.00, 3 minutes before the server's `now`
+/// (1,000 s), with a reserve of 20.00 and the deadline it no longer has 16 minutes later.
+fn bought_lamp() -> AuctionView {
+    let mut view = bike();
+    view.summary = AuctionSummary {
+        id: AuctionId(2),
+        title: "Lamp".into(),
+        state: AuctionState::Bought,
+        price: Amount::from_minor(6000),
+        leader: Some(Bidder::Alias(BidderAlias(1))),
+        bids: 1,
+        ended_at: Some(Timestamp(1_000_000 - 180_000)),
+        reserve_met: Some(true),
+        ..view.summary
+    };
+    view.minimum_bid = None;
+    view.buy_now = None;
+    view
+}
+
 /// A server with a small auction world: `alice`/`secret` can log in; bids on #1 of at least
-/// 5.00 are accepted, lower ones are too low; #1 can be bought for exactly 60.00; #9 does not
-/// exist; buying #2 needs a login.
+/// 5.00 are accepted at their amount with alice leading ("you" to her session, bidder 1 to
+/// others), lower ones are too low; #1 can be bought for exactly 60.00, #2 was bought; #9
+/// does not exist; buying #2 needs a login.
 fn world() -> common::Script {
-    Arc::new(|req: &Request, _| {
+    let alice_on: Arc<Mutex<BTreeSet<usize>>> = Arc::default();
+    Arc::new(move |req: &Request, conn| {
         let reply = match &req.body {
             RequestBody::Hello { .. } => return vec![welcome(req, 1, vec![])],
             RequestBody::Login { name, token } if token == "secret" => {
+                alice_on.lock().unwrap().insert(conn);
                 Reply::Identity { name: Some(name.clone()) }
             }
             RequestBody::Login { .. } => {
@@ -73,16 +98,19 @@ fn world() -> common::Script {
                 return vec![answer(req, 1, Err(ClientError::UnknownAuction))];
             }
             RequestBody::Bid { auction, amount, .. } if *amount >= Amount::from_minor(500) => {
-                Reply::Outcome(Outcome::Accepted {
-                    auction: *auction,
-                    price: *amount,
-                    leader: name("alice"),
-                })
+                let alias = BidderAlias(1);
+                let leader = if alice_on.lock().unwrap().contains(&conn) {
+                    Bidder::You { alias, name: name("alice") }
+                } else {
+                    Bidder::Alias(alias)
+                };
+                Reply::Outcome(Outcome::Accepted { auction: *auction, price: *amount, leader })
             }
             RequestBody::Bid { .. } => Reply::Outcome(Outcome::Rejected {
                 reason: RejectReason::TooLow { minimum: Amount::from_minor(500) },
             }),
             RequestBody::ShowAuction { auction: AuctionId(1) } => Reply::Auction(bike()),
+            RequestBody::ShowAuction { auction: AuctionId(2) } => Reply::Auction(bought_lamp()),
             RequestBody::BuyNow { auction: AuctionId(1), price } => {
                 Reply::Outcome(if *price == Amount::from_minor(6000) {
                     Outcome::Bought { auction: AuctionId(1), price: *price }
@@ -111,7 +139,7 @@ fn world() -> common::Script {
                     event: AuctionEvent::NewHighBid {
                         auction: AuctionId(1),
                         price: Amount::from_minor(700),
-                        leader: name("bob"),
+                        leader: Bidder::Alias(BidderAlias(2)),
                     },
                 };
                 return vec![ok(req, Reply::Subscribed), Act::Send(ServerToClient::Event(ev))];
@@ -190,9 +218,21 @@ async fn one_shot_success_prints_text_and_exits_0() {
     let r = run(&fake, &["bid", "1", "12.50"], "").await;
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
     // The fake accepts at the bid's own amount with alice leading: under the real rules, a tie.
-    let tie = "bid accepted on #1: price 12.50, alice leads (an equal maximum, placed earlier)";
+    // Not logged in as alice, the session knows her only as bidder 1.
+    let tie = "bid accepted on #1: price 12.50, bidder 1 leads (an equal maximum, placed earlier)";
     assert_eq!(r.stdout.trim(), tie);
     assert!(!r.stdout.contains('\x1b'), "no colour when stdout is not a terminal");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn show_says_when_a_bought_auction_was_bought() {
+    let fake = Fake::start(1, world()).await;
+    let r = run(&fake, &["show", "2"], "").await;
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("bought 3m 0s ago"), "{}", r.stdout);
+    assert!(!r.stdout.contains(" in "), "no countdown to the old deadline: {}", r.stdout);
+    assert!(r.stdout.contains("reserve met"), "{}", r.stdout);
+    assert!(r.stdout.contains("leader bidder 1"), "{}", r.stdout);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -317,7 +357,7 @@ async fn shell_prints_pushed_events() {
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let found = tokio::time::timeout(Duration::from_secs(10), async {
         while let Some(line) = lines.next_line().await.unwrap() {
-            if line.contains("#1: new price 7.00, bob leads") {
+            if line.contains("#1: new price 7.00, bidder 2 leads") {
                 return true;
             }
         }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use auction_client::session::{Session, SessionConfig, SessionError};
-use auction_proto::msg::auction::{AuctionEvent, BidderName, Outcome};
+use auction_proto::msg::auction::{AuctionEvent, Bidder, BidderAlias, BidderName, Outcome};
 use auction_proto::msg::client::{
     ClientError, PushEvent, Reply, Request, RequestBody, ServerToClient,
 };
@@ -33,6 +33,11 @@ fn alice() -> BidderName {
     BidderName::new("alice").unwrap()
 }
 
+/// alice as her own session is shown her.
+fn alice_you() -> Bidder {
+    Bidder::You { alias: BidderAlias(1), name: alice() }
+}
+
 fn bid() -> RequestBody {
     RequestBody::Bid { auction: AuctionId(1), amount: Amount::from_minor(1250), expected: None }
 }
@@ -41,7 +46,7 @@ fn accepted() -> Reply {
     Reply::Outcome(Outcome::Accepted {
         auction: AuctionId(1),
         price: Amount::from_minor(1250),
-        leader: alice(),
+        leader: alice_you(),
     })
 }
 
@@ -213,7 +218,7 @@ async fn pushed_events_reach_the_sink() {
         at: Timestamp(5),
         event: AuctionEvent::Outbid {
             auction: AuctionId(1),
-            bidder: alice(),
+            bidder: alice_you(),
             price: Amount::from_minor(900),
         },
     };

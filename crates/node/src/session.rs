@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use auction_core::token_hash_matches;
+use auction_core::{Event, token_hash_matches};
 use auction_proto::msg::auction::{AuctionEvent, BidKind, BidderName, Outcome};
 use auction_proto::msg::client::{
     AdminOp, ClientError, ClientInfo, PushEvent, Reply, Request, RequestBody, Response,
@@ -246,14 +246,17 @@ impl Sessions {
                 Ok(Reply::Identity { name: Some(name) })
             }
             RequestBody::Whoami => Ok(Reply::Identity { name: c.bidder.clone() }),
-            RequestBody::ListAuctions { filter } => Ok(Reply::Auctions(machine.auctions(filter))),
+            RequestBody::ListAuctions { filter } => {
+                Ok(Reply::Auctions(machine.auctions_for(filter, c.bidder.as_ref())))
+            }
             RequestBody::ShowAuction { auction } => machine
                 .auction_for(auction, c.bidder.as_ref())
                 .map(Reply::Auction)
                 .ok_or(ClientError::UnknownAuction),
-            RequestBody::History { auction } => {
-                machine.history(auction).map(Reply::History).ok_or(ClientError::UnknownAuction)
-            }
+            RequestBody::History { auction } => machine
+                .history_for(auction, c.bidder.as_ref())
+                .map(Reply::History)
+                .ok_or(ClientError::UnknownAuction),
             RequestBody::Subscribe { auction } => {
                 c.watch = Some(auction.map_or(Watch::All, Watch::One));
                 Ok(Reply::Subscribed)
@@ -394,19 +397,20 @@ impl Sessions {
     }
 
     /// Pushes events applied at `seq` to the subscribed clients.
-    pub fn push(&mut self, seq: Seq, at: Timestamp, events: &[AuctionEvent]) {
+    pub fn push(&mut self, seq: Seq, at: Timestamp, events: &[Event]) {
         let mut slow = Vec::new();
         for (id, c) in &mut self.conns {
             let Some(watch) = &c.watch else { continue };
             for event in events {
+                let event = event.for_viewer(c.bidder.as_ref());
                 let wanted = match watch {
                     Watch::All => true,
-                    Watch::One(a) => event_auction(event) == *a,
+                    Watch::One(a) => event_auction(&event) == *a,
                 };
                 if !wanted {
                     continue;
                 }
-                let msg = ServerToClient::Event(PushEvent { seq, at, event: event.clone() });
+                let msg = ServerToClient::Event(PushEvent { seq, at, event });
                 if c.tx.try_send(msg).is_err() {
                     slow.push(*id);
                     break;

@@ -6,7 +6,9 @@ mod common;
 
 use std::time::Duration;
 
-use auction_proto::msg::auction::{AuctionState, BidderName, Outcome, RejectReason};
+use auction_proto::msg::auction::{
+    AuctionEvent, AuctionState, Bidder, BidderAlias, BidderName, Outcome, RejectReason,
+};
 use auction_proto::msg::client::{ClientError, ListFilter, Reply, RequestBody, ServerToClient};
 use auction_proto::{Amount, AuctionId, RequestNo, Seq};
 use common::{Client, TestCluster, bid, open_auction, outcome};
@@ -151,7 +153,66 @@ fn a_full_cluster_restart_keeps_every_acknowledged_bid() {
     assert_eq!(list[0].state, AuctionState::Open);
     // One bidder raising their own maximum: the price stays at the start (proxy bidding).
     assert_eq!(list[0].price, Amount::from_minor(1000));
-    assert_eq!(list[0].leader.as_ref().map(|b| b.as_str()), Some("alice"));
+    // Read by nobody in particular: alice is shown as bidder 1.
+    assert_eq!(list[0].leader.as_ref().map(ToString::to_string).as_deref(), Some("bidder 1"));
+}
+
+#[test]
+fn bidders_are_shown_by_alias_except_to_the_seller_and_to_themselves() {
+    let cluster = TestCluster::start(1);
+    let addr = cluster.nodes[0].client;
+    let mut seller = Client::connect(addr).unwrap();
+    seller.register_and_login("seller");
+    let auction = open_auction(&mut seller, "globe");
+    let mut alice = Client::connect(addr).unwrap();
+    alice.register_and_login("alice");
+    let mut bob = Client::connect(addr).unwrap();
+    bob.register_and_login("bob");
+    let mut watcher = Client::connect(addr).unwrap();
+    for c in [&mut seller, &mut alice, &mut watcher] {
+        let r = c.request(RequestBody::Subscribe { auction: Some(auction) }).unwrap();
+        assert!(r.result.is_ok(), "{r:?}");
+    }
+    let name = |n: &str| BidderName::new(n).unwrap();
+    let alias = |n| Bidder::Alias(BidderAlias(n));
+    let you = |n, who| Bidder::You { alias: BidderAlias(n), name: name(who) };
+    let named = |n, who| Bidder::Named { alias: BidderAlias(n), name: name(who) };
+    assert!(matches!(bid(&mut alice, auction, 1000), Outcome::Accepted { .. }));
+    let price = Amount::from_minor(1100);
+    assert_eq!(
+        bid(&mut bob, auction, 1500),
+        Outcome::Accepted { auction, price, leader: you(2, "bob") }
+    );
+    // The events were pushed before the answers to these.
+    for c in [&mut seller, &mut alice, &mut watcher] {
+        c.request(RequestBody::Whoami).unwrap();
+    }
+    let outbid = |c: &Client| {
+        let mut shown = c.events.iter().filter_map(|e| match &e.event {
+            AuctionEvent::Outbid { bidder, .. } => Some(bidder.clone()),
+            _ => None,
+        });
+        shown.next()
+    };
+    assert_eq!(outbid(&watcher), Some(alias(1)));
+    assert_eq!(outbid(&alice), Some(you(1, "alice")));
+    assert_eq!(outbid(&seller), Some(named(1, "alice")));
+    let history = |c: &mut Client| {
+        let r = c.request(RequestBody::History { auction }).unwrap();
+        let Ok(Reply::History(h)) = r.result else { panic!("history: {r:?}") };
+        h.into_iter().map(|b| b.bidder).collect::<Vec<_>>()
+    };
+    assert_eq!(history(&mut watcher), [alias(1), alias(2)]);
+    assert_eq!(history(&mut alice), [you(1, "alice"), alias(2)]);
+    assert_eq!(history(&mut seller), [named(1, "alice"), named(2, "bob")]);
+    let leader = |c: &mut Client| {
+        let r = c.request(RequestBody::ListAuctions { filter: ListFilter::All }).unwrap();
+        let Ok(Reply::Auctions(list)) = r.result else { panic!("list: {r:?}") };
+        list[0].leader.clone()
+    };
+    assert_eq!(leader(&mut watcher), Some(alias(2)));
+    assert_eq!(leader(&mut bob), Some(you(2, "bob")));
+    assert_eq!(leader(&mut seller), Some(named(2, "bob")));
 }
 
 #[test]

@@ -96,18 +96,29 @@ mod checker {
         BidOp, FinalState, History, Invocation, Observation, OpResult, Opened, check,
     };
     use auction_proto::msg::auction::{
-        AuctionState, AuctionSummary, BidKind, BidRecord, BidderName, Outcome, RejectReason,
+        AuctionState, AuctionSummary, BidKind, BidRecord, Bidder, BidderAlias, BidderName, Outcome,
+        RejectReason,
     };
     use auction_proto::msg::client::ClientError;
     use auction_proto::{Amount, AuctionId, Seq, Timestamp};
 
     const OPEN_AT: u64 = 1_000_000;
 
+    /// `name` as the seller sees them (alice is bidder 1, bob 2, anybody else 3).
+    fn named(name: &str) -> Bidder {
+        let alias = BidderAlias(match name {
+            "alice" => 1,
+            "bob" => 2,
+            _ => 3,
+        });
+        Bidder::Named { alias, name: BidderName::new(name).unwrap() }
+    }
+
     fn record(seq: u64, bidder: &str, kind: BidKind, price: u64) -> BidRecord {
         BidRecord {
             seq: Seq(seq),
             at: Timestamp(OPEN_AT + seq),
-            bidder: BidderName::new(bidder).unwrap(),
+            bidder: named(bidder),
             kind,
             price: Amount::from_minor(price),
         }
@@ -126,12 +137,14 @@ mod checker {
         }
     }
 
+    /// `Accepted` for the leader's own bid.
     fn accepted(price: u64, leader: &str, applied: u64) -> OpResult {
+        let Bidder::Named { alias, name } = named(leader) else { unreachable!() };
         OpResult::Ok {
             outcome: Outcome::Accepted {
                 auction: AuctionId(1),
                 price: Amount::from_minor(price),
-                leader: BidderName::new(leader).unwrap(),
+                leader: Bidder::You { alias, name },
             },
             applied: Seq(applied),
         }
@@ -147,9 +160,10 @@ mod checker {
             seller: BidderName::new("seller").unwrap(),
             state: AuctionState::Open,
             price: Amount::from_minor(1100),
-            leader: Some(BidderName::new("bob").unwrap()),
+            leader: Some(named("bob")),
             bids: 2,
             ends_at: Timestamp(OPEN_AT + s.duration.as_millis() as u64),
+            ended_at: None,
             reserve_met: None,
         };
         let hist = vec![
@@ -182,7 +196,7 @@ mod checker {
                 Observation {
                     client: 1,
                     applied: Seq(11),
-                    view: Some((AuctionId(1), (1100, Some("bob".into()), 2))),
+                    view: Some((AuctionId(1), (1100, Some("bidder 2".into()), 2))),
                 },
                 Observation { client: 0, applied: Seq(12), view: None },
             ],
@@ -264,8 +278,7 @@ mod checker {
         assert_caught(&h, "integrity");
         let mut h = clean();
         for f in &mut h.finals {
-            f.histories.get_mut(&AuctionId(1)).unwrap()[1].bidder =
-                BidderName::new("mallory").unwrap();
+            f.histories.get_mut(&AuctionId(1)).unwrap()[1].bidder = named("mallory");
         }
         assert_caught(&h, "integrity");
     }
@@ -280,7 +293,7 @@ mod checker {
         assert_caught(&h, "auction-rules");
         let mut h = clean();
         for f in &mut h.finals {
-            f.auctions[0].leader = Some(BidderName::new("alice").unwrap());
+            f.auctions[0].leader = Some(named("alice"));
         }
         assert_eq!(properties(&h), vec!["auction-rules"]);
         // A valid bid answered TooLow.
@@ -295,7 +308,7 @@ mod checker {
         h.observations.push(Observation { client: 1, applied: Seq(10), view: None });
         assert_eq!(properties(&h), vec!["reads"]);
         let mut h = clean();
-        h.observations[2].view = Some((AuctionId(1), (1000, Some("alice".into()), 1)));
+        h.observations[2].view = Some((AuctionId(1), (1000, Some("bidder 1".into()), 1)));
         assert_eq!(properties(&h), vec!["reads"]);
     }
 

@@ -7,7 +7,7 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::auth::ClusterKey;
-use crate::msg::auction::{BidderName, Outcome};
+use crate::msg::auction::{Bidder, BidderAlias, BidderName, Outcome};
 use crate::msg::client::{ClientError, Reply, Request, RequestBody, Response};
 use crate::msg::discovery::{DiscoveryMsg, NodeInfo};
 use crate::msg::peer::{MembershipMsg, OrderingMsg};
@@ -379,7 +379,7 @@ fn encoded_sizes_are_pinned() {
         result: Ok(Reply::Outcome(Outcome::Accepted {
             auction: AuctionId(17),
             price: Amount::from_minor(12_50),
-            leader: BidderName::new("alice").unwrap(),
+            leader: Bidder::You { alias: BidderAlias(1), name: BidderName::new("alice").unwrap() },
         })),
     });
     let unavailable = ServerToClient::Response(Response {
@@ -425,7 +425,7 @@ fn encoded_sizes_are_pinned() {
     ];
     let expected = [
         ("client Bid request", 16),
-        ("client Accepted response", 26),
+        ("client Accepted response", 28),
         ("client Unavailable response", 22),
         ("peer Ack", 136),
         ("peer Commit", 138),

@@ -3,8 +3,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use auction_core::Event;
 use auction_ordering::{Snapshot, StoreId};
-use auction_proto::msg::auction::{AuctionEvent, Outcome};
+use auction_proto::msg::auction::Outcome;
 use auction_proto::msg::client::Role;
 use auction_proto::msg::log::{ConfigChange, LogEntry, RequestId};
 use auction_proto::msg::peer::PeerBody;
@@ -109,8 +110,8 @@ pub enum Action {
         seq: Seq,
         /// Its sequencer time.
         at: Timestamp,
-        /// The events, in order.
-        events: Vec<AuctionEvent>,
+        /// The events, in order; render each for its watcher with [`Event::for_viewer`].
+        events: Vec<Event>,
     },
     /// A committed entry was applied to the state machine. Emitted only after
     /// [`crate::Replica::set_observe`]`(true)` (simulations, audit logs); drivers that do not

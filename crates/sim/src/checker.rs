@@ -131,18 +131,19 @@ fn replay(
             }
         }
         for ev in &applied.events {
-            match ev {
+            // As the seller sees it: the winner by name, to compare with the bidders' maxima.
+            match ev.for_viewer(Some(ev.seller())) {
                 AuctionEvent::NewHighBid { auction, price, .. } => {
-                    let p = prices.entry(*auction).or_default();
+                    let p = prices.entry(auction).or_default();
                     if price.minor() < *p {
                         rules(format!("{auction:?} price dropped at {seq:?}"));
                     }
                     *p = price.minor();
                 }
                 AuctionEvent::Closed { auction, winner, .. } => {
-                    ended.insert(*auction);
-                    if let Some(w) = winner {
-                        let bids = maxes.get(auction).cloned().unwrap_or_default();
+                    ended.insert(auction);
+                    if let Some(w) = winner.as_ref().and_then(|w| w.name()) {
+                        let bids = maxes.get(&auction).cloned().unwrap_or_default();
                         let top = bids.values().copied().max().unwrap_or(0);
                         if bids.get(w.as_str()).copied().unwrap_or(0) < top {
                             rules(format!("{auction:?} won by {w} without the highest max"));

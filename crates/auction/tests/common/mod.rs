@@ -108,13 +108,35 @@ impl H {
         self.now += ms;
     }
 
+    /// The list line of `a` as anybody sees it.
     pub fn summary(&self, a: AuctionId) -> AuctionSummary {
         self.m.auction(a).unwrap().summary
     }
+
+    /// The list line of `a` as `who` sees it.
+    pub fn summary_for(&self, a: AuctionId, who: &str) -> AuctionSummary {
+        self.m.auction_for(a, Some(&name(who))).unwrap().summary
+    }
 }
 
-pub fn accepted(a: AuctionId, price: u64, leader: &str) -> Outcome {
-    Outcome::Accepted { auction: a, price: amt(price), leader: name(leader) }
+/// `Accepted` as the bidder is told: `leader` is [`you`] or [`alias`].
+pub fn accepted(a: AuctionId, price: u64, leader: Bidder) -> Outcome {
+    Outcome::Accepted { auction: a, price: amt(price), leader }
+}
+
+/// The viewer themself, bidder `n` of the auction.
+pub fn you(n: u32, who: &str) -> Bidder {
+    Bidder::You { alias: BidderAlias(n), name: name(who) }
+}
+
+/// Bidder `n` of the auction, as anybody but the seller and themself sees them.
+pub fn alias(n: u32) -> Bidder {
+    Bidder::Alias(BidderAlias(n))
+}
+
+/// Bidder `n` of the auction as the seller sees them.
+pub fn named(n: u32, who: &str) -> Bidder {
+    Bidder::Named { alias: BidderAlias(n), name: name(who) }
 }
 
 pub fn rejected(reason: RejectReason) -> Outcome {

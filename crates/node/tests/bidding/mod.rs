@@ -318,8 +318,7 @@ impl Worker {
         let conn = self.conn.as_mut().unwrap();
         match conn.call(no, RequestBody::ShowAuction { auction }) {
             Ok(Response { applied, result: Ok(Reply::Auction(a)), .. }) => {
-                let s = &a.summary;
-                let view = (s.price.minor(), s.leader.as_ref().map(ToString::to_string), s.bids);
+                let view = workload_check::view_of(&a.summary);
                 self.observe(applied, Some((auction, view)));
             }
             Ok(_) => {}
@@ -359,6 +358,8 @@ pub struct Workload {
     workers: Vec<Worker>,
     heal_at: Option<Duration>,
     took: Duration,
+    /// The seller's token: the final state is read as the seller, who sees the bidders' names.
+    seller_token: String,
 }
 
 impl Workload {
@@ -366,7 +367,7 @@ impl Workload {
     /// client addresses, tried in that order by the clients).
     pub fn setup(seed: u64, addrs: &[SocketAddr]) -> Self {
         let mut seller = Client::connect(addrs[0]).unwrap();
-        seller.register_and_login("seller");
+        let seller_token = seller.register_and_login("seller");
         let mut opened = Vec::new();
         for title in ["lamp", "clock"] {
             let s = spec(title, 30);
@@ -403,7 +404,7 @@ impl Workload {
                 trouble: [0; 3],
             });
         }
-        Self { seed, opened, auctions, workers, heal_at: None, took: Duration::ZERO }
+        Self { seed, opened, auctions, workers, heal_at: None, took: Duration::ZERO, seller_token }
     }
 
     /// The auctions the setup opened.
@@ -484,6 +485,12 @@ impl Workload {
                 std::thread::sleep(Duration::from_millis(100));
                 continue;
             };
+            let name = BidderName::new("seller").unwrap();
+            let login = RequestBody::Login { name, token: self.seller_token.clone() };
+            if !matches!(c.request(login).map(|r| r.result), Ok(Ok(Reply::Identity { .. }))) {
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            }
             let r = c.request(RequestBody::ListAuctions { filter: ListFilter::All }).unwrap();
             let Ok(Reply::Auctions(list)) = r.result else { panic!("list at node {i}: {r:?}") };
             let mut histories = BTreeMap::new();

@@ -3,7 +3,8 @@
 //! The simulation's checker (`auction_sim::checker`) reads every server's applied log; real
 //! processes do not expose theirs, so this one works from what clients can observe: each
 //! client's requests with their final results and the applied seqs of its responses, and the
-//! final state (auction list and bid histories) read from every node. The property names are
+//! final state (auction list and bid histories) read from every node as the seller (who alone
+//! sees the bidders' names; reads show the leader by alias). The property names are
 //! the simulation's: `agreement`, `integrity`, `durability`, `auction-rules`, `reads`,
 //! `liveness`.
 //!
@@ -21,7 +22,7 @@ use std::time::Duration;
 
 use auction_core::AuctionMachine;
 use auction_proto::msg::auction::{
-    AuctionSpec, AuctionSummary, BidKind, BidRecord, BidderName, Outcome,
+    AuctionSpec, AuctionSummary, BidKind, BidRecord, Bidder, BidderName, Outcome,
 };
 use auction_proto::msg::client::{ClientError, ListFilter};
 use auction_proto::msg::log::{Command, EntryPayload, LogEntry, Operation};
@@ -80,8 +81,19 @@ pub struct Invocation {
     pub result: OpResult,
 }
 
-/// What a read showed of an auction: `(price, leader, bids)`.
+/// What a read showed of an auction: `(price, leader's alias, bids)`.
 pub type View = (u64, Option<String>, u32);
+
+/// What a read shows of `s`, whoever read it: the leader by alias (`bidder 2`).
+pub fn view_of(s: &AuctionSummary) -> View {
+    (s.price.minor(), s.leader.as_ref().map(|l| l.alias().to_string()), s.bids)
+}
+
+/// A bidder's name as the seller is shown it (empty if the final state was read by somebody
+/// else, which then attributes nothing).
+fn name_of(b: &Bidder) -> &str {
+    b.name().map_or("", BidderName::as_str)
+}
 
 /// One successful response a client received, in the order received.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -93,7 +105,7 @@ pub struct Observation {
     pub view: Option<(AuctionId, View)>,
 }
 
-/// What one node showed at the end.
+/// What one node showed at the end, to the seller.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FinalState {
     pub node: usize,
@@ -218,7 +230,7 @@ fn attribute(
     let mut matched: BTreeSet<(usize, u64)> = BTreeSet::new();
     let mut maxima = BTreeMap::new();
     for (seq, (auction, r)) in &records {
-        let Some(client) = h.bidders.iter().position(|b| b.as_str() == r.bidder.as_str()) else {
+        let Some(client) = h.bidders.iter().position(|b| b.as_str() == name_of(&r.bidder)) else {
             out.push(v("integrity", format!("{auction:?} {seq:?}: {r:?} by no client's bidder")));
             complete = false;
             continue;
@@ -340,10 +352,6 @@ fn bid_entry(
     }
 }
 
-fn summary_view(s: &AuctionSummary) -> View {
-    (s.price.minor(), s.leader.as_ref().map(ToString::to_string), s.bids)
-}
-
 /// Auction rules: prices never drop; replaying the attributed bids on the reference machine
 /// gives each record's price, each single-attempt rejection's answer, and the final state
 /// (whose leader thereby holds the highest maximum).
@@ -369,10 +377,10 @@ fn rules(
         let mut top: Option<(u64, &str)> = None;
         for (_, r, max) in maxima.values().filter(|(a, _, _)| *a == s.id) {
             if top.is_none_or(|(m, _)| *max > m) {
-                top = Some((*max, r.bidder.as_str()));
+                top = Some((*max, name_of(&r.bidder)));
             }
         }
-        if s.leader.as_ref().map(BidderName::as_str) != top.map(|(_, b)| b) {
+        if s.leader.as_ref().map(name_of) != top.map(|(_, b)| b) {
             out.push(v(
                 "auction-rules",
                 format!("{:?} led by {:?}, the highest maximum is {top:?}", s.id, s.leader),
@@ -404,7 +412,7 @@ fn rules(
             None => {
                 let (auction, r, max) = &maxima[&seq];
                 last_at = r.at;
-                let e = bid_entry(seq, r.at, *auction, r.bidder.as_str(), *max, r.kind);
+                let e = bid_entry(seq, r.at, *auction, name_of(&r.bidder), *max, r.kind);
                 let got = m.apply(&e).outcome;
                 let ok = matches!(&got, Outcome::Accepted { price, .. } if *price == r.price);
                 if !ok {
@@ -434,9 +442,8 @@ fn rules(
             }
         }
     }
-    let want: Vec<_> =
-        m.auctions(ListFilter::All).iter().map(|s| (s.id, summary_view(s))).collect();
-    let got: Vec<_> = reference.auctions.iter().map(|s| (s.id, summary_view(s))).collect();
+    let want: Vec<_> = m.auctions(ListFilter::All).iter().map(|s| (s.id, view_of(s))).collect();
+    let got: Vec<_> = reference.auctions.iter().map(|s| (s.id, view_of(s))).collect();
     if want != got {
         out.push(v("auction-rules", format!("final auctions {got:?}, reference {want:?}")));
     }
@@ -466,9 +473,9 @@ fn reads(
     for o in views {
         let Some((auction, view)) = &o.view else { continue };
         while let Some((seq, (a, r, max))) = records.next_if(|(s, _)| **s <= o.applied) {
-            m.apply(&bid_entry(*seq, r.at, *a, r.bidder.as_str(), *max, r.kind));
+            m.apply(&bid_entry(*seq, r.at, *a, name_of(&r.bidder), *max, r.kind));
         }
-        let want = m.auction(*auction).map(|a| summary_view(&a.summary));
+        let want = m.auction(*auction).map(|a| view_of(&a.summary));
         if want.as_ref() != Some(view) {
             out.push(v(
                 "reads",

@@ -91,6 +91,79 @@ impl fmt::Debug for BidderName {
     }
 }
 
+/// A bidder's number in one auction, shown as `bidder 3`: 1 for the first bidder to bid on it,
+/// 2 for the next new one, and so on. Assigned by the state machine at a bidder's first
+/// accepted bid and never changed, so every replica (and every snapshot) agrees on it. The
+/// same bidder has unrelated numbers in different auctions.
+#[cfg_attr(any(test, feature = "proptest"), derive(proptest_derive::Arbitrary))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct BidderAlias(pub u32);
+
+impl fmt::Display for BidderAlias {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "bidder {}", self.0)
+    }
+}
+
+/// A bidder of one auction as one viewer may see them: by alias for everybody, by name for the
+/// auction's seller, and as themself ("you") for the bidder. Public histories, events, lists
+/// and answers name bidders only through this type; the state machine picks the variant for
+/// the viewer (`auction-core`'s `history_for`, `Event::for_viewer`).
+#[cfg_attr(any(test, feature = "proptest"), derive(proptest_derive::Arbitrary))]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Bidder {
+    /// Another bidder, known to this viewer only by their alias.
+    Alias(BidderAlias),
+    /// A bidder named to the auction's seller.
+    Named {
+        /// Their alias in this auction.
+        alias: BidderAlias,
+        /// Their name.
+        name: BidderName,
+    },
+    /// The viewer themself.
+    You {
+        /// The viewer's alias in this auction.
+        alias: BidderAlias,
+        /// The viewer's name.
+        name: BidderName,
+    },
+}
+
+impl Bidder {
+    /// The alias in this auction, whichever the viewer.
+    pub fn alias(&self) -> BidderAlias {
+        match self {
+            Self::Alias(alias) | Self::Named { alias, .. } | Self::You { alias, .. } => *alias,
+        }
+    }
+
+    /// The name, when this viewer may know it.
+    pub fn name(&self) -> Option<&BidderName> {
+        match self {
+            Self::Alias(_) => None,
+            Self::Named { name, .. } | Self::You { name, .. } => Some(name),
+        }
+    }
+
+    /// Whether this is the viewer.
+    pub fn is_you(&self) -> bool {
+        matches!(self, Self::You { .. })
+    }
+}
+
+/// `bidder 3`, the name for the seller, `you` for the viewer. The name is shown as stored: a
+/// terminal client neutralises it first.
+impl fmt::Display for Bidder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Alias(alias) => write!(f, "{alias}"),
+            Self::Named { name, .. } => write!(f, "{name}"),
+            Self::You { .. } => f.write_str("you"),
+        }
+    }
+}
+
 /// One step of a tiered increment table: from `from` (inclusive) upwards the minimum increment
 /// is `increment`, until the next tier.
 #[cfg_attr(any(test, feature = "proptest"), derive(proptest_derive::Arbitrary))]
@@ -151,9 +224,10 @@ pub struct AuctionSpec {
 #[cfg_attr(any(test, feature = "proptest"), derive(proptest_derive::Arbitrary))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum BidKind {
-    /// A bid of exactly this amount (a proxy bid whose maximum is the amount).
+    /// A bid of this amount. Like every bid it is a maximum: the system bids for the bidder
+    /// just enough to lead, up to it; only the history's kind differs from [`BidKind::Proxy`].
     Plain,
-    /// A maximum: the system bids for the bidder just enough to lead, up to it.
+    /// A maximum, named as such: the system bids for the bidder just enough to lead, up to it.
     Proxy,
 }
 
@@ -224,8 +298,8 @@ pub enum RejectReason {
     PriceMoved {
         /// The current price.
         price: Amount,
-        /// The current leader.
-        leader: Option<BidderName>,
+        /// The current leader, as the bidder sees them.
+        leader: Option<Bidder>,
     },
 }
 
@@ -241,14 +315,15 @@ pub enum TextField {
 
 /// What a bidder saw when placing a bid: the bid is refused with
 /// [`RejectReason::PriceMoved`] unless the current price equals `price` and, when `leader` is
-/// given, the current leader is that bidder.
+/// given, the current leader is the bidder with that alias (a bidder knows the others only by
+/// alias).
 #[cfg_attr(any(test, feature = "proptest"), derive(proptest_derive::Arbitrary))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Expected {
     /// The current price the bid was placed against.
     pub price: Amount,
-    /// The leader it was placed against; `None`: not checked.
-    pub leader: Option<BidderName>,
+    /// The alias of the leader it was placed against; `None`: not checked.
+    pub leader: Option<BidderAlias>,
 }
 
 /// The result of applying one command.
@@ -273,8 +348,8 @@ pub enum Outcome {
         auction: AuctionId,
         /// The current price after the bid.
         price: Amount,
-        /// Who leads now.
-        leader: BidderName,
+        /// Who leads now: [`Bidder::You`], or another bidder's alias.
+        leader: Bidder,
     },
     /// The bidder bought the item at the buy-now price; the auction has ended.
     Bought {
@@ -292,8 +367,9 @@ pub enum Outcome {
     Closed {
         /// The auction.
         auction: AuctionId,
-        /// The winner, if the reserve was met and there were bids.
-        winner: Option<BidderName>,
+        /// The winner, if the reserve was met and there were bids (by alias: a `Close` has no
+        /// client to answer).
+        winner: Option<Bidder>,
         /// The final price, if sold.
         price: Option<Amount>,
     },
@@ -306,7 +382,8 @@ pub enum Outcome {
     },
 }
 
-/// A notification for watchers, produced when a command is applied.
+/// A notification for watchers, produced when a command is applied, as one viewer sees it
+/// (bidders by alias, by name for the seller, "you" for oneself: see [`Bidder`]).
 #[cfg_attr(any(test, feature = "proptest"), derive(proptest_derive::Arbitrary))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AuctionEvent {
@@ -317,14 +394,14 @@ pub enum AuctionEvent {
         /// The new current price.
         price: Amount,
         /// Who leads.
-        leader: BidderName,
+        leader: Bidder,
     },
     /// `bidder` was leading and no longer is.
     Outbid {
         /// The auction.
         auction: AuctionId,
         /// The bidder who lost the lead.
-        bidder: BidderName,
+        bidder: Bidder,
         /// The new current price.
         price: Amount,
     },
@@ -340,11 +417,12 @@ pub enum AuctionEvent {
         /// The auction.
         auction: AuctionId,
         /// The winner, if any.
-        winner: Option<BidderName>,
+        winner: Option<Bidder>,
         /// The final price, if sold.
         price: Option<Amount>,
-        /// Whether the reserve was met.
-        reserve_met: bool,
+        /// `None` without a reserve; otherwise whether it was met (the same rule as
+        /// [`AuctionSummary::reserve_met`]).
+        reserve_met: Option<bool>,
     },
 }
 
@@ -362,12 +440,15 @@ pub struct AuctionSummary {
     pub state: AuctionState,
     /// The current price (the starting price before any bid).
     pub price: Amount,
-    /// The current leader, if any bid.
-    pub leader: Option<BidderName>,
+    /// The current leader, if any bid (the buyer once bought), as the viewer sees them.
+    pub leader: Option<Bidder>,
     /// Number of accepted bids.
     pub bids: u32,
-    /// Current end time (sequencer time).
+    /// Current end time (sequencer time): when bidding stops, unless the auction ended sooner.
     pub ends_at: Timestamp,
+    /// When it actually ended (bought, cancelled or closed): the sequencer time of the entry
+    /// that ended it. `None` while open.
+    pub ended_at: Option<Timestamp>,
     /// `None` without a reserve; otherwise whether it is met.
     pub reserve_met: Option<bool>,
 }
@@ -406,8 +487,8 @@ pub struct BidRecord {
     pub seq: Seq,
     /// Sequencer time.
     pub at: Timestamp,
-    /// Who bid.
-    pub bidder: BidderName,
+    /// Who bid, as the viewer sees them.
+    pub bidder: Bidder,
     /// Plain or proxy.
     pub kind: BidKind,
     /// The current price right after this bid was applied (never the secret maximum).
@@ -427,6 +508,17 @@ mod tests {
         assert!(BidderName::new("é".repeat(32)).is_ok());
         assert_eq!(BidderName::new("ｂｏｂ").map(|n| n.to_string()), Ok("bob".to_string()));
         assert_eq!(BidderName::new("Bob").map(|n| n.key()), Ok("bob".to_string()));
+    }
+
+    #[test]
+    fn bidders_show_as_the_viewer_may_see_them() {
+        let ann = BidderName::new("ann").unwrap();
+        let alias = BidderAlias(3);
+        assert_eq!(Bidder::Alias(alias).to_string(), "bidder 3");
+        assert_eq!(Bidder::Named { alias, name: ann.clone() }.to_string(), "ann");
+        assert_eq!(Bidder::You { alias, name: ann.clone() }.to_string(), "you");
+        assert_eq!(Bidder::Alias(alias).name(), None);
+        assert!(Bidder::You { alias, name: ann }.is_you());
     }
 
     #[test]

@@ -340,6 +340,9 @@ pub struct PushEvent {
 /// A message from a server to a client.
 #[cfg_attr(any(test, feature = "proptest"), derive(proptest_derive::Arbitrary))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+// The large variant is the common one (every answer): boxing it would allocate per answer, and
+// a message lives only in a bounded per-connection queue.
+#[allow(clippy::large_enum_variant)]
 pub enum ServerToClient {
     /// The answer to a request.
     Response(Response),
