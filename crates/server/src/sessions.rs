@@ -93,9 +93,27 @@ pub(crate) enum Effect {
 #[doc(hidden)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SessionFaults {
-    /// `Hello` skips the check that this server has applied what the client has seen, so a
-    /// client failing over can read a state older than one it was shown.
-    pub skip_behind_check: bool,
+    /// Stale reads: `Hello` ignores the seq the client has seen (no `Behind` check), and
+    /// reads skip the readiness gate, so a client failing over can read a state older than
+    /// one it was shown.
+    pub stale_reads: bool,
+    /// Requests are keyed by the connection as well as the client's secret, so a retry on
+    /// another connection (after a failover) is a new request: exactly-once is lost.
+    pub per_connection_ids: bool,
+}
+
+impl SessionFaults {
+    /// The session id of a client that sent `secret` in `Hello` on `conn`.
+    fn session_of(&self, secret: ClientId, conn: ConnId) -> ClientId {
+        if !self.per_connection_ids {
+            return session_id(secret);
+        }
+        let mut bytes = *secret.as_bytes();
+        for (b, c) in bytes.iter_mut().zip(conn.to_be_bytes()) {
+            *b ^= c;
+        }
+        session_id(ClientId::from_bytes(bytes))
+    }
 }
 
 /// All client sessions of this node.
@@ -185,13 +203,16 @@ impl Sessions {
         let applied = replica.applied();
         let result = match (&req.body, c.client) {
             (RequestBody::Hello { client, seen }, _) => {
-                if *seen > applied && !self.faults.skip_behind_check {
+                let stale = self.faults.stale_reads;
+                if *seen > applied && !stale {
                     Err(ClientError::Behind { applied, seen: *seen })
                 } else {
                     // The id a client sends is its secret: requests are keyed by its hash, so
                     // no one who sees a session's id (e.g. in `clients`) can act as it.
-                    c.client = Some(session_id(*client));
-                    c.seen = c.seen.max(*seen);
+                    c.client = Some(self.faults.session_of(*client, conn));
+                    if !stale {
+                        c.seen = c.seen.max(*seen);
+                    }
                     Ok(Reply::Welcome {
                         server: replica.me().node,
                         servers: replica.servers(),
@@ -218,7 +239,10 @@ impl Sessions {
         now: Instant,
     ) -> Effect {
         let applied = replica.applied();
-        if needs_ready(&body) && !replica.is_ready() {
+        let stale_read = self.faults.stale_reads
+            && !is_write(&body)
+            && !matches!(body, RequestBody::Register { .. });
+        if needs_ready(&body) && !replica.is_ready() && !stale_read {
             // A node that has just started (or lost its leader) would answer from a state
             // that may be older than what the client saw: "wrong token" or "no such auction"
             // would look final. Unavailable sends the client to another server.

@@ -311,6 +311,13 @@ fn planted_stale_reads_are_caught() {
     caught(Bug::StaleReads, true, &["reads"]);
 }
 
+/// A bug in session handling, in the server core every simulated server runs: requests keyed
+/// by connection, so a client's retry at another server after a timeout applies again.
+#[test]
+fn planted_per_connection_session_ids_are_caught() {
+    caught(Bug::PerConnectionIds, true, &["integrity", "durability"]);
+}
+
 /// The scripted scenario that needs the view change passes as the system is.
 #[test]
 fn lagging_successor_adopts_the_log_of_a_majority() {
