@@ -22,9 +22,10 @@ pub enum Action {
         bytes: Vec<u8>,
     },
     /// The driver may read `bytes` more bytes from connection `conn` (flow control: a
-    /// connection starts with [`crate::CLIENT_WINDOW`] and gets back what the core has
-    /// consumed; a client with [`crate::MAX_IN_FLIGHT`] unanswered requests gets nothing
-    /// until it is answered, so TCP pushes back on that client alone).
+    /// connection starts with one window, [`crate::CLIENT_WINDOW`] with the default codec, and
+    /// gets back what the core has consumed; a client with [`crate::MAX_IN_FLIGHT`]
+    /// unanswered requests gets nothing until it is answered, so TCP pushes back on that
+    /// client alone).
     ReadClient {
         /// The connection.
         conn: ConnId,

@@ -58,8 +58,8 @@ impl ServerConfig {
             cluster,
             token_key,
             admin_token,
-            max_clients: 10_000,
-            client_idle: Duration::from_secs(300),
+            max_clients: 1024,
+            client_idle: Duration::from_secs(600),
             client_codec: ClientCodec::default(),
         }
     }
