@@ -134,6 +134,21 @@ impl Sessions {
     }
 }
 
+impl Sessions {
+    /// Checks the invariants of the sessions (debug builds, after every input): the bounds of
+    /// every connection, and nothing left for the driver.
+    pub(crate) fn check_invariants(&self) {
+        let window = window(&self.codec);
+        for (id, c) in &self.conns {
+            assert!(c.unanswered <= MAX_IN_FLIGHT, "conn {id}: {} unanswered", c.unanswered);
+            assert!(c.inbuf.len() + c.credit <= window, "conn {id}: over its window");
+        }
+        let per_conn = crate::sessions::MAX_PENDING_PER_CONN * self.conns.len().max(1);
+        assert!(self.pending() <= per_conn, "{} pending writes", self.pending());
+        assert!(self.dirty.is_empty() && self.closed.is_empty(), "output left behind");
+    }
+}
+
 /// The applied seq a connection was last given (a refusal made before any state is read).
 fn c_seen(s: &Sessions, conn: ConnId) -> Seq {
     s.conns.get(&conn).map_or(Seq(0), |c| c.seen())

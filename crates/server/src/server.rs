@@ -82,7 +82,9 @@ pub struct PeerStats {
 /// One server: see the crate documentation.
 ///
 /// Invariants: after every input, the replica's actions are drained into the action queue
-/// (the replica holds none); once a [`Stop`] is queued, no input changes anything.
+/// (the replica holds none) and every client's output, credit and close with them; once a
+/// [`Stop`] is queued, no input changes anything. Checked after every input in debug builds
+/// with the sessions' bounds (`Sessions::check_invariants`).
 #[derive(Debug)]
 pub struct Server<R: RngCore> {
     replica: Replica<R>,
@@ -465,6 +467,10 @@ impl<R: RngCore> Server<R> {
             self.flush();
         }
         self.emit_clients();
+        debug_assert!({
+            self.sessions.check_invariants();
+            true
+        });
     }
 
     /// Moves the clients' output, credit and closes into the action queue.
