@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 forbidden='^(tokio|tokio-util|mio|socket2|async-std|smol|auction-node|auction-client)$'
 status=0
-for pkg in auction-proto auction-membership auction-ordering auction-election auction-core auction-replica auction-storage; do
+for pkg in auction-proto auction-membership auction-ordering auction-election auction-core auction-replica auction-storage auction-server; do
     deps=$(cargo tree --locked -e normal -p "$pkg" --prefix none --format '{p}' | awk '{print $1}' | sort -u)
     bad=$(grep -E "$forbidden" <<<"$deps" || true)
     if [ -n "$bad" ]; then

@@ -1,31 +1,30 @@
-//! Client connections: one task per connection that frames requests in and responses and
-//! events out. Sessions and request handling live in the driver (`session.rs`); these tasks
-//! only move bytes, so a slow or hostile client can stall nothing but itself.
+//! Client connections: one task per connection that moves bytes in (as far as the server
+//! core grants credit) and bytes out. Framing, sessions, admission and limits are the server
+//! core's (`auction_server`); these tasks decide nothing, so a slow or hostile client can
+//! stall nothing but itself.
 //!
-//! Bounds: at most `max_clients` connections (more are closed at once); frames at most
-//! `ClientCodec`'s 64 KiB; at most [`OUT_QUEUE`] messages queued to a client (a client that
-//! does not read is disconnected by the driver); connections idle for `idle` are closed.
+//! Bounds: the bytes read and not yet consumed by the core are at most its credit (one
+//! largest frame and a chunk); at most [`OUT_QUEUE`] chunks queued to a client (over it the
+//! driver reports the client stalled, and the core disconnects it).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use auction_proto::msg::client::{ClientError, ClientToServer, Request, Response, ServerToClient};
-use auction_proto::{ClientCodec, RequestNo, Seq};
+use auction_server::ConnId;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tracing::debug;
 
-/// Messages queued to one client before it counts as too slow.
-pub const OUT_QUEUE: usize = 1024;
-/// Requests one connection may have unanswered; at the limit its socket is not read (TCP
-/// back-pressure on that client alone), so one client cannot fill the driver's queue.
-pub const MAX_IN_FLIGHT: usize = 128;
+/// Requests one connection may have unanswered (the server core's bound, re-exported).
+pub use auction_server::MAX_IN_FLIGHT;
 
-/// Identifies one connection for the node's lifetime.
-pub type ConnId = u64;
+/// Chunks of output queued to one client before it counts as too slow.
+pub const OUT_QUEUE: usize = 1024;
+/// Bytes read from a socket at a time, at most.
+const READ_CHUNK: usize = 16 * 1024;
 
 /// What connection tasks tell the driver.
 #[derive(Debug)]
@@ -36,17 +35,15 @@ pub enum ClientEvent {
         conn: ConnId,
         /// The client's address.
         addr: SocketAddr,
-        /// Where to send its responses and events.
-        tx: mpsc::Sender<ServerToClient>,
-        /// Closes the connection (a client too slow to read what it is sent).
-        kill: oneshot::Sender<()>,
+        /// Its handle: output, credit and close.
+        handle: ConnHandle,
     },
-    /// A request.
-    Request {
+    /// Bytes read (never more than the credit granted).
+    Bytes {
         /// The connection.
         conn: ConnId,
-        /// The request.
-        req: Request,
+        /// The bytes.
+        bytes: Vec<u8>,
     },
     /// The connection ended.
     Closed {
@@ -55,17 +52,30 @@ pub enum ClientEvent {
     },
 }
 
-/// Accepts client connections until the driver goes away.
+/// The driver's side of one connection.
+#[derive(Debug)]
+pub struct ConnHandle {
+    /// Output chunks for the writer.
+    pub out: mpsc::Sender<Vec<u8>>,
+    /// Bytes the reader may read (the core's credit).
+    pub credit: Arc<Semaphore>,
+    /// Dropped or fired: the connection closes (after the queued output is written).
+    pub close: oneshot::Sender<()>,
+}
+
+/// Accepts client connections until `stop` turns true; returns once the listener is closed.
 pub async fn serve(
     listener: TcpListener,
     events: mpsc::Sender<ClientEvent>,
-    max_clients: usize,
-    idle: Duration,
+    mut stop: watch::Receiver<bool>,
 ) {
-    let active = Arc::new(AtomicUsize::new(0));
     let mut next: ConnId = 0;
     loop {
-        let (stream, addr) = match listener.accept().await {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        let (stream, addr) = match accepted {
             Ok(x) => x,
             Err(e) => {
                 debug!(error = %e, "client accept failed");
@@ -76,19 +86,8 @@ pub async fn serve(
         if events.is_closed() {
             return;
         }
-        if active.load(Ordering::Relaxed) >= max_clients {
-            debug!(%addr, "too many clients; connection refused");
-            drop(stream);
-            continue;
-        }
         next += 1;
-        active.fetch_add(1, Ordering::Relaxed);
-        let (events, active) = (events.clone(), active.clone());
-        let conn = next;
-        tokio::spawn(async move {
-            connection(conn, stream, addr, events, idle).await;
-            active.fetch_sub(1, Ordering::Relaxed);
-        });
+        tokio::spawn(connection(next, stream, addr, events.clone(), stop.clone()));
     }
 }
 
@@ -97,129 +96,76 @@ async fn connection(
     stream: TcpStream,
     addr: SocketAddr,
     events: mpsc::Sender<ClientEvent>,
-    idle: Duration,
+    mut stop: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
-    let (mut rd, mut wr) = stream.into_split();
-    let (tx, mut rx) = mpsc::channel::<ServerToClient>(OUT_QUEUE);
-    let (kill, mut killed) = oneshot::channel();
-    if events.send(ClientEvent::Opened { conn, addr, tx: tx.clone(), kill }).await.is_err() {
+    let (mut rd, wr) = stream.into_split();
+    let (out, rx) = mpsc::channel::<Vec<u8>>(OUT_QUEUE);
+    let credit = Arc::new(Semaphore::new(0));
+    let (close, mut closed) = oneshot::channel();
+    let handle = ConnHandle { out, credit: credit.clone(), close };
+    if events.send(ClientEvent::Opened { conn, addr, handle }).await.is_err() {
         return;
     }
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT));
-    let answered = slots.clone();
-    let writer = tokio::spawn(async move {
-        let codec = ClientCodec::default();
-        let mut buf = Vec::with_capacity(16 * 1024);
-        // The highest applied seq this connection was given (in a response or as an event's
-        // seq). Everything sent passes here in order, so raising each response to it keeps
-        // the promise that a response never carries a lower one, also for the refusals this
-        // task makes itself (which know no seq).
-        let mut applied = Seq(0);
-        while let Some(msg) = rx.recv().await {
-            buf.clear();
-            let mut responses = 0;
-            let mut next = Some(msg);
-            while let Some(mut m) = next.take() {
-                match &mut m {
-                    ServerToClient::Response(r) => {
-                        responses += 1;
-                        applied = applied.max(r.applied);
-                        r.applied = applied;
-                    }
-                    ServerToClient::Event(e) => applied = applied.max(e.seq),
-                    ServerToClient::Here(_) => {}
-                }
-                encode_or_refuse(&codec, &m, &mut buf);
-                if buf.len() < 64 * 1024 {
-                    next = rx.try_recv().ok();
-                }
-            }
-            if wr.write_all(&buf).await.is_err() {
-                return;
-            }
-            answered.add_permits(responses);
-        }
-        let _ = wr.shutdown().await;
-    });
+    let mut writer = tokio::spawn(write_out(wr, rx));
     tokio::select! {
-        () = read_requests(conn, &mut rd, &events, &tx, &slots, idle) => {}
-        _ = &mut killed => {}
+        () = read_in(conn, &mut rd, &events, &credit) => {}
+        _ = &mut closed => {}
+        _ = stop.wait_for(|s| *s) => {}
     }
-    drop(tx);
     let _ = events.send(ClientEvent::Closed { conn }).await;
-    // The writer ends when the driver drops its sender (on Closed) and the queue is drained.
-    let mut writer = writer;
+    // The writer ends when the driver drops its sender (on close) and the queue is drained.
     if tokio::time::timeout(Duration::from_secs(5), &mut writer).await.is_err() {
         writer.abort();
     }
 }
 
-async fn read_requests(
+/// Reads as far as the credit allows and hands the bytes to the driver.
+async fn read_in(
     conn: ConnId,
-    rd: &mut tokio::net::tcp::OwnedReadHalf,
+    rd: &mut OwnedReadHalf,
     events: &mpsc::Sender<ClientEvent>,
-    tx: &mpsc::Sender<ServerToClient>,
-    slots: &tokio::sync::Semaphore,
-    idle: Duration,
+    credit: &Semaphore,
 ) {
-    let codec = ClientCodec::default();
-    let mut buf: Vec<u8> = Vec::with_capacity(4096);
-    let mut chunk = vec![0u8; 16 * 1024];
+    let mut chunk = vec![0u8; READ_CHUNK];
     loop {
-        loop {
-            match codec.decode_stream::<ClientToServer>(&buf) {
-                Ok(Some((msg, used))) => {
-                    buf.drain(..used);
-                    let ClientToServer::Request(req) = msg else { continue };
-                    let no = req.no;
-                    // Every request gets exactly one response; the writer returns the slot.
-                    match slots.acquire().await {
-                        Ok(permit) => permit.forget(),
-                        Err(_) => return,
-                    }
-                    if events.try_send(ClientEvent::Request { conn, req }).is_err() {
-                        // The driver is saturated: refuse instead of queueing without bound.
-                        let _ = tx.try_send(error(no, ClientError::Overloaded));
-                    }
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    debug!(conn, error = %e, "bad client frame; connection closed");
-                    let _ = tx.try_send(error(RequestNo(0), ClientError::BadRequest));
-                    return;
-                }
-            }
+        // Wait until some credit is there (the permit only shows it; the bytes read take it).
+        match credit.acquire().await {
+            Ok(p) => drop(p),
+            Err(_) => return,
         }
-        match tokio::time::timeout(idle, rd.read(&mut chunk)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => return,
-            Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
-            Err(_) => {
-                debug!(conn, "idle client disconnected");
-                return;
-            }
+        let allowed = credit.available_permits().min(chunk.len());
+        let n = match rd.read(&mut chunk[..allowed]).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        let Ok(n32) = u32::try_from(n) else { return };
+        match credit.acquire_many(n32).await {
+            Ok(p) => p.forget(),
+            Err(_) => return,
+        }
+        if events.send(ClientEvent::Bytes { conn, bytes: chunk[..n].to_vec() }).await.is_err() {
+            debug!(conn, "driver gone; client connection closed");
+            return;
         }
     }
 }
 
-/// Appends `msg`; an answer too large for one frame becomes a `TooLarge` error with the same
-/// number, so the client is never left waiting.
-fn encode_or_refuse(codec: &ClientCodec, msg: &ServerToClient, buf: &mut Vec<u8>) {
-    if codec.encode_into(msg, buf).is_ok() {
-        return;
+/// Writes what the driver queues, coalescing queued chunks into one write.
+async fn write_out(mut wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Vec<u8>>) {
+    let mut buf = Vec::with_capacity(16 * 1024);
+    while let Some(first) = rx.recv().await {
+        buf.clear();
+        buf.extend_from_slice(&first);
+        while buf.len() < 64 * 1024 {
+            match rx.try_recv() {
+                Ok(more) => buf.extend_from_slice(&more),
+                Err(_) => break,
+            }
+        }
+        if wr.write_all(&buf).await.is_err() {
+            return;
+        }
     }
-    if let ServerToClient::Response(r) = msg {
-        let refusal = ServerToClient::Response(Response {
-            no: r.no,
-            applied: r.applied,
-            result: Err(ClientError::TooLarge),
-        });
-        let _ = codec.encode_into(&refusal, buf);
-    }
-}
-
-/// A refusal made by the connection task; the writer raises its `applied` to the highest the
-/// connection was given.
-fn error(no: RequestNo, e: ClientError) -> ServerToClient {
-    ServerToClient::Response(Response { no, applied: Seq(0), result: Err(e) })
+    let _ = wr.shutdown().await;
 }

@@ -1,31 +1,30 @@
-//! The driver: one task owns the replica (all protocol state) and the client sessions. It
-//! `select!`s over the peer sockets, client connections, storage completions, the replica's
-//! next deadline and shutdown; feeds what arrives into the replica; then carries out the
-//! replica's actions strictly in order (STYLE.md point 4).
+//! The driver: one task owns the server core (all protocol state, `auction_server::Server`).
+//! It `select!`s over the peer sockets, client connections, storage completions, the core's
+//! next deadline and shutdown; feeds what arrives into the core; then carries out the core's
+//! actions strictly in order (STYLE.md point 4). It decides nothing: sockets, timers, the
+//! disk and signals only.
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
-use std::time::{Duration, Instant};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use auction_proto::msg::client::{ClientToServer, ServerInfo, ServerToClient};
 use auction_proto::msg::discovery::NodeInfo;
 use auction_proto::msg::log::ConfigChange;
-use auction_proto::msg::peer::{MemberState, PeerBody};
-use auction_proto::{ClientCodec, InstanceId, Keyring, Opened, PeerCodec, PeerSeal, Refusal};
-use auction_replica::{Action, Durable, Replica, ReplicaConfig, Start};
+use auction_proto::{Channel, InstanceId, Keyring, PeerCodec, PeerSeal, Timestamp};
+use auction_replica::{Durable, Replica, ReplicaConfig, Start};
+use auction_server::{Action, ConnId, Server, ServerConfig, Stop};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
-use tracing::{debug, info, warn};
+use tokio::sync::{mpsc, watch};
+use tracing::{info, warn};
 
-use crate::clients::{self, ClientEvent};
+use crate::clients::{self, ClientEvent, ConnHandle};
 use crate::metrics::MetricsHandle;
-use crate::session::{Effect, Sessions, wall_clock};
 use crate::settings::NodeSettings;
 use crate::storage::{Done, FsyncPolicy, Job, Storage, StorageError, WriterHandle, spawn_writer};
-use crate::transport::{Channel, PeerNet, PeerSockets, TransportLimits};
+use crate::transport::{PeerNet, PeerSockets, TransportLimits};
 
 /// Why a node stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -69,14 +68,8 @@ pub enum NodeError {
 /// answers nothing meanwhile.
 const SLOW_TURN: Duration = Duration::from_millis(100);
 
-/// How long a leader shutting down waits for another leader before it stops anyway.
-const HANDOFF_WAIT: Duration = Duration::from_secs(5);
-
-/// At most one WARN line per this long for frames of another cluster instance.
-const WARN_EVERY: Duration = Duration::from_secs(60);
-
-/// How long a leaving node waits for its removal to commit before it stops anyway.
-const LEAVE_GRACE: Duration = Duration::from_secs(10);
+/// How often the metrics page is rendered.
+const METRICS_EVERY: Duration = Duration::from_millis(250);
 
 /// Runs one node until `shutdown` resolves, an admin `leave` completes, or storage fails.
 pub async fn run(
@@ -133,12 +126,12 @@ pub async fn run(
     };
     let now = Instant::now();
     let rng = ChaCha8Rng::from_rng(&mut rand::rng());
-    let replica = Replica::new(info.clone(), start, durable, replica_config(&settings), rng, now)?;
+    let replica = Replica::new(info, start, durable, replica_config(&settings), rng, now)?;
 
     let codec = PeerCodec::new(settings.cluster, Keyring::new(settings.key.clone()));
     let seal = PeerSeal::new(codec, meta.node, meta.incarnation, instance);
     let (net, sockets) = PeerNet::bind(
-        seal,
+        &seal,
         settings.peer_addr,
         settings.discovery_addr,
         TransportLimits::default(),
@@ -153,29 +146,26 @@ pub async fn run(
         NodeError::Bind { what: "client address", addr: settings.client_addr, source }
     })?;
     let (client_tx, client_rx) = mpsc::channel(4096);
-    tokio::spawn(clients::serve(listener, client_tx, settings.max_clients, settings.client_idle));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let accept = tokio::spawn(clients::serve(listener, client_tx, stop_rx));
     let (writer, done_rx) = spawn_writer(storage);
     let metrics = MetricsHandle::start(settings.metrics_addr).await;
     info!(peer = %settings.peer_addr, client = %settings.client_addr, "listening");
 
-    let sessions = Sessions::new(&settings.admin_token, settings.key.clone());
-    let mut driver = Driver {
-        settings,
-        info,
-        replica,
-        sessions,
-        net,
-        writer,
-        jobs: Vec::new(),
-        metrics,
-        leaving: None,
-        other_instance_warned: None,
-        here_limit: RateLimit::new(HERE_PER_SOURCE, HERE_PER_SECOND, Duration::from_secs(1)),
-    };
+    let server = Server::new(replica, seal, server_config(&settings));
+    let mut driver =
+        Driver { server, net, writer, jobs: Vec::new(), metrics, conns: HashMap::new() };
     let result = driver.run(sockets, client_rx, done_rx, shutdown).await;
     // Messages held for the turn's end still go out (a leaving leader's last commit point,
     // say); the peer writer tasks send them while the storage writer below finishes.
-    driver.net.flush();
+    driver.server.flush();
+    let _ = driver.carry_out().await;
+    // Every listener closed before `run` returns, so the ports can be bound again at once;
+    // the connection tasks close their sockets on the same signal.
+    let _ = stop_tx.send(true);
+    let _ = accept.await;
+    driver.net.close().await;
+    driver.metrics.close().await;
     // Let the writer finish and sync what is queued before the process exits.
     let Driver { writer, mut jobs, .. } = driver;
     let _ = writer.submit_all(&mut jobs);
@@ -202,65 +192,28 @@ fn replica_config(s: &NodeSettings) -> ReplicaConfig {
     c
 }
 
+fn server_config(s: &NodeSettings) -> ServerConfig {
+    ServerConfig {
+        max_clients: s.max_clients,
+        client_idle: s.client_idle,
+        ..ServerConfig::new(s.cluster, s.key.clone(), s.admin_token.clone())
+    }
+}
+
+/// The local wall clock as a sequencer timestamp.
+pub fn wall_clock() -> Timestamp {
+    let ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+    Timestamp(u64::try_from(ms).unwrap_or(u64::MAX))
+}
+
 struct Driver {
-    settings: NodeSettings,
-    info: NodeInfo,
-    replica: Replica<ChaCha8Rng>,
-    sessions: Sessions,
+    server: Server<ChaCha8Rng>,
     net: PeerNet,
     writer: WriterHandle,
     /// Writes of this turn, not yet handed to the writer.
     jobs: Vec<Job>,
     metrics: MetricsHandle,
-    leaving: Option<Instant>,
-    /// When a frame of another cluster instance was last logged at WARN.
-    other_instance_warned: Option<Instant>,
-    /// Bounds the `Here` answers to `FindServers`, which go to whatever source address the
-    /// datagram claims: a spoofed flood gets little reflected towards any one address.
-    here_limit: RateLimit,
-}
-
-/// `Here` answers per second to one source address at most. A shell asks once per discovery.
-const HERE_PER_SOURCE: u32 = 8;
-/// `Here` answers per second in all at most (also bounds the table of sources).
-const HERE_PER_SECOND: u32 = 1024;
-
-/// At most `per_source` events per source address and `total` in all in each `window` (fixed
-/// windows: the budgets refill at once, so a sliding window can see up to twice as many).
-#[derive(Debug)]
-struct RateLimit {
-    window: Duration,
-    per_source: u32,
-    total: u32,
-    started: Option<Instant>,
-    used: HashMap<IpAddr, u32>,
-    used_total: u32,
-}
-
-impl RateLimit {
-    fn new(per_source: u32, total: u32, window: Duration) -> Self {
-        Self { window, per_source, total, started: None, used: HashMap::new(), used_total: 0 }
-    }
-
-    /// Whether one more event from `source` is allowed at `now` (and counts it if so).
-    fn allow(&mut self, source: IpAddr, now: Instant) -> bool {
-        let fresh = self.started.is_none_or(|s| now.saturating_duration_since(s) >= self.window);
-        if fresh {
-            self.started = Some(now);
-            self.used.clear();
-            self.used_total = 0;
-        }
-        if self.used_total >= self.total {
-            return false;
-        }
-        let used = self.used.entry(source).or_insert(0);
-        if *used >= self.per_source {
-            return false;
-        }
-        *used += 1;
-        self.used_total += 1;
-        true
-    }
+    conns: HashMap<ConnId, ConnHandle>,
 }
 
 impl Driver {
@@ -274,28 +227,23 @@ impl Driver {
         tokio::pin!(shutdown);
         let mut udp_buf = vec![0u8; 64 * 1024];
         let mut disc_buf = vec![0u8; 64 * 1024];
-        let mut tick = tokio::time::interval(Duration::from_millis(250));
-        // One timer for the replica's deadline, moved only when the deadline moves (a new
+        let mut metrics_tick = tokio::time::interval(METRICS_EVERY);
+        // One timer for the core's deadline, moved only when the deadline moves (a new
         // `sleep_until` per turn would insert and remove a timer entry on every input).
         let timer = tokio::time::sleep(Duration::from_secs(1));
         tokio::pin!(timer);
         let mut armed: Option<Instant> = None;
-        // Shutting down as a leader: handing over until then.
-        let mut handoff: Option<Instant> = None;
+        let mut shutting_down = false;
+        self.server.handle_timeout(Instant::now());
         loop {
             let now = Instant::now();
-            if let Some(until) = handoff {
-                let other = self.replica.leader().is_some_and(|l| l != self.info.node);
-                if other || now >= until {
-                    info!(handed_over = other, leader = ?self.replica.leader(), "shutting down");
-                    return Ok(());
-                }
+            self.server.handle_wall_clock(wall_clock(), now);
+            if let Some(stop) = self.carry_out().await? {
+                return stopped(stop);
             }
-            self.replica.handle_wall_clock(wall_clock(), now);
-            self.drain().await?;
-            // Without a deadline of the replica's, wake within a second anyway (kept, not
+            // Without a deadline of the core's, wake within a second anyway (kept, not
             // moved every turn).
-            let deadline = match (self.replica.poll_timeout(), armed) {
+            let deadline = match (self.server.poll_timeout(), armed) {
                 (Some(d), _) => d,
                 (None, Some(a)) if a > now => a,
                 (None, _) => now + Duration::from_secs(1),
@@ -309,23 +257,15 @@ impl Driver {
                 // Timers and completions first, so a flood of peer or client input cannot
                 // starve heartbeats, elections, expiry or shutdown.
                 biased;
-                () = &mut shutdown, if handoff.is_none() => {
+                () = &mut shutdown, if !shutting_down => {
                     woke = Instant::now();
-                    // A leader hands its leadership to the most up-to-date voter before it
-                    // goes (etcd does the same): a planned restart then costs one election
-                    // round trip, not a failure detection.
-                    if self.replica.members().len() > 1 && self.replica.step_down(woke) {
-                        info!("shutting down: handing the leadership over first");
-                        handoff = Some(woke + HANDOFF_WAIT);
-                    } else {
-                        info!("shutting down");
-                        return Ok(());
-                    }
+                    shutting_down = true;
+                    self.server.handle_shutdown(woke);
                 }
                 Some(d) = done.recv() => {
                     woke = Instant::now();
                     match d {
-                        Done::Stored(id) => self.replica.handle_stored(id, woke),
+                        Done::Stored(id) => self.server.handle_stored(id, woke),
                         Done::Failed(e) => return Err(NodeError::StorageFailed(e)),
                     }
                 }
@@ -333,50 +273,48 @@ impl Driver {
                     woke = Instant::now();
                     // Fired: rearm on the next turn even if the deadline is unchanged.
                     armed = None;
-                    self.replica.handle_timeout(woke);
+                    self.server.handle_timeout(woke);
                 }
-                _ = tick.tick() => {
+                _ = metrics_tick.tick() => {
                     woke = Instant::now();
-                    if self.tick() {
-                        return Ok(());
-                    }
+                    self.publish();
                 }
                 Ok((n, from)) = sockets.udp.recv_from(&mut udp_buf) => {
                     woke = Instant::now();
-                    self.peer(&udp_buf[..n], from).await?;
+                    let _span = tracing::trace_span!("peer_frame", %from, len = n).entered();
+                    let _ = self.server.handle_peer_bytes(&udp_buf[..n], Channel::Datagram, from, woke);
                 }
                 // Authenticated by the reader task; the batch's bytes are released when it
                 // drops, after its frames are handled.
                 Some(mut batch) = sockets.tcp_in.recv() => {
                     woke = Instant::now();
                     for frame in batch.take() {
-                        let opened = self.net.admit(frame, Channel::Tcp);
-                        self.deliver(opened).await?;
+                        let _ = self.server.handle_peer_frame(frame, woke);
                     }
                 }
                 Some(ev) = clients.recv() => {
                     woke = Instant::now();
-                    self.client(ev);
+                    self.client(ev, woke);
                 }
                 Ok((n, from)) = sockets.discovery.recv_from(&mut disc_buf) => {
                     woke = Instant::now();
-                    if disc_buf[..n].starts_with(&auction_proto::codec::PEER_MAGIC) {
-                        self.peer(&disc_buf[..n], from).await?;
-                    } else {
-                        self.discovery(&sockets, &disc_buf[..n], from);
-                    }
+                    let _span = tracing::trace_span!("discovery", %from).entered();
+                    self.server.handle_discovery(&disc_buf[..n], from, woke);
                 }
                 // Last, so only when no input is ready: the writes of every input handled
                 // since the last hand-over go to the writer together (one wake-up, one
-                // sync). Tokio's cooperative budget makes the inputs above yield after a
-                // bounded burst, so this runs at least that often under a flood.
-                () = std::future::ready(()), if !self.jobs.is_empty() || self.net.has_pending() => {
+                // sync), and the held peer messages are sealed, merged, together. Tokio's
+                // cooperative budget makes the inputs above yield after a bounded burst, so
+                // this runs at least that often under a flood.
+                () = std::future::ready(()), if !self.jobs.is_empty() || self.server.has_held() => {
                     woke = Instant::now();
                     self.writer.submit_all(&mut self.jobs)?;
-                    self.net.flush();
+                    self.server.flush();
                 }
             }
-            self.drain().await?;
+            if let Some(stop) = self.carry_out().await? {
+                return stopped(stop);
+            }
             let took = woke.elapsed();
             if took >= SLOW_TURN {
                 warn!(ms = took.as_millis() as u64, "slow driver turn (one input and its actions)");
@@ -384,150 +322,54 @@ impl Driver {
         }
     }
 
-    async fn peer(&mut self, bytes: &[u8], from: SocketAddr) -> Result<(), NodeError> {
-        let opened = {
-            let _span = tracing::trace_span!("peer_frame", %from, len = bytes.len()).entered();
-            self.net.accept(bytes, from)
-        };
-        self.deliver(opened).await
-    }
-
-    /// Hands what the seal accepted to the replica (an instance adopted from it is made
-    /// durable first), and tells it of authentic frames sent to an earlier boot of this node.
-    async fn deliver(&mut self, opened: Result<Opened, Refusal>) -> Result<(), NodeError> {
-        let now = Instant::now();
-        match opened {
-            Ok(Opened { frame, adopted }) => {
-                if let Some(instance) = adopted {
-                    info!(%instance, "joined cluster instance");
-                    self.writer.submit_all(&mut self.jobs)?;
-                    self.writer.save_instance(instance).await.map_err(NodeError::StorageFailed)?;
-                    self.replica.handle_instance(instance, now);
-                }
-                let env = frame.envelope;
-                tracing::trace!(sender = %env.sender, inc = env.incarnation.0, to = ?env.to,
-                    body = ?frame.body, "peer frame");
-                match (env.to, frame.body) {
-                    (None, PeerBody::Discovery(msg)) => {
-                        self.replica.handle_unaddressed(env.sender, env.incarnation, msg, now);
-                    }
-                    (None, _) => {}
-                    (Some(_), body) => {
-                        self.replica.handle_peer(env.sender, env.incarnation, body, now);
-                    }
-                }
-            }
-            Err(Refusal::StaleReceiver { sender, sender_incarnation, .. }) => {
-                self.replica.handle_misaddressed(sender, sender_incarnation, now);
-            }
-            Err(Refusal::OtherInstance { got, mine }) => {
-                if self.other_instance_warned.is_none_or(|at| now >= at + WARN_EVERY) {
-                    self.other_instance_warned = Some(now);
-                    warn!(other = %got, mine = %mine,
-                        "frame of another cluster instance with this key and name refused \
-                         (a second cluster on the network: a re-bootstrapped server?)");
-                }
-            }
-            Err(_) => {}
-        }
-        Ok(())
-    }
-
-    /// The discovery port carries servers' `Discover` (peer frames, handled as any peer
-    /// frame) and clients' `FindServers` (client frames, answered here); anything else is
-    /// ignored.
-    fn discovery(&mut self, sockets: &PeerSockets, bytes: &[u8], from: SocketAddr) {
-        let _span = tracing::trace_span!("discovery", %from).entered();
-        let codec = ClientCodec::default();
-        let Ok(ClientToServer::FindServers { cluster }) =
-            codec.decode_datagram::<ClientToServer>(bytes)
-        else {
-            return;
-        };
-        if cluster != self.settings.cluster {
-            return;
-        }
-        if !self.here_limit.allow(from.ip(), Instant::now()) {
-            debug!(%from, "FindServers over the rate limit; not answered");
-            return;
-        }
-        let here = ServerToClient::Here(ServerInfo {
-            node: self.info.node,
-            incarnation: self.info.incarnation,
-            client_addr: self.info.client_addr,
-            state: MemberState::Alive,
-            clients: u32::try_from(self.sessions.len()).unwrap_or(u32::MAX),
-        });
-        if let Ok(bytes) = codec.encode(&here) {
-            let _ = sockets.discovery.try_send_to(&bytes, from);
-        }
-    }
-
-    fn client(&mut self, ev: ClientEvent) {
-        let _span = tracing::debug_span!("client_event").entered();
+    fn client(&mut self, ev: ClientEvent, now: Instant) {
         match ev {
-            ClientEvent::Opened { conn, addr, tx, kill } => {
-                self.sessions.open(conn, addr, tx, kill)
+            ClientEvent::Opened { conn, addr, handle } => {
+                self.conns.insert(conn, handle);
+                self.server.handle_client_connected(conn, addr, now);
             }
-            ClientEvent::Closed { conn } => self.sessions.close(conn),
-            ClientEvent::Request { conn, req } => {
-                let started = Instant::now();
-                let effect = self.sessions.handle(&mut self.replica, conn, req, started);
-                if effect == Effect::Leave && self.leaving.is_none() {
-                    info!("leaving the cluster on an admin request");
-                    self.leaving = Some(started);
-                }
+            ClientEvent::Bytes { conn, bytes } => {
+                self.server.handle_client_bytes(conn, &bytes, now)
+            }
+            ClientEvent::Closed { conn } => {
+                self.conns.remove(&conn);
+                self.server.handle_client_closed(conn, now);
             }
         }
     }
 
-    /// Periodic work; returns whether the node should stop.
-    fn tick(&mut self) -> bool {
-        let _span = tracing::trace_span!("tick").entered();
-        let now = Instant::now();
-        self.sessions.expire(now, self.replica.applied());
-        self.replica.set_client_count(u32::try_from(self.sessions.len()).unwrap_or(u32::MAX));
-        self.metrics.publish(&self.replica, &self.sessions, &self.net.stats());
-        self.leaving.is_some_and(|t| {
-            self.replica.has_left() || now.saturating_duration_since(t) >= LEAVE_GRACE
-        })
+    fn publish(&self) {
+        let stats = self.net.stats(self.server.peer_stats());
+        let s = &self.server;
+        self.metrics.publish(s.replica(), s.clients(), s.pending_writes(), &stats);
     }
 
-    /// Carries out the replica's actions, in order.
-    async fn drain(&mut self) -> Result<(), NodeError> {
-        while let Some(action) = self.replica.poll_action() {
+    /// Carries out the core's actions, in order; the reason to stop, if one came.
+    async fn carry_out(&mut self) -> Result<Option<Stop>, NodeError> {
+        while let Some(action) = self.server.poll_action() {
             match action {
-                Action::Send { to, receiver, body } => {
-                    tracing::trace!(%to, ?receiver, ?body, "send");
-                    self.net.send(to, receiver, body)
-                }
-                Action::Broadcast { to, body } => self.net.send(to, None, body),
-                Action::PersistInstance { instance } => {
-                    info!(%instance, "founded a new cluster instance");
-                    self.writer.submit_all(&mut self.jobs)?;
-                    self.writer.save_instance(instance).await.map_err(NodeError::StorageFailed)?;
-                    self.net.set_instance(instance);
-                }
-                Action::Configuration { seq, change, voters } => {
-                    let voters: Vec<String> = voters.iter().map(|n| n.short()).collect();
-                    match &change {
-                        ConfigChange::Bootstrap { .. } => {
-                            info!(seq = seq.0, ?voters, "configuration: cluster founded");
-                        }
-                        ConfigChange::AddMember(m) => info!(seq = seq.0, node = %m.node.short(),
-                            ?voters, "configuration: server promoted to voter"),
-                        ConfigChange::RemoveMember(n) => info!(seq = seq.0, node = %n.short(),
-                            ?voters, "configuration: voter removed"),
-                        ConfigChange::Demote(n) => info!(seq = seq.0, node = %n.short(),
-                            ?voters, "configuration: voter demoted to a held learner"),
+                Action::ToClient { conn, bytes } => {
+                    let Some(c) = self.conns.get(&conn) else { continue };
+                    if let Err(mpsc::error::TrySendError::Full(_)) = c.out.try_send(bytes) {
+                        self.server.handle_client_stalled(conn, Instant::now());
                     }
                 }
-                Action::Learners { learners } => {
-                    let learners: Vec<String> = learners.iter().map(|n| n.short()).collect();
-                    info!(?learners, "learners (replicated to, not voting yet)");
+                Action::ReadClient { conn, bytes } => {
+                    if let Some(c) = self.conns.get(&conn) {
+                        c.credit.add_permits(bytes);
+                    }
                 }
-                Action::BootstrapRefused { instance } => {
-                    return Err(NodeError::BootstrapRefused { instance });
+                Action::CloseClient { conn } => {
+                    if let Some(c) = self.conns.remove(&conn) {
+                        let _ = c.close.send(());
+                    }
+                }
+                Action::PeerDatagram { to, bytes } => self.net.send_datagram(to, &bytes),
+                Action::PeerStream { to, bytes } => self.net.send_stream(to, bytes),
+                Action::DiscoveryReply { to, bytes } => self.net.send_discovery(to, &bytes),
+                Action::PersistInstance { instance } => {
+                    self.writer.submit_all(&mut self.jobs)?;
+                    self.writer.save_instance(instance).await.map_err(NodeError::StorageFailed)?;
                 }
                 Action::PersistTerm { term, accepted } => {
                     // Durable before anything after it is carried out (the writes queued
@@ -546,48 +388,56 @@ impl Driver {
                     self.jobs.push(Job::Install { id, snapshot })
                 }
                 Action::SaveSnapshot { snapshot } => self.jobs.push(Job::SaveSnapshot(snapshot)),
-                Action::Complete { request, seq, outcome } => {
+                Action::WriteApplied { waited } => {
                     self.metrics.applied_write();
-                    if let Some(waited) =
-                        self.sessions.complete(request, seq, outcome, Instant::now())
-                    {
+                    if let Some(waited) = waited {
                         self.metrics.observe_write(waited);
                     }
                 }
-                Action::Events { seq, at, events } => self.sessions.push(seq, at, &events),
-                Action::Halt { reason } => return Err(NodeError::Halted(reason)),
+                Action::Log(action) => self.log(action),
                 // Only emitted when observation is switched on (simulations); the node is not.
                 Action::Applied { .. } => {}
-                Action::Role { role, term, leader } => {
-                    info!(?role, term = term.0, leader = ?leader, "role");
-                    self.metrics.role(role, term);
-                }
+                Action::Stop(stop) => return Ok(Some(stop)),
             }
         }
-        let dropped = self.net.stats().dropped;
-        if dropped > 0 && dropped % 1000 == 1 {
-            warn!(dropped, "peer frames dropped (slow or unreachable peers)");
+        Ok(None)
+    }
+
+    fn log(&mut self, action: auction_replica::Action) {
+        use auction_replica::Action as R;
+        match action {
+            R::Configuration { seq, change, voters } => {
+                let voters: Vec<String> = voters.iter().map(|n| n.short()).collect();
+                match &change {
+                    ConfigChange::Bootstrap { .. } => {
+                        info!(seq = seq.0, ?voters, "configuration: cluster founded");
+                    }
+                    ConfigChange::AddMember(m) => info!(seq = seq.0, node = %m.node.short(),
+                        ?voters, "configuration: server promoted to voter"),
+                    ConfigChange::RemoveMember(n) => info!(seq = seq.0, node = %n.short(),
+                        ?voters, "configuration: voter removed"),
+                    ConfigChange::Demote(n) => info!(seq = seq.0, node = %n.short(),
+                        ?voters, "configuration: voter demoted to a held learner"),
+                }
+            }
+            R::Learners { learners } => {
+                let learners: Vec<String> = learners.iter().map(|n| n.short()).collect();
+                info!(?learners, "learners (replicated to, not voting yet)");
+            }
+            R::Role { role, term, leader } => {
+                info!(?role, term = term.0, leader = ?leader, "role");
+                self.metrics.role(role, term);
+            }
+            _ => {}
         }
-        Ok(())
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_rate_limit_allows_its_budgets_per_window_then_refills() {
-        let t0 = Instant::now();
-        let (a, b, c): (IpAddr, IpAddr, IpAddr) =
-            ([10, 0, 0, 1].into(), [10, 0, 0, 2].into(), [10, 0, 0, 3].into());
-        let mut limit = RateLimit::new(3, 5, Duration::from_secs(1));
-        assert_eq!((0..10).filter(|_| limit.allow(a, t0)).count(), 3, "per source");
-        assert_eq!((0..10).filter(|_| limit.allow(b, t0)).count(), 2, "the total caps it");
-        assert!(!limit.allow(c, t0 + Duration::from_millis(999)));
-        let t1 = t0 + Duration::from_secs(1);
-        assert!(limit.allow(a, t1), "a new window refills");
-        assert_eq!((0..10).filter(|_| limit.allow(a, t1)).count(), 2);
-        assert_eq!((0..10).filter(|_| limit.allow(c, t1)).count(), 2);
+/// What `run` returns for the core's reason to stop.
+fn stopped(stop: Stop) -> Result<(), NodeError> {
+    match stop {
+        Stop::Shutdown { .. } | Stop::Left => Ok(()),
+        Stop::BootstrapRefused { instance } => Err(NodeError::BootstrapRefused { instance }),
+        Stop::Halted { reason } => Err(NodeError::Halted(reason)),
     }
 }

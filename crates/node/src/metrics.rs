@@ -18,7 +18,6 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::session::Sessions;
 use crate::transport::TransportStats;
 
 /// Upper bounds (seconds) of the write-latency histogram buckets.
@@ -28,6 +27,7 @@ const BUCKETS: [f64; 12] = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 
 #[derive(Debug)]
 pub struct MetricsHandle {
     page: Option<watch::Sender<String>>,
+    task: Option<tokio::task::JoinHandle<()>>,
     writes: u64,
     role_changes: u64,
     term: Term,
@@ -41,11 +41,12 @@ impl MetricsHandle {
     /// Starts the HTTP endpoint if `addr` is given (a bind failure is logged, not fatal).
     pub async fn start(addr: Option<SocketAddr>) -> Self {
         let mut page = None;
+        let mut task = None;
         if let Some(addr) = addr {
             match TcpListener::bind(addr).await {
                 Ok(listener) => {
                     let (tx, rx) = watch::channel(String::new());
-                    tokio::spawn(serve(listener, rx));
+                    task = Some(tokio::spawn(serve(listener, rx)));
                     info!(%addr, "metrics endpoint");
                     page = Some(tx);
                 }
@@ -54,6 +55,7 @@ impl MetricsHandle {
         }
         Self {
             page,
+            task,
             writes: 0,
             role_changes: 0,
             term: Term(0),
@@ -61,6 +63,14 @@ impl MetricsHandle {
             latency_counts: [0; BUCKETS.len()],
             latency_sum: 0.0,
             latency_n: 0,
+        }
+    }
+
+    /// Closes the endpoint's listener and waits until it is closed.
+    pub async fn close(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+            let _ = task.await;
         }
     }
 
@@ -92,7 +102,8 @@ impl MetricsHandle {
     pub fn publish<R: RngCore>(
         &self,
         replica: &Replica<R>,
-        sessions: &Sessions,
+        clients: usize,
+        pending_writes: usize,
         net: &TransportStats,
     ) {
         let Some(page) = &self.page else { return };
@@ -131,11 +142,11 @@ impl MetricsHandle {
             "Role changes (elections seen) since start.",
             self.role_changes as f64,
         );
-        gauge("auction_client_sessions", "Connected clients.", sessions.len() as f64);
+        gauge("auction_client_sessions", "Connected clients.", clients as f64);
         gauge(
             "auction_pending_writes",
             "Client writes waiting for their outcome.",
-            sessions.pending() as f64,
+            pending_writes as f64,
         );
         gauge("auction_applied_writes", "Client writes applied since start.", self.writes as f64);
         gauge(

@@ -19,7 +19,7 @@ pub enum OpResult {
         /// The answer.
         outcome: Outcome,
     },
-    /// Refused for certain (nothing changed) on its first and only attempt.
+    /// Refused for certain (nothing changed) on every attempt, and given up.
     Failed,
 }
 

@@ -1,10 +1,12 @@
-//! Deterministic whole-cluster simulation of [`auction_replica::Replica`]s with a checker of
-//! the recorded history (issue 9, first layer).
+//! Deterministic whole-cluster simulation of the real server core
+//! ([`auction_server::Server`], which composes [`auction_replica::Replica`]) with a checker of
+//! the recorded history.
 //!
 //! # What runs
 //!
-//! [`run_seed`] builds N servers (server 0 bootstraps, the others join through discovery)
-//! from the real cores, wrapped in [`SimServer`] adapters on the seeded
+//! [`run_seed`] builds N servers (server 0 bootstraps, the others join through discovery),
+//! each the real server core (sessions, admission, the seal, batching, the replica), wrapped
+//! in [`SimServer`] adapters on the seeded
 //! [`auction_testkit::Network`], and clients that register, open auctions, bid and read.
 //! Each server has a simulated disk: `Store`s become durable only after a simulated fsync;
 //! a crash keeps the durable content plus a random prefix of the writes in flight, and a
@@ -21,9 +23,12 @@
 //! restarts the server with its original flags (a new node id; `Start::Bootstrap` for the
 //! founder, which must refuse).
 //!
-//! Clients behave like real ones: one request at a time with a per-client `RequestNo`, a
-//! timeout, then a retry of the same `RequestId` at another server; reads are refused by a
-//! server that has applied less than the client has seen. Everything follows from one `u64`.
+//! Clients speak the client protocol: encoded frames over simulated connections to the server
+//! core (`Hello` with their secret id and the newest seq they have seen, `Login`, then one
+//! request at a time with a per-client `RequestNo`); on a timeout or a lost connection they
+//! retry the same request number at another server on a new session, so the checker sees the
+//! real sessions' exactly-once, admission and refusals (a server that has applied less than
+//! the client has seen answers `Behind`). Everything follows from one `u64`.
 //!
 //! # What is checked
 //!
@@ -61,8 +66,12 @@ pub enum Bug {
     AckOnSequence,
     /// The disk confirms writes at once and loses them on a crash (fsync lies).
     LyingDisk,
-    /// Servers serve reads older than what the client has seen.
+    /// Servers serve reads older than what the client has seen: the session ignores the seq
+    /// the client has seen and reads skip the readiness gate (a fault flag of the server core).
     StaleReads,
+    /// The session keys requests by the connection too, so a retry after a failover is a new
+    /// request (a fault flag of the server core): exactly-once across failover is lost.
+    PerConnectionIds,
     /// A new leader skips the view change and keeps its own log. Masked by the election's
     /// vote rule (a winner holds every committed entry), so no run should catch it alone.
     SkipViewChange,

@@ -51,7 +51,7 @@ impl Sim {
         };
         // The applied configuration, and each running server's latest one (a leader's may
         // hold an `AddMember` nobody applied yet).
-        let views = self.net.nodes().map(|(_, s)| s.replica.members());
+        let views = self.net.nodes().map(|(_, s)| s.replica().members());
         let applied = self.configs.values().next_back().cloned();
         applied.is_some() && applied.into_iter().chain(views).all(|m| m.is_empty() || minority(&m))
     }
@@ -75,14 +75,14 @@ impl Sim {
 
     /// Whether a wiped id is still in the latest configuration.
     fn wiped_member(&self) -> bool {
-        let views = self.net.nodes().map(|(_, s)| s.replica.members());
+        let views = self.net.nodes().map(|(_, s)| s.replica().members());
         let mut members = self.configs.values().next_back().cloned().into_iter().chain(views);
         members.any(|m| self.wiped.iter().any(|old| m.contains(old)))
     }
 
     /// Whether a server is probing for an existing cluster before it bootstraps.
     pub(super) fn probing(&self) -> bool {
-        self.net.nodes().any(|(_, s)| s.replica.is_probing())
+        self.net.nodes().any(|(_, s)| s.replica().is_probing())
     }
 
     /// On a fault turn, now and then, the operator wipes a server (the founder half the

@@ -4,28 +4,31 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use auction_proto::msg::auction::{AuctionSpec, BidKind, BidderName, IncrementRule};
+use auction_proto::msg::client::AdminOp;
 use auction_proto::msg::discovery::NodeInfo;
-use auction_proto::msg::log::{Command, EntryPayload, LogEntry, Operation, RequestId};
-use auction_proto::{
-    Amount, AuctionId, ClientId, Incarnation, InstanceId, NodeId, PeerSeal, RequestNo, Seq,
-};
-use auction_replica::{Faults, Replica, ReplicaConfig, Start, SubmitError};
+use auction_proto::msg::log::{EntryPayload, LogEntry};
+use auction_proto::{Incarnation, InstanceId, NodeId, PeerSeal, Seq};
+use auction_replica::{Faults, Replica, ReplicaConfig, Start};
+use auction_server::{Server, SessionFaults};
 use auction_testkit::{NetConfig, Network};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::adversary::{Adversary, AttackStats};
 use crate::disk::Disk;
-use crate::history::{Applied, History, Invocation, OpResult, Read};
-use crate::server::{SimServer, sim_codec};
+use crate::history::{Applied, History};
+use crate::server::{SimServer, sim_codec, sim_server_config};
 use crate::{Bug, Options, ScriptOp};
 
 #[path = "operator.rs"]
 mod operator;
 
+#[path = "clients.rs"]
+mod clients;
+
+use clients::Client;
+
 const TICK: Duration = Duration::from_millis(10);
-const CLIENT_TIMEOUT: Duration = Duration::from_millis(1_000);
 /// Where `Discover` goes: the simulated network turns it into a broadcast.
 const BROADCAST: &str = "10.0.255.255:7002";
 
@@ -56,19 +59,6 @@ pub(crate) fn sim_config() -> ReplicaConfig {
     c.bootstrap_probe = Duration::from_millis(300);
     c.promote_after = Duration::from_millis(300);
     c
-}
-
-/// A client: one request at a time, retried with the same id at another server on timeout.
-#[derive(Debug)]
-struct Client {
-    id: ClientId,
-    name: BidderName,
-    next_no: u64,
-    /// Index into the history's invocations, the server tried, the attempt deadline.
-    pending: Option<(usize, usize, std::time::Instant)>,
-    server: usize,
-    seen: Seq,
-    not_before: std::time::Instant,
 }
 
 pub(crate) struct Sim {
@@ -116,15 +106,7 @@ impl Sim {
             .then(|| Adversary::new(ChaCha8Rng::seed_from_u64(opts.seed ^ 0x0BAD_F00D)));
         let net = Network::new(opts.seed, NetConfig::default());
         let clients = (0..opts.clients)
-            .map(|i| Client {
-                id: ClientId::from_bytes([0xC0 + i as u8; 16]),
-                name: BidderName::new(format!("c{i}")).unwrap_or_else(|_| unreachable!()),
-                next_no: 1,
-                pending: None,
-                server: rng.random_range(0..opts.servers),
-                seen: Seq::ZERO,
-                not_before: net.now(),
-            })
+            .map(|i| Client::new(i, rng.random_range(0..opts.servers), net.now()))
             .collect();
         let mut sim = Self {
             boots: vec![0; opts.servers],
@@ -184,7 +166,13 @@ impl Sim {
         });
         self.history.restored.insert((i, boot), replica.applied());
         let seal = PeerSeal::new(sim_codec(), disk.node, inc, disk.instance);
-        let mut server = SimServer::new(replica, seal, disk, boot, self.net.start());
+        let mut core = Server::new(replica, seal, sim_server_config());
+        core.set_session_faults(SessionFaults {
+            stale_reads: self.opts.bug == Bug::StaleReads,
+            per_connection_ids: self.opts.bug == Bug::PerConnectionIds,
+        });
+        let broadcast = BROADCAST.parse().unwrap_or_else(|_| unreachable!("a valid address"));
+        let mut server = SimServer::new(core, broadcast, disk, boot, self.net.start());
         server.frame_tag = ((i as u64) << 48) | (boot << 32);
         server.lying_disk = self.opts.bug == Bug::LyingDisk;
         server.trace = self.opts.trace;
@@ -318,11 +306,12 @@ impl Sim {
     fn step_down_leader(&mut self, now: Instant) {
         for i in 0..self.opts.servers {
             if let Some(s) = self.net.node_mut(&addr(i)) {
-                if s.replica.is_leading() && s.replica.step_down(now) {
-                    s.drain(now);
-                    if self.opts.trace {
-                        eprintln!("{:?} {} operator step-down", now - s.start, addr(i));
-                    }
+                if !s.replica().is_leading() {
+                    continue;
+                }
+                let done = s.admin(AdminOp::StepDown, now).is_some_and(|r| r.result.is_ok());
+                if done && self.opts.trace {
+                    eprintln!("{:?} {} operator step-down", now - s.start, addr(i));
                 }
             }
         }
@@ -358,13 +347,13 @@ impl Sim {
     }
 
     fn collect_one(&mut self, i: usize, s: &mut SimServer) {
-        let me = s.replica.me().node;
+        let me = s.replica().me().node;
         for term in std::mem::take(&mut s.led) {
             self.history.leaders.entry(term).or_default().insert(me);
         }
         self.collect_attacks(s);
         let entries = std::mem::take(&mut s.applied);
-        let known = (s.replica.commit(), s.replica.members());
+        let known = (s.replica().commit(), s.replica().members());
         for a in &entries {
             if let Applied::Entry(e) = a {
                 self.check_commit(e, &known, i, &s.disk);
@@ -453,145 +442,6 @@ impl Sim {
         }
     }
 
-    fn clients_step(&mut self, healing: bool) {
-        for c in 0..self.clients.len() {
-            self.client_step(c, healing);
-        }
-    }
-
-    fn client_step(&mut self, c: usize, healing: bool) {
-        let now = self.net.now();
-        let elapsed = self.net.elapsed();
-        if let Some((inv, server, deadline)) = self.clients[c].pending {
-            let req = self.history.invocations[inv].request;
-            let answer = self.net.node_mut(&addr(server)).and_then(|s| s.answers.remove(&req));
-            if let Some((seq, outcome)) = answer {
-                let i = &mut self.history.invocations[inv];
-                i.result = OpResult::Ok { seq, outcome };
-                i.done_at = Some(elapsed);
-                self.clients[c].seen = self.clients[c].seen.max(seq);
-                self.clients[c].pending = None;
-            } else if now >= deadline {
-                // Timeout: the outcome is unknown; retry the same request elsewhere.
-                let next = (server + 1 + self.rng.random_range(0..self.opts.servers - 1))
-                    % self.opts.servers;
-                self.clients[c].server = next;
-                self.history.invocations[inv].attempts += 1;
-                self.send(c, inv);
-            }
-            return;
-        }
-        if healing || now < self.clients[c].not_before || !self.rng.random_bool(0.3) {
-            return;
-        }
-        if self.clients[c].next_no > 1 && self.rng.random_bool(0.3) {
-            self.read(c);
-            return;
-        }
-        let op = self.next_op(c);
-        let cl = &mut self.clients[c];
-        let request = RequestId { client: cl.id, no: RequestNo(cl.next_no) };
-        cl.next_no += 1;
-        self.history.invocations.push(Invocation {
-            request,
-            op,
-            at: elapsed,
-            done_at: None,
-            attempts: 1,
-            result: OpResult::Pending,
-        });
-        self.send(c, self.history.invocations.len() - 1);
-    }
-
-    fn next_op(&mut self, c: usize) -> Operation {
-        let name = self.clients[c].name.clone();
-        let no = self.clients[c].next_no;
-        if no == 1 {
-            return Operation::RegisterBidder { name, token_hash: [c as u8; 32] };
-        }
-        if c == 0 && no <= 3 {
-            let spec = AuctionSpec {
-                title: format!("lot {no}"),
-                description: String::new(),
-                starting_price: Amount::from_minor(100),
-                reserve: None,
-                increment: IncrementRule::Fixed(Amount::from_minor(10)),
-                duration: Duration::from_millis(self.rng.random_range(1_500..5_000)),
-                soft_close: None,
-                buy_now: None,
-            };
-            return Operation::OpenAuction { seller: name, spec };
-        }
-        let auction = AuctionId(self.rng.random_range(1..=2));
-        let amount = Amount::from_minor(self.rng.random_range(100..5_000));
-        let kind = if self.rng.random_bool(0.5) { BidKind::Plain } else { BidKind::Proxy };
-        Operation::PlaceBid { auction, bidder: name, amount, kind, expected: None }
-    }
-
-    /// Sends (or resends) invocation `inv` of client `c` to the client's current server.
-    fn send(&mut self, c: usize, inv: usize) {
-        let now = self.net.now();
-        let server = self.clients[c].server;
-        let i = &self.history.invocations[inv];
-        let (request, first) = (i.request, i.attempts == 1);
-        let cmd = Command { origin: Some(request), op: i.op.clone() };
-        let deadline = now + CLIENT_TIMEOUT;
-        self.clients[c].pending = Some((inv, server, deadline));
-        let result = match self.net.node_mut(&addr(server)) {
-            None => Err(None), // connection refused: try another server at the deadline
-            Some(s) => {
-                s.tick_clock(now);
-                let r = s.replica.submit(cmd, now);
-                if r.is_ok() {
-                    s.mine.insert(request);
-                }
-                s.drain(now);
-                r.map_err(Some)
-            }
-        };
-        self.net.flush(addr(server));
-        match result {
-            Ok(()) => {}
-            Err(None) => self.clients[c].pending = Some((inv, server, now)),
-            Err(Some(e)) if first && !matches!(e, SubmitError::NotMember) => {
-                let i = &mut self.history.invocations[inv];
-                i.result = OpResult::Failed;
-                i.done_at = Some(self.net.elapsed());
-                self.clients[c].pending = None;
-                self.clients[c].not_before = now + Duration::from_millis(100);
-            }
-            Err(Some(_)) => {
-                // A retry refused here: try another server soon (the first attempt may apply).
-                self.clients[c].pending = Some((inv, server, now + Duration::from_millis(100)));
-            }
-        }
-    }
-
-    fn read(&mut self, c: usize) {
-        let auction = AuctionId(1);
-        let server = self.clients[c].server;
-        let seen = self.clients[c].seen;
-        let stale_ok = self.opts.bug == Bug::StaleReads;
-        let Some(s) = self.net.node(&addr(server)) else {
-            self.clients[c].server = (server + 1) % self.opts.servers;
-            return;
-        };
-        let applied = s.replica.applied();
-        if applied < seen && !stale_ok {
-            // The server answers `Behind`: the client tries another one.
-            self.clients[c].server = (server + 1) % self.opts.servers;
-            return;
-        }
-        let view = s.replica.machine().auction(auction).map(|v| {
-            (v.summary.price.minor(), v.summary.leader.map(|l| l.to_string()), v.summary.bids)
-        });
-        self.history.reads.push(Read { client: c, applied, auction, view });
-        self.clients[c].seen = seen.max(applied);
-        if self.rng.random_bool(0.3) {
-            self.clients[c].server = self.rng.random_range(0..self.opts.servers);
-        }
-    }
-
     // The end-of-run state dump of `SEED=n` replays goes to stderr.
     #[allow(clippy::print_stderr)]
     fn finish(&mut self) {
@@ -599,7 +449,7 @@ impl Sim {
         self.judge_commits();
         for i in 0..self.opts.servers {
             if let Some(s) = self.net.node(&addr(i)) {
-                let r = &s.replica;
+                let r = s.replica();
                 if self.opts.trace {
                     eprintln!(
                         "end: server {i} {:?} {:?} leader {:?} applied {:?} commit {:?} members {:?}",
@@ -611,7 +461,7 @@ impl Sim {
                         r.members()
                     );
                 }
-                let m = s.replica.machine();
+                let m = s.replica().machine();
                 self.history.final_states.push((i, m.last_applied(), m.snapshot()));
             }
         }

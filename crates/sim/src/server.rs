@@ -1,4 +1,5 @@
-//! [`SimServer`]: a [`Replica`] with a simulated disk and the real [`PeerSeal`], as the
+//! [`SimServer`]: the real server core ([`Server`]: sessions, admission, the seal and
+//! batching, the replica) with a simulated disk and simulated client connections, as the
 //! testkit network drives it.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -6,14 +7,13 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use auction_proto::msg::auction::Outcome;
-use auction_proto::msg::log::RequestId;
-use auction_proto::msg::peer::PeerBody;
+use auction_proto::msg::client::{AdminOp, ClientToServer, Request, RequestBody, Response};
 use auction_proto::{
-    Addressee, Channel, ClusterId, ClusterKey, InstanceId, Keyring, NodeId, Opened, PeerCodec,
-    PeerSeal, Refusal, Seq, Term, Timestamp,
+    Addressee, Channel, ClientCodec, ClientId, ClusterId, ClusterKey, Envelope, InstanceId,
+    Keyring, NodeId, PeerCodec, Refusal, RequestNo, Term, Timestamp,
 };
-use auction_replica::{Action, Replica};
+use auction_replica::Replica;
+use auction_server::{Action, ConnId, Server, ServerConfig, Stop};
 use auction_testkit::{Dest, Outgoing, SimNode};
 use rand_chacha::ChaCha8Rng;
 
@@ -46,26 +46,37 @@ pub struct Meta {
     pub injected: Option<Injected>,
 }
 
-/// The fixed cluster name and key of every simulated server.
-pub(crate) fn sim_codec() -> PeerCodec {
+fn sim_key() -> ClusterKey {
     let Ok(key) = ClusterKey::new(&[0x5A; 32]) else { unreachable!("a 32-byte key is valid") };
-    PeerCodec::new(ClusterId::from_name("sim"), Keyring::new(key))
+    key
 }
 
-/// Ordering traffic goes on the peer stream (TCP), the rest as datagrams, as in the node.
-fn channel_of(body: &PeerBody) -> Channel {
-    match body {
-        PeerBody::Ordering(_) => Channel::Stream,
-        _ => Channel::Datagram,
-    }
+/// The fixed cluster name and key of every simulated server.
+pub(crate) fn sim_codec() -> PeerCodec {
+    PeerCodec::new(ClusterId::from_name("sim"), Keyring::new(sim_key()))
 }
+
+/// The server settings of every simulated server (the admin token is [`ADMIN_TOKEN`]).
+pub(crate) fn sim_server_config() -> ServerConfig {
+    ServerConfig::new(ClusterId::from_name("sim"), sim_key(), ADMIN_TOKEN.into())
+}
+
+/// The simulated operator's admin token.
+const ADMIN_TOKEN: &str = "sim-admin";
+/// The operator's connections (clients number theirs from 0).
+const OPERATOR_CONNS: ConnId = 1 << 62;
+/// The operator's session secret.
+const OPERATOR: ClientId = ClientId::from_bytes([0x0A; 16]);
 
 /// One simulated server: a replica, its seal, its disk, its wall clock, and what it told the
 /// outside.
 #[derive(Debug)]
 pub struct SimServer {
-    pub(crate) replica: Replica<ChaCha8Rng>,
-    pub(crate) seal: PeerSeal,
+    pub(crate) server: Server<ChaCha8Rng>,
+    /// Reads frame headers of what the server sends (the simulation's bookkeeping).
+    codec: PeerCodec,
+    /// Where `Discover` goes: the simulated network turns it into a broadcast.
+    broadcast: SocketAddr,
     pub(crate) disk: Disk,
     /// Which start of this server index in the run (the history's key; unlike the replica's
     /// incarnation, it keeps counting across a wiped disk).
@@ -93,10 +104,12 @@ pub struct SimServer {
     pub(crate) fsync: Duration,
     /// Planted bug: confirm writes at once, sync them later (lost on a crash).
     pub(crate) lying_disk: bool,
-    /// Requests submitted here and not yet answered.
-    pub(crate) mine: BTreeSet<RequestId>,
-    /// Answers for requests submitted here.
-    pub(crate) answers: BTreeMap<RequestId, (Seq, Outcome)>,
+    /// Bytes the server sent to each client connection, not yet read by its client.
+    pub(crate) client_out: BTreeMap<ConnId, Vec<u8>>,
+    /// Client connections the server closed.
+    pub(crate) client_closed: BTreeSet<ConnId>,
+    /// Operator connections opened so far.
+    operator_conns: u64,
     /// Applied entries not yet collected by the run loop.
     pub(crate) applied: Vec<Applied>,
     /// Terms this server led (finished a view change in).
@@ -110,15 +123,16 @@ const EPOCH_MS: u64 = 1_700_000_000_000;
 
 impl SimServer {
     pub(crate) fn new(
-        replica: Replica<ChaCha8Rng>,
-        seal: PeerSeal,
+        server: Server<ChaCha8Rng>,
+        broadcast: SocketAddr,
         disk: Disk,
         boot: u64,
         start: Instant,
     ) -> Self {
         Self {
-            replica,
-            seal,
+            server,
+            codec: sim_codec(),
+            broadcast,
             disk,
             boot,
             frames: 0,
@@ -134,8 +148,9 @@ impl SimServer {
             skew_ms: 0,
             fsync: Duration::from_millis(2),
             lying_disk: false,
-            mine: BTreeSet::new(),
-            answers: BTreeMap::new(),
+            client_out: BTreeMap::new(),
+            client_closed: BTreeSet::new(),
+            operator_conns: 0,
             applied: Vec::new(),
             led: BTreeSet::new(),
             trace: false,
@@ -147,48 +162,129 @@ impl SimServer {
         Timestamp(EPOCH_MS.saturating_add_signed(ms.saturating_add(self.skew_ms)))
     }
 
+    /// The replica inside the server core.
+    pub(crate) fn replica(&self) -> &Replica<ChaCha8Rng> {
+        self.server.replica()
+    }
+
     /// Feeds the wall clock, as the node does on every loop turn.
     pub(crate) fn tick_clock(&mut self, now: Instant) {
         let wall = self.wall(now);
-        self.replica.handle_wall_clock(wall, now);
+        self.server.handle_wall_clock(wall, now);
     }
 
-    /// Carries out the replica's actions in order.
+    /// Seals what the core holds for the stream (each input is a burst of its own here) and
+    /// carries out the core's actions in order.
     pub(crate) fn drain(&mut self, now: Instant) {
+        self.server.flush();
         // Nothing after a refusal to bootstrap is valid: the node stops.
         while self.refused.is_none() {
-            let Some(action) = self.replica.poll_action() else { break };
+            let Some(action) = self.server.poll_action() else { break };
             self.carry_out(action, now);
         }
-        if self.replica.is_leading() {
-            self.led.insert(self.replica.term());
+        if self.replica().is_leading() {
+            self.led.insert(self.replica().term());
         }
+    }
+
+    /// A client connection `conn` opens.
+    pub(crate) fn client_connect(&mut self, conn: ConnId, from: SocketAddr, now: Instant) {
+        self.tick_clock(now);
+        self.server.handle_client_connected(conn, from, now);
+        self.drain(now);
+    }
+
+    /// A client sends `bytes` on `conn`.
+    pub(crate) fn client_send(&mut self, conn: ConnId, bytes: &[u8], now: Instant) {
+        self.tick_clock(now);
+        self.server.handle_client_bytes(conn, bytes, now);
+        self.drain(now);
+    }
+
+    /// A client closes `conn`.
+    pub(crate) fn client_close(&mut self, conn: ConnId, now: Instant) {
+        self.client_out.remove(&conn);
+        self.client_closed.remove(&conn);
+        self.server.handle_client_closed(conn, now);
+        self.drain(now);
+    }
+
+    /// The operator's `auction-client admin SERVER OP`: a connection, `Hello`, the admin
+    /// request; its response.
+    pub(crate) fn admin(&mut self, op: AdminOp, now: Instant) -> Option<Response> {
+        self.operator_conns += 1;
+        let conn = OPERATOR_CONNS + self.operator_conns;
+        let from = SocketAddr::from(([10, 0, 9, 9], 9000));
+        self.client_connect(conn, from, now);
+        let codec = ClientCodec::default();
+        let mut bytes = Vec::new();
+        let hello = RequestBody::Hello { client: OPERATOR, seen: auction_proto::Seq::ZERO };
+        let admin = RequestBody::Admin { token: ADMIN_TOKEN.into(), op };
+        for (no, body) in [(1, hello), (2, admin)] {
+            let msg = ClientToServer::Request(Request { no: RequestNo(no), body });
+            if codec.encode_into(&msg, &mut bytes).is_err() {
+                return None;
+            }
+        }
+        self.client_send(conn, &bytes, now);
+        let out = self.client_out.remove(&conn).unwrap_or_default();
+        self.client_close(conn, now);
+        let mut at = 0;
+        let mut last = None;
+        while let Ok(Some((msg, used))) =
+            codec.decode_stream::<auction_proto::msg::client::ServerToClient>(&out[at..])
+        {
+            at += used;
+            if let auction_proto::msg::client::ServerToClient::Response(r) = msg {
+                last = Some(r);
+            }
+        }
+        last.filter(|r| r.no == RequestNo(2))
     }
 
     // The message trace of `SEED=n` replays goes to stderr.
     #[allow(clippy::print_stderr)]
     fn carry_out(&mut self, action: Action, now: Instant) {
         match action {
-            Action::Send { to, receiver, body } => {
-                if self.trace {
-                    eprintln!("{:?} {} -> {to}: {body:?}", now - self.start, self.name());
-                }
-                self.send(Dest::To(to), receiver, &body);
+            Action::PeerDatagram { to, bytes } => {
+                let dest = if to == self.broadcast { Dest::Broadcast } else { Dest::To(to) };
+                self.send(dest, Channel::Datagram, bytes, now);
             }
-            Action::Broadcast { body, .. } => self.send(Dest::Broadcast, None, &body),
+            Action::PeerStream { to, bytes } => {
+                // The wire carries frames; a stream buffer holds whole ones, in order.
+                let mut at = 0;
+                while let Ok(Some(h)) = self.codec.decode_header(&bytes[at..]) {
+                    let Some(frame) = bytes.get(at..at + h.frame_len) else { break };
+                    self.send(Dest::To(to), Channel::Stream, frame.to_vec(), now);
+                    at += h.frame_len;
+                }
+                if at != bytes.len() {
+                    self.violations
+                        .push(("seal", format!("{}: a torn stream buffer", self.name())));
+                }
+            }
+            Action::DiscoveryReply { .. } | Action::ReadClient { .. } => {}
+            Action::ToClient { conn, bytes } => {
+                self.client_out.entry(conn).or_default().extend_from_slice(&bytes);
+            }
+            Action::CloseClient { conn } => {
+                self.client_closed.insert(conn);
+            }
             Action::PersistInstance { instance } => {
-                self.disk.instance = Some(instance);
-                if !self.seal.set_instance(instance) {
+                if self.disk.instance.is_some_and(|i| i != instance) {
                     let msg = format!("{} founded {instance} inside another instance", self.name());
                     self.violations.push(("instance", msg));
                 }
+                self.disk.instance = Some(instance);
             }
-            Action::BootstrapRefused { instance } => {
+            Action::Stop(Stop::BootstrapRefused { instance }) => {
                 if self.trace {
                     eprintln!("{:?} {} refused to bootstrap", now - self.start, self.name());
                 }
                 self.refused = Some(instance);
             }
+            // Snapshots in the simulation come from real replicas and always decode.
+            Action::Stop(stop) => panic!("{} stopped: {stop:?}", self.name()),
             Action::PersistTerm { term, accepted } => {
                 self.disk.term = term;
                 self.disk.accepted = accepted;
@@ -201,16 +297,9 @@ impl SimServer {
                 self.write(id, Write::Install(snapshot), now);
             }
             Action::SaveSnapshot { snapshot } => self.disk.save_snapshot(snapshot),
-            Action::Complete { request, seq, outcome } => {
-                if self.mine.remove(&request) {
-                    self.answers.insert(request, (seq, outcome));
-                }
-            }
             Action::Applied { entry } => self.applied.push(Applied::Entry(entry)),
-            // Snapshots in the simulation come from real replicas and always decode.
-            Action::Halt { reason } => panic!("{} halted: {reason}", self.name()),
-            Action::Events { .. } | Action::Learners { .. } | Action::Configuration { .. } => {}
-            Action::Role { role, term, leader } => {
+            Action::WriteApplied { .. } => {}
+            Action::Log(auction_replica::Action::Role { role, term, leader }) => {
                 if self.trace {
                     eprintln!(
                         "{:?} {} role {role:?} {term:?} {leader:?}",
@@ -219,26 +308,35 @@ impl SimServer {
                     );
                 }
             }
+            Action::Log(_) => {}
         }
     }
 
     fn write(&mut self, id: auction_ordering::StoreId, w: Write, now: Instant) {
         self.disk.pending.push_back((now + self.fsync, id, w));
         if self.lying_disk {
-            self.replica.handle_stored(id, now);
+            self.server.handle_stored(id, now);
         }
     }
 
-    /// Seals `body` for `receiver` and queues it.
-    fn send(&mut self, to: Dest<SocketAddr>, receiver: Option<Addressee>, body: &PeerBody) {
-        let channel = channel_of(body);
-        let bytes = match self.seal.seal(receiver, body, channel) {
-            Ok(b) => b,
-            Err(e) => {
-                self.violations.push(("seal", format!("{}: {e}", self.name())));
+    /// Queues one sealed frame.
+    #[allow(clippy::print_stderr)] // the message trace of `SEED=n` replays
+    fn send(&mut self, to: Dest<SocketAddr>, channel: Channel, bytes: Vec<u8>, now: Instant) {
+        let receiver = match self.codec.decode_header(&bytes) {
+            Ok(Some(h)) => h.envelope.to,
+            _ => {
+                self.violations
+                    .push(("seal", format!("{}: sent an unreadable frame", self.name())));
                 return;
             }
         };
+        if self.trace {
+            eprintln!(
+                "{:?} {} -> {to:?}: {channel:?} to {receiver:?}",
+                now - self.start,
+                self.name()
+            );
+        }
         self.frames += 1;
         let dest = match to {
             Dest::To(a) => Some(a),
@@ -253,55 +351,26 @@ impl SimServer {
 
     /// This boot: node id and incarnation.
     fn me(&self) -> Addressee {
-        let (node, incarnation) = self.seal.me();
+        let (node, incarnation) = self.server.seal().me();
         Addressee { node, incarnation }
     }
 
-    /// Opens one frame off the wire and hands it to the replica as the node does.
+    /// Hands one frame off the wire to the server core, as the node does.
     #[allow(clippy::print_stderr)] // the message trace of `SEED=n` replays
-    fn receive(&mut self, wire: &Wire, now: Instant) {
-        let result = self.seal.open(&wire.bytes, wire.channel);
+    fn receive(&mut self, from: SocketAddr, wire: &Wire, now: Instant) {
+        let result = self.server.handle_peer_bytes(&wire.bytes, wire.channel, from, now);
         self.judge(&wire.meta, &result);
-        if let (true, Err(r)) = (self.trace, &result) {
-            let (t, me, how) = (now - self.start, self.name(), wire.meta.injected);
-            eprintln!("{t:?} {me} refused {:x} ({how:?}): {r}", wire.meta.id);
-        }
-        let Opened { frame, adopted } = match result {
-            Ok(o) => o,
-            Err(Refusal::StaleReceiver { sender, sender_incarnation, .. }) => {
-                self.replica.handle_misaddressed(sender, sender_incarnation, now);
-                return;
-            }
-            Err(_) => return,
-        };
-        if let Some(instance) = adopted {
-            // Persisted before anything acts on it.
-            self.disk.instance = Some(instance);
-            self.replica.handle_instance(instance, now);
-            self.drain(now);
-            if self.refused.is_some() {
-                return;
-            }
-        }
-        let env = frame.envelope;
         if self.trace {
-            let (t, me) = (now - self.start, self.name());
-            eprintln!("{t:?} {me} <- {}: {:?}", env.sender, frame.body);
-        }
-        match (env.to, frame.body) {
-            (Some(_), body) => self.replica.handle_peer(env.sender, env.incarnation, body, now),
-            (None, PeerBody::Discovery(msg)) => {
-                self.replica.handle_unaddressed(env.sender, env.incarnation, msg, now);
-            }
-            (None, body) => {
-                let msg = format!("{} opened unaddressed {body:?}", self.name());
-                self.violations.push(("seal", msg));
+            let (t, me, how) = (now - self.start, self.name(), wire.meta.injected);
+            match &result {
+                Err(r) => eprintln!("{t:?} {me} refused {:x} ({how:?}): {r}", wire.meta.id),
+                Ok(env) => eprintln!("{t:?} {me} <- {}: {:x}", env.sender, wire.meta.id),
             }
         }
     }
 
     /// The attacker's bookkeeping of one opened (or refused) frame; see [`AttackStats`].
-    fn judge(&mut self, meta: &Meta, result: &Result<Opened, Refusal>) {
+    fn judge(&mut self, meta: &Meta, result: &Result<Envelope, Refusal>) {
         let me = self.me();
         let accepted = result.is_ok();
         let first = accepted && self.accepted.insert(meta.id);
@@ -315,10 +384,7 @@ impl SimServer {
                     self.attacks.misaddressed += 1;
                     self.misaddressed.insert(*sender);
                 }
-                Ok(o)
-                    if o.frame.envelope.to.is_some()
-                        && self.misaddressed.remove(&o.frame.envelope.sender) =>
-                {
+                Ok(env) if env.to.is_some() && self.misaddressed.remove(&env.sender) => {
                     self.attacks.repaired += 1;
                 }
                 _ => {}
@@ -362,7 +428,7 @@ impl SimServer {
     }
 
     fn name(&self) -> String {
-        self.replica.me().peer_addr.to_string()
+        self.replica().me().peer_addr.to_string()
     }
 
     /// Completes the syncs due by `now`.
@@ -371,7 +437,7 @@ impl SimServer {
             let Some((_, id, w)) = self.disk.pending.pop_front() else { break };
             self.disk.apply(w);
             if !self.lying_disk {
-                self.replica.handle_stored(id, now);
+                self.server.handle_stored(id, now);
                 self.drain(now);
             }
         }
@@ -382,12 +448,12 @@ impl SimNode for SimServer {
     type Addr = SocketAddr;
     type Msg = Wire;
 
-    fn handle_message(&mut self, _from: SocketAddr, msg: Wire, now: Instant) {
+    fn handle_message(&mut self, from: SocketAddr, msg: Wire, now: Instant) {
         if self.refused.is_some() {
             return;
         }
         self.tick_clock(now);
-        self.receive(&msg, now);
+        self.receive(from, &msg, now);
         self.drain(now);
     }
 
@@ -397,8 +463,8 @@ impl SimNode for SimServer {
         }
         self.tick_clock(now);
         self.sync_due(now);
-        if self.replica.poll_timeout().is_some_and(|t| t <= now) {
-            self.replica.handle_timeout(now);
+        if self.server.poll_timeout().is_some_and(|t| t <= now) {
+            self.server.handle_timeout(now);
         }
         self.drain(now);
     }
@@ -408,7 +474,7 @@ impl SimNode for SimServer {
             return None;
         }
         let sync = self.disk.pending.front().map(|(due, _, _)| *due);
-        [self.replica.poll_timeout(), sync].into_iter().flatten().min()
+        [self.server.poll_timeout(), sync].into_iter().flatten().min()
     }
 
     fn drain_outgoing(&mut self) -> Vec<Outgoing<SocketAddr, Wire>> {

@@ -1,14 +1,13 @@
-//! Peer transport: UDP for discovery, failure detection and election; TCP for ordering.
+//! Peer sockets: UDP for discovery, failure detection and election; TCP for ordering.
 //!
-//! Frames are sealed and checked by `auction_proto::PeerSeal` (AEAD with keys derived from the
-//! cluster key; the envelope binds the receiver's node and boot and the cluster instance; one
-//! replay window per sender and channel). See docs/protocol.md.
+//! Frames are sealed, opened and batched by the server core (`auction_server`, with
+//! `auction_proto::PeerSeal`; see docs/protocol.md); this module only moves their bytes.
 //!
 //! Inbound TCP is read by one task per connection (module `inbound`), which authenticates and
 //! decrypts every frame before the driver sees it, skips a frame addressed to another node or
 //! boot without decrypting its body, and bounds what hosts without the key can
-//! cost ([`TransportLimits`]); the driver then runs the seal's remaining checks
-//! ([`PeerNet::admit`]).
+//! cost ([`TransportLimits`]); the server core then runs the seal's remaining checks
+//! (`Server::handle_peer_frame`).
 
 mod inbound;
 
@@ -22,18 +21,12 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use auction_proto::codec::PEER_HEADER_LEN;
-use auction_proto::msg::peer::{OrderingMsg, PeerBody};
-use auction_proto::seal::Channel as SealChannel;
-use auction_proto::{
-    Addressee, DecodeError, Incarnation, NodeId, Opened, PeerCodec, PeerFrame, PeerSeal, Refusal,
-};
+use auction_proto::{DecodeError, Incarnation, NodeId, PeerCodec, PeerFrame, PeerSeal};
+use auction_server::PeerStats;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::mpsc;
-use tracing::{debug, warn};
 
-/// Largest UDP payload we send; bigger frames go over TCP.
-const MAX_UDP_FRAME: usize = 60 * 1024;
 /// Frames queued per outbound TCP connection before new ones are dropped (ordering resends).
 const WRITER_QUEUE: usize = 4096;
 /// Most outbound TCP connections kept.
@@ -44,27 +37,6 @@ const INBOUND_QUEUE: usize = 1024;
 /// An inbound peer connection silent this long is closed; an outbound writer with nothing to
 /// send this long ends (and is removed from the table).
 const PEER_IDLE: Duration = Duration::from_secs(60);
-/// Most commands (or entries) one merged `Propose` (or `Order`) carries: each is at most a
-/// client frame, 64 KiB, so a merged frame stays below the 4 MiB peer payload limit.
-const MAX_MERGED_COMMANDS: usize = 32;
-
-/// How a frame arrived.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Channel {
-    /// A UDP datagram on the peer or discovery socket.
-    Udp,
-    /// A TCP stream.
-    Tcp,
-}
-
-impl Channel {
-    fn seal(self) -> SealChannel {
-        match self {
-            Channel::Udp => SealChannel::Datagram,
-            Channel::Tcp => SealChannel::Stream,
-        }
-    }
-}
 
 /// Counters of refused input, for metrics.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -88,17 +60,17 @@ pub struct TransportStats {
     pub buffered_bytes: u64,
 }
 
-/// The peer side of one node: sockets, signing, replay windows, outbound TCP writers.
+/// The peer sockets of one node: the UDP socket, outbound TCP writers, the inbound readers'
+/// counters. Sealing, opening and batching are the server core's.
 #[derive(Debug)]
 pub struct PeerNet {
-    seal: PeerSeal,
     udp: Arc<UdpSocket>,
+    discovery: Arc<UdpSocket>,
     writers: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>,
-    /// TCP messages not yet sealed, in send order (see [`PeerNet::flush`]).
-    pending: Vec<(SocketAddr, Option<Addressee>, PeerBody)>,
-    /// Counters of the driver's side (the readers count theirs in `inbound`).
-    stats: TransportStats,
+    /// Outbound frames dropped here (queue full, socket busy).
+    dropped: u64,
     inbound: Arc<inbound::Inbound>,
+    accept: tokio::task::JoinHandle<()>,
 }
 
 /// The sockets the driver polls.
@@ -108,16 +80,17 @@ pub struct PeerSockets {
     pub udp: Arc<UdpSocket>,
     /// Discovery socket: broadcast `Discover` from servers, `FindServers` from clients.
     pub discovery: Arc<UdpSocket>,
-    /// Authenticated frames read by the TCP reader tasks (replay-check each with
-    /// [`PeerNet::admit`], then drop the batch to release its bytes).
+    /// Authenticated frames read by the TCP reader tasks (hand each to the server core, then
+    /// drop the batch to release its bytes).
     pub tcp_in: mpsc::Receiver<InboundFrames>,
 }
 
 impl PeerNet {
     /// Binds the peer UDP socket, the peer TCP listener (on the UDP socket's port, so port 0
     /// picks one port for both) and the discovery socket (shared with other local servers).
+    /// The TCP readers authenticate frames with a clone of `seal`'s codec.
     pub async fn bind(
-        seal: PeerSeal,
+        seal: &PeerSeal,
         peer_addr: SocketAddr,
         discovery_addr: SocketAddr,
         limits: TransportLimits,
@@ -129,121 +102,34 @@ impl PeerNet {
         let (me, incarnation) = seal.me();
         let opener = ReaderOpener { codec: seal.codec().clone(), me, incarnation };
         let inbound = Arc::new(inbound::Inbound::new(limits, opener.max_frame_len()));
-        tokio::spawn(inbound::accept_peers(listener, opener, tcp_tx, inbound.clone()));
+        let accept = tokio::spawn(inbound::accept_peers(listener, opener, tcp_tx, inbound.clone()));
         let net = Self {
-            seal,
             udp: udp.clone(),
+            discovery: discovery.clone(),
             writers: HashMap::new(),
-            pending: Vec::new(),
-            stats: TransportStats::default(),
+            dropped: 0,
             inbound,
+            accept,
         };
         Ok((net, PeerSockets { udp, discovery, tcp_in }))
     }
 
-    /// Signs and sends `body` to a peer: ordering traffic over TCP, the rest over UDP (or TCP
-    /// when too big for a datagram). Never blocks; a frame that cannot be queued is dropped
-    /// and counted (the protocols retransmit).
-    ///
-    /// TCP messages are held until [`PeerNet::flush`], which the driver calls before it
-    /// yields (the peer writer tasks run only then, so holding them costs no latency).
-    /// Meanwhile consecutive messages to one peer that say together what they say one after
-    /// the other are merged: `Propose`s of one term (the leader sequences the commands in the
-    /// same order, and sends one `Order` and stores once for all of them), `Order`s of one
-    /// term whose entries follow on (the member takes the entries in order, then the later
-    /// commit point, which a leader never lowers in its term), and `Ack`s of one term (the
-    /// highest is kept, as the leader keeps the highest it has heard; an ack it does not see
-    /// can only hold the commit point back, never move it).
-    ///
-    /// `receiver` is the node and boot the frame is sealed for (`None`: unaddressed
-    /// discovery).
-    pub fn send(&mut self, to: SocketAddr, receiver: Option<Addressee>, body: PeerBody) {
-        let tcp = matches!(body, PeerBody::Ordering(_));
-        if !tcp {
-            match self.encode(receiver, &body, Channel::Udp) {
-                Some(frame) if frame.len() <= MAX_UDP_FRAME => {
-                    if self.udp.try_send_to(&frame, to).is_err() {
-                        self.stats.dropped += 1;
-                    }
-                    return;
-                }
-                Some(_) => {}
-                None => return,
-            }
-        }
-        let last = self.pending.iter_mut().rev().find(|(dest, _, _)| *dest == to);
-        if let Some((_, r, PeerBody::Ordering(prev))) = last {
-            if *r == receiver {
-                if let PeerBody::Ordering(next) = body {
-                    match merge(prev, next) {
-                        None => return,
-                        Some(next) => {
-                            self.pending.push((to, receiver, PeerBody::Ordering(next)));
-                            return;
-                        }
-                    }
-                }
-            }
-            self.pending.push((to, receiver, body));
-            return;
-        }
-        self.pending.push((to, receiver, body));
-    }
-
-    /// The seal's instance (a founder's, once it has founded one).
-    pub fn set_instance(&mut self, instance: auction_proto::InstanceId) -> bool {
-        self.seal.set_instance(instance)
-    }
-
-    /// Whether TCP messages wait for [`PeerNet::flush`].
-    pub fn has_pending(&self) -> bool {
-        !self.pending.is_empty()
-    }
-
-    /// Signs the held TCP messages and queues them to their peers' writers, one buffer per
-    /// peer.
-    pub fn flush(&mut self) {
-        let mut pending = std::mem::take(&mut self.pending);
-        let mut out: Vec<(SocketAddr, Vec<u8>)> = Vec::new();
-        for (to, receiver, body) in pending.drain(..) {
-            let i = match out.iter().position(|(dest, _)| *dest == to) {
-                Some(i) => i,
-                None => {
-                    out.push((to, Vec::new()));
-                    out.len() - 1
-                }
-            };
-            if let Err(e) = self.seal.seal_into(receiver, &body, SealChannel::Stream, &mut out[i].1)
-            {
-                warn!(error = %e, "cannot encode a peer message; dropped");
-                self.stats.dropped += 1;
-            }
-        }
-        self.pending = pending;
-        for (to, frames) in out {
-            if !frames.is_empty() {
-                self.send_tcp(to, frames);
-            }
+    /// Sends one datagram from the peer socket; never blocks (a busy socket drops it, counted:
+    /// the protocols retransmit).
+    pub fn send_datagram(&mut self, to: SocketAddr, frame: &[u8]) {
+        if self.udp.try_send_to(frame, to).is_err() {
+            self.dropped += 1;
         }
     }
 
-    fn encode(
-        &mut self,
-        receiver: Option<Addressee>,
-        body: &PeerBody,
-        channel: Channel,
-    ) -> Option<Vec<u8>> {
-        match self.seal.seal(receiver, body, channel.seal()) {
-            Ok(frame) => Some(frame),
-            Err(e) => {
-                warn!(error = %e, "cannot encode a peer message; dropped");
-                self.stats.dropped += 1;
-                None
-            }
-        }
+    /// Sends one datagram from the discovery socket (an answer to a client's `FindServers`).
+    pub fn send_discovery(&mut self, to: SocketAddr, frame: &[u8]) {
+        let _ = self.discovery.try_send_to(frame, to);
     }
 
-    fn send_tcp(&mut self, to: SocketAddr, frame: Vec<u8>) {
+    /// Queues whole frames to the peer's outbound TCP writer (started on first use); never
+    /// blocks (a full queue drops them, counted).
+    pub fn send_stream(&mut self, to: SocketAddr, frames: Vec<u8>) {
         // A writer that ended (idle) is replaced.
         if self.writers.get(&to).is_some_and(mpsc::Sender::is_closed) {
             self.writers.remove(&to);
@@ -251,7 +137,7 @@ impl PeerNet {
         if !self.writers.contains_key(&to) && self.writers.len() >= MAX_WRITERS {
             self.writers.retain(|_, tx| !tx.is_closed());
             if self.writers.len() >= MAX_WRITERS {
-                self.stats.dropped += 1;
+                self.dropped += 1;
                 return;
             }
         }
@@ -260,54 +146,30 @@ impl PeerNet {
             tokio::spawn(write_peer(to, rx));
             tx
         });
-        if tx.try_send(frame).is_err() {
-            self.stats.dropped += 1;
+        if tx.try_send(frames).is_err() {
+            self.dropped += 1;
         }
     }
 
-    /// Counters of refused input, the readers' included.
-    pub fn stats(&self) -> TransportStats {
+    /// Counters of refused input and dropped output: the server core's (`core`), the
+    /// readers' and the sockets'.
+    pub fn stats(&self, core: PeerStats) -> TransportStats {
         let i = &self.inbound;
         TransportStats {
-            rejected: self.stats.rejected + i.rejected.load(Ordering::Relaxed),
-            misaddressed: self.stats.misaddressed + i.skipped.load(Ordering::Relaxed),
+            rejected: core.rejected + i.rejected.load(Ordering::Relaxed),
+            replayed: core.replayed,
+            misaddressed: core.misaddressed + i.skipped.load(Ordering::Relaxed),
+            dropped: core.dropped + self.dropped,
             refused_connections: i.refused.load(Ordering::Relaxed),
             timed_out: i.timed_out.load(Ordering::Relaxed),
             buffered_bytes: i.buffered() as u64,
-            ..self.stats
         }
     }
 
-    /// Authenticates, decrypts and checks one datagram from `from` (see
-    /// `auction_proto::PeerSeal::open`); refusals are counted, and logged at debug level
-    /// except those the caller acts on (returned as they are).
-    pub fn accept(&mut self, bytes: &[u8], from: SocketAddr) -> Result<Opened, Refusal> {
-        let result = self.seal.open(bytes, SealChannel::Datagram);
-        if let Err(Refusal::Decode(e)) = &result {
-            self.stats.rejected += 1;
-            self.inbound.log_refused(from, e);
-        }
-        self.count(result)
-    }
-
-    /// Runs the seal's checks on a frame a TCP reader authenticated and decrypted.
-    pub fn admit(&mut self, frame: PeerFrame, channel: Channel) -> Result<Opened, Refusal> {
-        let result = self.seal.admit(frame, channel.seal());
-        self.count(result)
-    }
-
-    fn count(&mut self, result: Result<Opened, Refusal>) -> Result<Opened, Refusal> {
-        match &result {
-            Ok(_) | Err(Refusal::Decode(_)) => {}
-            Err(Refusal::Replayed(_) | Refusal::FromSelf | Refusal::WrongChannel) => {
-                self.stats.replayed += 1;
-            }
-            Err(e) => {
-                self.stats.misaddressed += 1;
-                debug!(error = %e, "peer frame refused");
-            }
-        }
-        result
+    /// Closes the peer listener and waits until it is closed (the port is free at once).
+    pub async fn close(&mut self) {
+        self.accept.abort();
+        let _ = (&mut self.accept).await;
     }
 }
 
@@ -342,41 +204,6 @@ impl Opener for ReaderOpener {
 
     fn max_frame_len(&self) -> usize {
         self.codec.max_frame_len()
-    }
-}
-
-/// Merges `next` into `prev` (the last message held for the same peer) if together they say
-/// what they say one after the other; gives `next` back otherwise.
-fn merge(prev: &mut OrderingMsg, next: OrderingMsg) -> Option<OrderingMsg> {
-    match (prev, next) {
-        (
-            OrderingMsg::Propose { term, commands },
-            OrderingMsg::Propose { term: t, commands: more },
-        ) if *term == t && commands.len() + more.len() <= MAX_MERGED_COMMANDS => {
-            commands.extend(more);
-            None
-        }
-        (OrderingMsg::Ack { term, stored }, OrderingMsg::Ack { term: t, stored: s })
-            if *term == t =>
-        {
-            // The highest, as the leader keeps anyway (a later ack can be lower: a snapshot
-            // install resets what is durable).
-            *stored = (*stored).max(s);
-            None
-        }
-        // The merged `Order` keeps the first one's `prev`: the second one's entries follow on.
-        (
-            OrderingMsg::Order { term, entries, commit, .. },
-            OrderingMsg::Order { term: t, entries: more, commit: c, .. },
-        ) if *term == t
-            && entries.len() + more.len() <= MAX_MERGED_COMMANDS
-            && entries.last().zip(more.first()).is_some_and(|(a, b)| a.seq.next() == b.seq) =>
-        {
-            entries.extend(more);
-            *commit = (*commit).max(c);
-            None
-        }
-        (_, next) => Some(next),
     }
 }
 
@@ -438,63 +265,3 @@ async fn write_peer(to: SocketAddr, mut rx: mpsc::Receiver<Vec<u8>>) {
 
 #[cfg(test)]
 mod tests;
-
-#[cfg(test)]
-mod merge_tests {
-    use auction_proto::msg::log::{Command, EntryPayload, LogEntry, Operation};
-    use auction_proto::{AuctionId, Seq, Term, Timestamp};
-
-    use super::{MAX_MERGED_COMMANDS, OrderingMsg, merge};
-
-    fn propose(term: u64, n: usize) -> OrderingMsg {
-        let cmd = Command { origin: None, op: Operation::Close { auction: AuctionId(1) } };
-        OrderingMsg::Propose { term: Term(term), commands: vec![cmd; n] }
-    }
-
-    #[test]
-    fn proposes_of_one_term_merge_up_to_the_bound() {
-        let mut prev = propose(3, 2);
-        assert_eq!(merge(&mut prev, propose(3, 1)), None);
-        assert_eq!(prev, propose(3, 3));
-        assert_eq!(merge(&mut prev, propose(4, 1)), Some(propose(4, 1)));
-        let big = propose(3, MAX_MERGED_COMMANDS - 2);
-        assert_eq!(merge(&mut prev, big.clone()), Some(big));
-    }
-
-    #[test]
-    fn acks_of_a_term_merge_into_the_highest_and_nothing_else_merges() {
-        let ack = |term, stored| OrderingMsg::Ack { term: Term(term), stored: Seq(stored) };
-        let mut prev = ack(2, 10);
-        assert_eq!(merge(&mut prev, ack(2, 12)), None);
-        assert_eq!(prev, ack(2, 12));
-        // A lower later ack (after a snapshot install reset what is durable) keeps the highest.
-        assert_eq!(merge(&mut prev, ack(2, 0)), None);
-        assert_eq!(prev, ack(2, 12));
-        assert_eq!(merge(&mut prev, ack(3, 1)), Some(ack(3, 1)));
-        let commit = OrderingMsg::Commit { term: Term(2), commit: Seq(12) };
-        assert_eq!(merge(&mut prev, commit.clone()), Some(commit));
-        assert_eq!(merge(&mut propose(2, 1), ack(2, 1)), Some(ack(2, 1)));
-    }
-
-    #[test]
-    fn orders_of_one_term_merge_only_when_their_entries_follow_on() {
-        let entry = |seq| LogEntry {
-            term: Term(2),
-            seq: Seq(seq),
-            timestamp: Timestamp(0),
-            payload: EntryPayload::Noop,
-        };
-        let order = |term, seqs: std::ops::RangeInclusive<u64>, commit| OrderingMsg::Order {
-            term: Term(term),
-            prev: auction_proto::LogPosition { term: Term(2), seq: Seq(seqs.start() - 1) },
-            entries: seqs.map(entry).collect(),
-            commit: Seq(commit),
-        };
-        let mut prev = order(2, 5..=6, 4);
-        assert_eq!(merge(&mut prev, order(2, 7..=7, 6)), None);
-        assert_eq!(prev, order(2, 5..=7, 6));
-        // A resend (not following on), another term: kept apart.
-        assert_eq!(merge(&mut prev, order(2, 3..=4, 6)), Some(order(2, 3..=4, 6)));
-        assert_eq!(merge(&mut prev, order(3, 8..=8, 6)), Some(order(3, 8..=8, 6)));
-    }
-}

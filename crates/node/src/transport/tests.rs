@@ -14,7 +14,10 @@ use auction_proto::{
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
-use super::{Channel, PeerNet, PeerSockets, TransportLimits};
+use auction_proto::{Channel, Opened, PeerFrame, Refusal};
+use auction_server::PeerStats;
+
+use super::{PeerNet, PeerSockets, TransportLimits, TransportStats};
 
 const ME: NodeId = NodeId::from_bytes([1; 16]);
 const PEER: NodeId = NodeId::from_bytes([2; 16]);
@@ -70,19 +73,41 @@ fn limits(f: impl FnOnce(&mut TransportLimits)) -> TransportLimits {
     l
 }
 
-async fn node_with(
-    codec: PeerCodec,
-    limits: TransportLimits,
-) -> (PeerNet, PeerSockets, SocketAddr) {
+/// The sockets, with the seal checks the server core runs after the readers (counted as it
+/// counts them).
+#[derive(Debug)]
+struct Node {
+    net: PeerNet,
+    seal: PeerSeal,
+    core: PeerStats,
+}
+
+impl Node {
+    fn admit(&mut self, frame: PeerFrame) -> Result<Opened, Refusal> {
+        let r = self.seal.admit(frame, Channel::Stream);
+        match &r {
+            Err(Refusal::Replayed(_)) => self.core.replayed += 1,
+            Err(_) => self.core.misaddressed += 1,
+            Ok(_) => {}
+        }
+        r
+    }
+
+    fn stats(&self) -> TransportStats {
+        self.net.stats(self.core)
+    }
+}
+
+async fn node_with(codec: PeerCodec, limits: TransportLimits) -> (Node, PeerSockets, SocketAddr) {
     let any: SocketAddr = "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}"));
     let seal = PeerSeal::new(codec, ME, Incarnation(1), Some(INSTANCE));
     let (net, sockets) =
-        PeerNet::bind(seal, any, any, limits).await.unwrap_or_else(|e| panic!("bind: {e}"));
+        PeerNet::bind(&seal, any, any, limits).await.unwrap_or_else(|e| panic!("bind: {e}"));
     let addr = sockets.udp.local_addr().unwrap_or_else(|e| panic!("{e}"));
-    (net, sockets, addr)
+    (Node { net, seal, core: PeerStats::default() }, sockets, addr)
 }
 
-async fn node(limits: TransportLimits) -> (PeerNet, PeerSockets, SocketAddr) {
+async fn node(limits: TransportLimits) -> (Node, PeerSockets, SocketAddr) {
     node_with(codec(), limits).await
 }
 
@@ -260,7 +285,7 @@ async fn good_frames_go_through_however_they_are_split() {
             break;
         };
         for f in batch.take() {
-            got.extend(net.admit(f, Channel::Tcp).ok().map(|o| o.frame.body));
+            got.extend(net.admit(f).ok().map(|o| o.frame.body));
         }
     }
     assert_eq!(got, vec![ack(1), ack(2), ack(3)]);
@@ -271,8 +296,7 @@ async fn good_frames_go_through_however_they_are_split() {
     let Ok(Some(mut batch)) = tokio::time::timeout(GENEROUS, sockets.tcp_in.recv()).await else {
         panic!("the replayed frame did not reach the driver");
     };
-    let replayed: Vec<_> =
-        batch.take().into_iter().filter_map(|f| net.admit(f, Channel::Tcp).ok()).collect();
+    let replayed: Vec<_> = batch.take().into_iter().filter_map(|f| net.admit(f).ok()).collect();
     assert!(replayed.is_empty());
     let stats = net.stats();
     assert_eq!((stats.rejected, stats.replayed), (0, 1));
@@ -324,7 +348,7 @@ async fn frames_for_another_node_or_boot_are_skipped_and_the_connection_goes_on(
             break;
         };
         for f in batch.take() {
-            got.push(net.admit(f, Channel::Tcp).map(|o| o.frame.body));
+            got.push(net.admit(f).map(|o| o.frame.body));
         }
     }
     assert_eq!(got, vec![Ok(ack(3))], "only the frame for this boot is handed over");

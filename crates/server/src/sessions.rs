@@ -1,14 +1,16 @@
-//! Client sessions, on the driver's thread: the hello handshake, bidder login, reads served
-//! from the local state machine, writes submitted to the replica and answered once applied,
-//! and events pushed to subscribers.
+//! Client sessions: the hello handshake, bidder login, reads served from the local state
+//! machine, writes submitted to the replica and answered once applied, and events pushed to
+//! subscribers. Answers are encoded into each connection's output buffer, which
+//! [`crate::Server`] hands to the driver as [`crate::Action::ToClient`].
 //!
 //! Invariants: every pending write belongs to a live connection or is answered `Timeout` by
-//! [`Sessions::expire`]; a connection has at most [`MAX_PENDING_PER_CONN`] pending writes; a
-//! response never carries an applied seq lower than one the connection was already given.
+//! [`Sessions::expire`]; a connection has at most [`MAX_PENDING_PER_CONN`] pending writes and
+//! at most [`MAX_IN_FLIGHT`] unanswered requests; a response never carries an applied seq
+//! lower than one the connection was already given (refusals included).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use auction_core::{Event, token_hash_matches};
 use auction_proto::msg::auction::{AuctionEvent, BidKind, BidderName, Outcome};
@@ -17,20 +19,22 @@ use auction_proto::msg::client::{
     ServerToClient,
 };
 use auction_proto::msg::log::{Command, Operation, RequestId, TokenHash};
-use auction_proto::{AuctionId, ClientId, ClusterKey, RequestNo, Seq, Timestamp};
+use auction_proto::{AuctionId, ClientCodec, ClientId, ClusterKey, RequestNo, Seq, Timestamp};
 use auction_replica::{AdminError, Replica, SubmitError};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
-use tokio::sync::{mpsc, oneshot};
 use tracing::debug;
 
-use crate::clients::ConnId;
+use crate::action::ConnId;
 
 /// Most writes one connection may have waiting for their outcome.
 pub const MAX_PENDING_PER_CONN: usize = 64;
 /// How long a write may wait for its outcome before the client is told `Timeout` (the
 /// outcome is then unknown: the client retries with the same request number).
 pub const PENDING_TIMEOUT: Duration = Duration::from_secs(10);
+/// Requests one connection may have unanswered; at the limit the core reads no more of its
+/// bytes (and grants the driver no more to read: TCP back-pressure on that client alone).
+pub const MAX_IN_FLIGHT: usize = 128;
 
 #[derive(Debug)]
 enum Watch {
@@ -39,15 +43,31 @@ enum Watch {
 }
 
 #[derive(Debug)]
-struct Conn {
+pub(crate) struct Conn {
     addr: SocketAddr,
-    tx: mpsc::Sender<ServerToClient>,
-    kill: Option<oneshot::Sender<()>>,
     client: Option<ClientId>,
     bidder: Option<BidderName>,
     seen: Seq,
     watch: Option<Watch>,
     pending: usize,
+    /// Requests decoded and not yet answered.
+    pub(crate) unanswered: usize,
+    /// Encoded frames not yet handed to the driver.
+    pub(crate) out: Vec<u8>,
+    /// Bytes received and not yet decoded (at most a partial frame, or whole frames held
+    /// while the connection is at [`MAX_IN_FLIGHT`]).
+    pub(crate) inbuf: Vec<u8>,
+    /// Bytes consumed from `inbuf` and not yet granted back to the driver.
+    pub(crate) credit: usize,
+    /// When bytes last arrived.
+    pub(crate) last_read: Instant,
+}
+
+impl Conn {
+    /// The highest applied seq this connection was given.
+    pub(crate) fn seen(&self) -> Seq {
+        self.seen
+    }
 }
 
 #[derive(Debug)]
@@ -59,90 +79,120 @@ struct Pending {
     token: Option<String>,
 }
 
-/// What the driver must do after a request.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Effect {
+/// What the server must do after a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Effect {
     /// Nothing more.
     None,
     /// An admin asked this node to leave: stop once the leave has been carried out.
     Leave,
 }
 
+/// Planted bugs in session handling, for the simulation to show that its checker catches
+/// them. Off everywhere else.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SessionFaults {
+    /// Stale reads: `Hello` ignores the seq the client has seen (no `Behind` check), and
+    /// reads skip the readiness gate, so a client failing over can read a state older than
+    /// one it was shown.
+    pub stale_reads: bool,
+    /// Requests are keyed by the connection as well as the client's secret, so a retry on
+    /// another connection (after a failover) is a new request: exactly-once is lost.
+    pub per_connection_ids: bool,
+}
+
+impl SessionFaults {
+    /// The session id of a client that sent `secret` in `Hello` on `conn`.
+    fn session_of(&self, secret: ClientId, conn: ConnId) -> ClientId {
+        if !self.per_connection_ids {
+            return session_id(secret);
+        }
+        let mut bytes = *secret.as_bytes();
+        for (b, c) in bytes.iter_mut().zip(conn.to_be_bytes()) {
+            *b ^= c;
+        }
+        session_id(ClientId::from_bytes(bytes))
+    }
+}
+
 /// All client sessions of this node.
 #[derive(Debug)]
-pub struct Sessions {
-    conns: HashMap<ConnId, Conn>,
-    pending: HashMap<RequestId, Pending>,
+pub(crate) struct Sessions {
+    pub(crate) conns: BTreeMap<ConnId, Conn>,
+    pending: BTreeMap<RequestId, Pending>,
     admin_hash: TokenHash,
     /// Makes bidder tokens: a keyed hash of the request id (the cluster key, so every server
     /// derives the same token for the same request and nobody without the key can).
     token_key: ClusterKey,
+    pub(crate) codec: ClientCodec,
+    /// The wall clock last fed in (the `Welcome`'s `now`).
+    pub(crate) wall: Timestamp,
+    /// Connections with output or credit for the driver.
+    pub(crate) dirty: BTreeSet<ConnId>,
+    /// Connections closed by the core, for the driver to close.
+    pub(crate) closed: Vec<ConnId>,
+    /// Connections at [`MAX_IN_FLIGHT`] with bytes left to decode.
+    pub(crate) blocked: BTreeSet<ConnId>,
+    pub(crate) faults: SessionFaults,
 }
 
 impl Sessions {
     /// No sessions; admin requests must present `admin_token`; bidder tokens are derived
     /// with `key`.
-    pub fn new(admin_token: &str, key: ClusterKey) -> Self {
+    pub(crate) fn new(admin_token: &str, key: ClusterKey, codec: ClientCodec) -> Self {
         Self {
-            conns: HashMap::new(),
-            pending: HashMap::new(),
+            conns: BTreeMap::new(),
+            pending: BTreeMap::new(),
             admin_hash: hash(admin_token),
             token_key: key,
+            codec,
+            wall: Timestamp(0),
+            dirty: BTreeSet::new(),
+            closed: Vec::new(),
+            blocked: BTreeSet::new(),
+            faults: SessionFaults::default(),
         }
     }
 
-    fn register_token(&self, id: RequestId) -> String {
-        let mut input = b"auction bidder token".to_vec();
-        input.extend_from_slice(id.client.as_bytes());
-        input.extend_from_slice(&id.no.0.to_be_bytes());
-        let tag = self.token_key.tag(&input);
-        tag[..24].iter().map(|b| format!("{b:02x}")).collect()
-    }
-
     /// Number of connected clients.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.conns.len()
     }
 
-    /// Whether no client is connected.
-    pub fn is_empty(&self) -> bool {
-        self.conns.is_empty()
-    }
-
     /// Writes waiting for their outcome.
-    pub fn pending(&self) -> usize {
+    pub(crate) fn pending(&self) -> usize {
         self.pending.len()
     }
 
     /// A new connection.
-    pub fn open(
-        &mut self,
-        conn: ConnId,
-        addr: SocketAddr,
-        tx: mpsc::Sender<ServerToClient>,
-        kill: oneshot::Sender<()>,
-    ) {
+    pub(crate) fn open(&mut self, conn: ConnId, addr: SocketAddr, now: Instant) {
         let c = Conn {
             addr,
-            tx,
-            kill: Some(kill),
             client: None,
             bidder: None,
             seen: Seq(0),
             watch: None,
             pending: 0,
+            unanswered: 0,
+            out: Vec::new(),
+            inbuf: Vec::new(),
+            credit: 0,
+            last_read: now,
         };
         self.conns.insert(conn, c);
     }
 
     /// A connection ended; its pending writes stay pending until they complete or expire, so
     /// that a client retrying on another connection (same request id) is answered there.
-    pub fn close(&mut self, conn: ConnId) {
+    pub(crate) fn close(&mut self, conn: ConnId) {
         self.conns.remove(&conn);
+        self.blocked.remove(&conn);
+        self.dirty.remove(&conn);
     }
 
     /// Handles one request.
-    pub fn handle<R: RngCore>(
+    pub(crate) fn handle<R: RngCore>(
         &mut self,
         replica: &mut Replica<R>,
         conn: ConnId,
@@ -153,17 +203,20 @@ impl Sessions {
         let applied = replica.applied();
         let result = match (&req.body, c.client) {
             (RequestBody::Hello { client, seen }, _) => {
-                if *seen > applied {
+                let stale = self.faults.stale_reads;
+                if *seen > applied && !stale {
                     Err(ClientError::Behind { applied, seen: *seen })
                 } else {
                     // The id a client sends is its secret: requests are keyed by its hash, so
                     // no one who sees a session's id (e.g. in `clients`) can act as it.
-                    c.client = Some(session_id(*client));
-                    c.seen = c.seen.max(*seen);
+                    c.client = Some(self.faults.session_of(*client, conn));
+                    if !stale {
+                        c.seen = c.seen.max(*seen);
+                    }
                     Ok(Reply::Welcome {
                         server: replica.me().node,
                         servers: replica.servers(),
-                        now: wall_clock(),
+                        now: self.wall,
                     })
                 }
             }
@@ -186,7 +239,10 @@ impl Sessions {
         now: Instant,
     ) -> Effect {
         let applied = replica.applied();
-        if needs_ready(&body) && !replica.is_ready() {
+        let stale_read = self.faults.stale_reads
+            && !is_write(&body)
+            && !matches!(body, RequestBody::Register { .. });
+        if needs_ready(&body) && !replica.is_ready() && !stale_read {
             // A node that has just started (or lost its leader) would answer from a state
             // that may be older than what the client saw: "wrong token" or "no such auction"
             // would look final. Unavailable sends the client to another server.
@@ -207,7 +263,7 @@ impl Sessions {
             RequestBody::Register { name } => {
                 // The same request (a retry, on any server) gets the same token, so the one
                 // whose hash was committed is the one the client is given.
-                let token = self.register_token(id);
+                let token = register_token(&self.token_key, id);
                 let op = Operation::RegisterBidder { name, token_hash: hash(&token) };
                 return self.submit(replica, conn, id, op, Some(token), now);
             }
@@ -337,6 +393,8 @@ impl Sessions {
         if let Some(old) = self.pending.remove(&id) {
             if let Some(c) = self.conns.get_mut(&old.conn) {
                 c.pending = c.pending.saturating_sub(1);
+                // Its answer goes to the retry's connection: the old one stops waiting.
+                c.unanswered = c.unanswered.saturating_sub(1);
             }
             let moved = Pending { conn, no: id.no, since: old.since, token: old.token };
             self.pending.insert(id, moved);
@@ -377,7 +435,7 @@ impl Sessions {
 
     /// A command was applied at `seq`: answer its client if it is waiting here, and return
     /// how long it waited.
-    pub fn complete(
+    pub(crate) fn complete(
         &mut self,
         request: RequestId,
         seq: Seq,
@@ -397,8 +455,7 @@ impl Sessions {
     }
 
     /// Pushes events applied at `seq` to the subscribed clients.
-    pub fn push(&mut self, seq: Seq, at: Timestamp, events: &[Event]) {
-        let mut slow = Vec::new();
+    pub(crate) fn push(&mut self, seq: Seq, at: Timestamp, events: &[Event]) {
         for (id, c) in &mut self.conns {
             let Some(watch) = &c.watch else { continue };
             for event in events {
@@ -411,20 +468,15 @@ impl Sessions {
                     continue;
                 }
                 let msg = ServerToClient::Event(PushEvent { seq, at, event });
-                if c.tx.try_send(msg).is_err() {
-                    slow.push(*id);
-                    break;
-                }
+                encode_or_refuse(&self.codec, &msg, &mut c.out);
+                self.dirty.insert(*id);
                 c.seen = c.seen.max(seq);
             }
-        }
-        for id in slow {
-            self.disconnect(id, "does not read its events");
         }
     }
 
     /// Answers `Timeout` to writes that waited longer than [`PENDING_TIMEOUT`].
-    pub fn expire(&mut self, now: Instant, applied: Seq) {
+    pub(crate) fn expire(&mut self, now: Instant, applied: Seq) {
         let old: Vec<RequestId> = self
             .pending
             .iter()
@@ -438,7 +490,7 @@ impl Sessions {
         }
     }
 
-    fn respond(
+    pub(crate) fn respond(
         &mut self,
         conn: ConnId,
         no: RequestNo,
@@ -448,18 +500,21 @@ impl Sessions {
         let Some(c) = self.conns.get_mut(&conn) else { return };
         let applied = applied.max(c.seen);
         c.seen = applied;
+        c.unanswered = c.unanswered.saturating_sub(1);
         let msg = ServerToClient::Response(Response { no, applied, result });
-        if c.tx.try_send(msg).is_err() {
-            self.disconnect(conn, "does not read its responses");
-        }
+        encode_or_refuse(&self.codec, &msg, &mut c.out);
+        self.dirty.insert(conn);
     }
 
-    fn disconnect(&mut self, conn: ConnId, why: &str) {
-        if let Some(mut c) = self.conns.remove(&conn) {
+    /// Closes `conn` from this side; `flush`: what was queued to it still goes out first.
+    pub(crate) fn disconnect(&mut self, conn: ConnId, why: &str, flush: bool) {
+        if let Some(c) = self.conns.get_mut(&conn) {
             debug!(conn, addr = %c.addr, why, "client disconnected");
-            if let Some(kill) = c.kill.take() {
-                let _ = kill.send(());
+            if !flush {
+                c.out.clear();
             }
+            c.credit = 0;
+            self.closed.push(conn);
         }
     }
 
@@ -527,7 +582,7 @@ fn event_auction(e: &AuctionEvent) -> AuctionId {
 
 /// The session id the server keys a client's requests by: the hash of the id the client
 /// sent in `Hello`, which the client keeps secret and re-sends after a failover.
-fn session_id(secret: ClientId) -> ClientId {
+pub fn session_id(secret: ClientId) -> ClientId {
     let digest = Sha256::digest(secret.as_bytes());
     let mut bytes = [0u8; 16];
     bytes.copy_from_slice(&digest[..16]);
@@ -552,8 +607,29 @@ pub fn hash(secret: &str) -> TokenHash {
     Sha256::digest(secret.as_bytes()).into()
 }
 
-/// The local wall clock as a sequencer timestamp.
-pub fn wall_clock() -> Timestamp {
-    let ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
-    Timestamp(u64::try_from(ms).unwrap_or(u64::MAX))
+/// The secret token of the bidder registered by request `id`: a keyed hash of the request
+/// id, so every server derives the same token for the same request (a retry at another
+/// server gets the token whose hash was committed) and nobody without the key can.
+pub fn register_token(key: &ClusterKey, id: RequestId) -> String {
+    let mut input = b"auction bidder token".to_vec();
+    input.extend_from_slice(id.client.as_bytes());
+    input.extend_from_slice(&id.no.0.to_be_bytes());
+    let tag = key.tag(&input);
+    tag[..24].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Appends `msg`; an answer too large for one frame becomes a `TooLarge` error with the same
+/// number, so the client is never left waiting.
+fn encode_or_refuse(codec: &ClientCodec, msg: &ServerToClient, buf: &mut Vec<u8>) {
+    if codec.encode_into(msg, buf).is_ok() {
+        return;
+    }
+    if let ServerToClient::Response(r) = msg {
+        let refusal = ServerToClient::Response(Response {
+            no: r.no,
+            applied: r.applied,
+            result: Err(ClientError::TooLarge),
+        });
+        let _ = codec.encode_into(&refusal, buf);
+    }
 }
