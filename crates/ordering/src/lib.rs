@@ -92,12 +92,14 @@ mod error;
 mod follower;
 mod holdback;
 mod leader;
-mod learners;
 mod log;
+mod ordering;
+mod stats;
 
 pub use action::{Action, StoreId};
 pub use config::OrderingConfig;
-pub use core::{Faults, Ordering, Persisted};
 pub use error::{Bound, OrderingError};
-pub use learners::MAX_LEARNERS;
+pub use leader::learners::MAX_LEARNERS;
 pub use log::Snapshot;
+pub use ordering::{Faults, Ordering, Persisted};
+pub use stats::OrderingStats;
