@@ -37,7 +37,8 @@
 //! `PersistTerm` (make the term durable before any later `Send`), `Send`, `Store` and
 //! `InstallSnapshot` (durable writes, confirmed by `handle_stored`), `Deliver` (committed
 //! entries, in order, once), and the reports `Leading`, `Unavailable`, `Abdicate`.
-//! [`Ordering::poll_timeout`] is the next deadline.
+//! [`Ordering::poll_timeout`] is the next deadline. A message that does not fit this node's
+//! role or term is refused and counted in [`Ordering::stats`] ([`OrderingStats`]).
 //!
 //! # Call order
 //!
