@@ -37,7 +37,8 @@
 //! `PersistTerm` (make the term durable before any later `Send`), `Send`, `Store` and
 //! `InstallSnapshot` (durable writes, confirmed by `handle_stored`), `Deliver` (committed
 //! entries, in order, once), and the reports `Leading`, `Unavailable`, `Abdicate`.
-//! [`Ordering::poll_timeout`] is the next deadline.
+//! [`Ordering::poll_timeout`] is the next deadline. A message that does not fit this node's
+//! role or term is refused and counted in [`Ordering::stats`] ([`OrderingStats`]).
 //!
 //! # Call order
 //!
@@ -92,12 +93,14 @@ mod error;
 mod follower;
 mod holdback;
 mod leader;
-mod learners;
 mod log;
+mod ordering;
+mod stats;
 
 pub use action::{Action, StoreId};
 pub use config::OrderingConfig;
-pub use core::{Faults, Ordering, Persisted};
 pub use error::{Bound, OrderingError};
-pub use learners::MAX_LEARNERS;
+pub use leader::learners::MAX_LEARNERS;
 pub use log::Snapshot;
+pub use ordering::{Faults, Ordering, Persisted};
+pub use stats::OrderingStats;
