@@ -12,7 +12,7 @@ use auction_client::parse::{COMMANDS, Command, help_for};
 use auction_client::render::{self, Ctx};
 use auction_client::session::{Answer, Session, SessionError};
 use auction_proto::msg::auction::{BidderName, Outcome};
-use auction_proto::msg::client::{ListFilter, Reply, RequestBody};
+use auction_proto::msg::client::{AdminOp, ListFilter, Reply, RequestBody};
 use auction_proto::{Amount, AuctionId};
 
 /// What one command produced.
@@ -114,8 +114,8 @@ impl App {
             Command::Whoami => RequestBody::Whoami,
             Command::Report => RequestBody::Report,
             Command::Servers => RequestBody::Servers,
-            Command::Clients => RequestBody::Clients,
-            Command::Queue => RequestBody::Queue,
+            Command::Clients => return self.operators_view(name, AdminOp::Clients).await,
+            Command::Queue => return self.operators_view(name, AdminOp::Queue).await,
             Command::Auctions { filter } => RequestBody::ListAuctions { filter },
             Command::Show { auction } => RequestBody::ShowAuction { auction },
             Command::History { auction } => RequestBody::History { auction },
@@ -186,6 +186,23 @@ impl App {
     /// Logs in as `name` with `token`, or the saved token.
     pub(crate) async fn login(&mut self, name: BidderName, token: Option<String>) -> Printed {
         self.run(Command::Login { name, token }).await
+    }
+
+    /// `clients` and `queue`: operators' views, the admin operation at the server this
+    /// session uses (other clients' names and addresses, uncommitted entries).
+    async fn operators_view(&mut self, name: &str, op: AdminOp) -> Printed {
+        let Some(token) = self.admin_token.clone() else {
+            return self.usage(&format!(
+                "{name} shows what only operators may see: it needs --admin-token or \
+                 AUCTION_ADMIN_TOKEN"
+            ));
+        };
+        let server = match self.session.current_server().await {
+            Ok(addr) => addr.to_string(),
+            Err(e) => return self.error(name, &e),
+        };
+        let result = self.session.admin(&server, token, op).await;
+        self.answer(name, result)
     }
 
     fn answer(&mut self, command: &str, result: Result<Answer, SessionError>) -> Printed {

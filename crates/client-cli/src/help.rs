@@ -42,14 +42,14 @@ pub const COMMANDS: &[CommandHelp] = &[
     CommandHelp {
         name: "clients",
         usage: "clients",
-        summary: "clients connected to the connected server",
-        details: "",
+        summary: "clients connected to the connected server (operators: needs --admin-token)",
+        details: "Other clients' names and addresses are for operators only.",
     },
     CommandHelp {
         name: "queue",
         usage: "queue",
-        summary: "the connected server's hold-back queue",
-        details: "",
+        summary: "the connected server's hold-back queue (operators: needs --admin-token)",
+        details: "Each entry's kind and whom it concerns; never an amount, a reserve or a token hash.",
     },
     CommandHelp {
         name: "leave",
@@ -139,7 +139,7 @@ pub const COMMANDS: &[CommandHelp] = &[
     CommandHelp { name: "unwatch", usage: "unwatch", summary: "stop live events", details: "" },
     CommandHelp {
         name: "admin",
-        usage: "admin SERVER report|queue|leave|step-down|snapshot|promote NODE|demote NODE|remove NODE|move-leader NODE",
+        usage: "admin SERVER report|queue|clients|leave|step-down|snapshot|promote NODE|demote NODE|remove NODE|move-leader NODE",
         summary: "administer one server, or the membership through the leader (needs --admin-token)",
         details: "SERVER: its client address, or its node id (a prefix is enough).\n\
                   promote NODE: a caught-up learner becomes a voter now (also releases a demoted one).\n\

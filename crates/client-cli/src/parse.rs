@@ -445,6 +445,7 @@ pub fn parse_words<S: AsRef<str>>(words: &[S]) -> Result<Command, ParseError> {
             let op = match word {
                 "report" => AdminOp::Report,
                 "queue" => AdminOp::Queue,
+                "clients" => AdminOp::Clients,
                 "leave" => AdminOp::Leave,
                 "step-down" | "stepdown" => AdminOp::StepDown,
                 "snapshot" => AdminOp::Snapshot,
@@ -452,7 +453,7 @@ pub fn parse_words<S: AsRef<str>>(words: &[S]) -> Result<Command, ParseError> {
                     return Err(ParseError::NotOneOf {
                         command: "admin",
                         got: other.to_string(),
-                        expected: "report, queue, leave, step-down, snapshot, promote, demote, \
+                        expected: "report, queue, clients, leave, step-down, snapshot, promote, demote, \
                                    remove, move-leader",
                     });
                 }

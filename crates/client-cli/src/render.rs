@@ -120,8 +120,8 @@ pub fn reply_text(command: &str, reply: &Reply, ctx: &Ctx) -> String {
         Reply::Queue(entries) => {
             let mut out = format!("{} entr{} held back", entries.len(), plural_y(entries.len()));
             for e in entries {
-                let payload = format!("{:?}", e.payload);
-                let _ = write!(out, "\n  seq {} term {}  {}", e.seq, e.term.0, clean(&payload));
+                let what = format!("{:?}", e.what);
+                let _ = write!(out, "\n  seq {} term {}  {}", e.seq, e.term.0, clean(&what));
             }
             out
         }

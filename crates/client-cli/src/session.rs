@@ -323,6 +323,15 @@ impl Session {
         }
     }
 
+    /// The client address of the server this session uses, connecting first if need be.
+    pub async fn current_server(&mut self) -> Result<SocketAddr, SessionError> {
+        self.ensure_connected().await?;
+        match self.server() {
+            Some((_, addr)) => Ok(addr),
+            None => Err(SessionError::NoServer { tried: 0 }),
+        }
+    }
+
     /// The node id a full id or an unambiguous prefix names, among the servers known.
     pub async fn resolve_node(
         &mut self,

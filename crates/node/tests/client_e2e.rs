@@ -79,45 +79,43 @@ impl Shell {
     fn run_until(&mut self, command: &str, expect: &str) -> String {
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         while std::time::Instant::now() < deadline {
-            let stdin = self.child.stdin.as_mut().unwrap();
-            writeln!(stdin, "{command}").unwrap();
-            stdin.flush().unwrap();
-            let turn = std::time::Instant::now() + Duration::from_millis(500);
-            while let Some(left) = turn.checked_duration_since(std::time::Instant::now()) {
-                match self.lines.recv_timeout(left) {
-                    Ok(line) => {
-                        self.seen.push(line.clone());
-                        if line.contains(expect) {
-                            return line;
-                        }
-                    }
-                    Err(_) => break,
-                }
+            self.type_line(command);
+            if let Some(line) = self.wait_for(expect, Duration::from_millis(500)) {
+                return line;
             }
         }
-        panic!(
-            "{command:?}: no line containing {expect:?}; output so far:\n{}",
-            self.seen.join("\n")
-        );
+        self.fail(command, expect)
     }
 
     /// Types a command and waits for a line containing `expect`.
     fn run(&mut self, command: &str, expect: &str) -> String {
+        self.type_line(command);
+        match self.wait_for(expect, Duration::from_secs(30)) {
+            Some(line) => line,
+            None => self.fail(command, expect),
+        }
+    }
+
+    fn type_line(&mut self, command: &str) {
         let stdin = self.child.stdin.as_mut().unwrap();
         writeln!(stdin, "{command}").unwrap();
         stdin.flush().unwrap();
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    }
+
+    /// The first line within `limit` that contains `expect`.
+    fn wait_for(&mut self, expect: &str, limit: Duration) -> Option<String> {
+        let deadline = std::time::Instant::now() + limit;
         while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if line.contains(expect) {
-                        return line;
-                    }
-                }
-                Err(_) => break,
+            let Ok(line) = self.lines.recv_timeout(left) else { break };
+            self.seen.push(line.clone());
+            if line.contains(expect) {
+                return Some(line);
             }
         }
+        None
+    }
+
+    fn fail(&self, command: &str, expect: &str) -> ! {
         panic!(
             "{command:?}: no line containing {expect:?}; output so far:\n{}",
             self.seen.join("\n")

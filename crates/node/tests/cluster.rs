@@ -404,7 +404,17 @@ fn another_session_cannot_use_a_client_id_it_has_seen() {
     // The attacker learns the victim's session id from `clients` and says hello with it.
     let mut attacker = Client::connect(addr).unwrap();
     attacker.register_and_login("attacker");
+    // Without the admin token the list is refused; even with it (a leaked operator token)
+    // it shows no session's secret id.
     let r = attacker.request(RequestBody::Clients).unwrap();
+    assert_eq!(r.result, Err(ClientError::NotAuthorized));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_auction-node"))
+        .args(["admin-token", "--cluster-key", common::KEY])
+        .output()
+        .unwrap();
+    let admin_token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let op = auction_proto::msg::client::AdminOp::Clients;
+    let r = attacker.request(RequestBody::Admin { token: admin_token, op }).unwrap();
     let Ok(Reply::Clients(list)) = r.result else { panic!("{r:?}") };
     let shown: Vec<_> = list.iter().map(|c| c.client).collect();
     assert!(!shown.contains(&victim.id), "the secret id is never shown");

@@ -9,25 +9,12 @@
 use std::time::{Duration, Instant};
 
 use auction_ordering::{Action, Ordering, OrderingConfig, Persisted};
-use auction_proto::msg::discovery::NodeInfo;
 use auction_proto::msg::log::{Command, Operation, RequestId};
 use auction_proto::msg::peer::OrderingMsg;
-use auction_proto::{
-    AuctionId, ClientId, Incarnation, LogPosition, NodeId, RequestNo, Seq, Term, Timestamp,
-};
 
-fn node(i: u8) -> NodeId {
-    NodeId::from_bytes([i; 16])
-}
-
-fn info(i: u8) -> NodeInfo {
-    NodeInfo {
-        node: node(i),
-        incarnation: Incarnation(1),
-        peer_addr: ([10, 0, 0, i], 7000).into(),
-        client_addr: ([10, 0, 0, i], 7001).into(),
-    }
-}
+mod support;
+use auction_proto::{AuctionId, ClientId, LogPosition, NodeId, RequestNo, Seq, Term, Timestamp};
+use support::{info, node};
 
 /// Carries out the core's actions: every write is durable at once; the messages are returned.
 fn run(core: &mut Ordering, now: Instant) -> Vec<(NodeId, OrderingMsg)> {

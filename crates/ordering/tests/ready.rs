@@ -10,23 +10,12 @@
 use std::time::Instant;
 
 use auction_ordering::{Action, Ordering, OrderingConfig, Persisted};
-use auction_proto::msg::discovery::NodeInfo;
 use auction_proto::msg::log::{ConfigChange, EntryPayload, LogEntry};
 use auction_proto::msg::peer::OrderingMsg;
-use auction_proto::{Incarnation, LogPosition, NodeId, Seq, Term, Timestamp};
+use auction_proto::{LogPosition, Seq, Term, Timestamp};
 
-fn node(i: u8) -> NodeId {
-    NodeId::from_bytes([i; 16])
-}
-
-fn info(i: u8) -> NodeInfo {
-    NodeInfo {
-        node: node(i),
-        incarnation: Incarnation(1),
-        peer_addr: ([10, 0, 0, i], 7000).into(),
-        client_addr: ([10, 0, 0, i], 7001).into(),
-    }
-}
+mod support;
+use support::{info, node};
 
 fn entry(seq: u64) -> LogEntry {
     let payload = match seq {

@@ -2,31 +2,20 @@
 //! `Ordering::stats`: one input, the exact outputs, the counter that moved.
 
 #![allow(clippy::unwrap_used)]
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests take the real clock as the base of virtual time"
+)]
 
 use std::time::Instant;
 
 use auction_ordering::{Action, Ordering, OrderingConfig, OrderingStats, Persisted};
-use auction_proto::msg::discovery::NodeInfo;
 use auction_proto::msg::log::{Command, Operation, RequestId};
 use auction_proto::msg::peer::OrderingMsg;
-use auction_proto::{AuctionId, ClientId, Incarnation, LogPosition, NodeId, RequestNo, Seq, Term};
+use auction_proto::{AuctionId, ClientId, LogPosition, RequestNo, Seq, Term};
 
-fn node(i: u8) -> NodeId {
-    NodeId::from_bytes([i; 16])
-}
-
-fn info(i: u8) -> NodeInfo {
-    NodeInfo {
-        node: node(i),
-        incarnation: Incarnation(1),
-        peer_addr: ([10, 0, 0, i], 7000).into(),
-        client_addr: ([10, 0, 0, i], 7001).into(),
-    }
-}
-
-fn drain(core: &mut Ordering) -> Vec<Action> {
-    std::iter::from_fn(|| core.poll_action()).collect()
-}
+mod support;
+use support::{drain, info, node};
 
 /// Member `me` of a bootstrapped 3-member cluster, its actions drained.
 fn bootstrapped(me: u8, now: Instant) -> Ordering {

@@ -11,37 +11,20 @@ use std::time::{Duration, Instant};
 use auction_ordering::{
     Action, Bound, Ordering, OrderingConfig, OrderingError, Persisted, Snapshot, StoreId,
 };
-use auction_proto::msg::discovery::NodeInfo;
 use auction_proto::msg::log::{
     Command, ConfigChange, EntryPayload, LogEntry, Operation, RequestId,
 };
 use auction_proto::msg::peer::OrderingMsg;
-use auction_proto::{
-    AuctionId, ClientId, Incarnation, LogPosition, NodeId, RequestNo, Seq, Term, Timestamp,
-};
 
-fn node(i: u8) -> NodeId {
-    NodeId::from_bytes([i; 16])
-}
-
-fn info(i: u8) -> NodeInfo {
-    NodeInfo {
-        node: node(i),
-        incarnation: Incarnation(1),
-        peer_addr: ([10, 0, 0, i], 7000).into(),
-        client_addr: ([10, 0, 0, i], 7001).into(),
-    }
-}
+mod support;
+use auction_proto::{AuctionId, ClientId, LogPosition, NodeId, RequestNo, Seq, Term, Timestamp};
+use support::{drain, info, node};
 
 fn cmd(no: u64) -> Command {
     Command {
         origin: Some(RequestId { client: ClientId::from_bytes([9; 16]), no: RequestNo(no) }),
         op: Operation::Close { auction: AuctionId(no) },
     }
-}
-
-fn drain(core: &mut Ordering) -> Vec<Action> {
-    std::iter::from_fn(|| core.poll_action()).collect()
 }
 
 fn bootstrapped(me: u8, now: Instant) -> Ordering {

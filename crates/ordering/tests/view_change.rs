@@ -3,27 +3,20 @@
 //! side, until the leader's `Noop` commits and it reports `Leading`.
 
 #![allow(clippy::unwrap_used)]
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests take the real clock as the base of virtual time"
+)]
 
 use std::time::{Duration, Instant};
 
 use auction_ordering::{Action, Ordering, OrderingConfig, Persisted, StoreId};
-use auction_proto::msg::discovery::NodeInfo;
 use auction_proto::msg::log::{ConfigChange, EntryPayload, LogEntry};
 use auction_proto::msg::peer::OrderingMsg;
-use auction_proto::{Incarnation, LogPosition, NodeId, Seq, Term, Timestamp};
+use auction_proto::{LogPosition, Seq, Term, Timestamp};
 
-fn node(i: u8) -> NodeId {
-    NodeId::from_bytes([i; 16])
-}
-
-fn info(i: u8) -> NodeInfo {
-    NodeInfo {
-        node: node(i),
-        incarnation: Incarnation(1),
-        peer_addr: ([10, 0, 0, i], 7000).into(),
-        client_addr: ([10, 0, 0, i], 7001).into(),
-    }
-}
+mod support;
+use support::{drain, info, node};
 
 fn boot() -> LogEntry {
     LogEntry {
@@ -47,10 +40,6 @@ fn noop(term: u64, seq: u64) -> LogEntry {
 
 fn pos(term: u64, seq: u64) -> LogPosition {
     LogPosition { term: Term(term), seq: Seq(seq) }
-}
-
-fn drain(core: &mut Ordering) -> Vec<Action> {
-    std::iter::from_fn(|| core.poll_action()).collect()
 }
 
 fn send(to: u8, msg: OrderingMsg) -> Action {

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use auction_core::{Event, token_hash_matches};
 use auction_proto::msg::auction::{AuctionEvent, BidKind, BidderName, Outcome};
 use auction_proto::msg::client::{
-    AdminOp, ClientError, ClientInfo, PushEvent, Reply, Request, RequestBody, Response,
-    ServerToClient,
+    AdminOp, ClientError, ClientInfo, PushEvent, QueuedEntry, Reply, Request, RequestBody,
+    Response, ServerToClient,
 };
 use auction_proto::msg::log::{Command, Operation, RequestId, TokenHash};
 use auction_proto::{AuctionId, ClientCodec, ClientId, ClusterKey, RequestNo, Seq, Timestamp};
@@ -289,7 +289,6 @@ impl Sessions {
         body: RequestBody,
     ) -> Result<Reply, ClientError> {
         let machine = replica.machine();
-        let clients = self.client_list();
         let Some(c) = self.conns.get_mut(&conn) else { return Err(ClientError::BadRequest) };
         match body {
             RequestBody::Login { name, token } => {
@@ -323,8 +322,8 @@ impl Sessions {
             }
             RequestBody::Report => Ok(Reply::Report(replica.report())),
             RequestBody::Servers => Ok(Reply::Servers(replica.servers())),
-            RequestBody::Clients => Ok(Reply::Clients(clients)),
-            RequestBody::Queue => Ok(Reply::Queue(replica.holdback())),
+            // Names, addresses and uncommitted entries are for operators (`admin`).
+            RequestBody::Clients | RequestBody::Queue => Err(ClientError::NotAuthorized),
             _ => Err(ClientError::BadRequest),
         }
     }
@@ -345,7 +344,11 @@ impl Sessions {
         }
         let (result, effect) = match op {
             AdminOp::Report => (Ok(Reply::Report(replica.report())), Effect::None),
-            AdminOp::Queue => (Ok(Reply::Queue(replica.holdback())), Effect::None),
+            AdminOp::Queue => {
+                let queue = replica.holdback().iter().map(QueuedEntry::from).collect();
+                (Ok(Reply::Queue(queue)), Effect::None)
+            }
+            AdminOp::Clients => (Ok(Reply::Clients(self.client_list())), Effect::None),
             AdminOp::Leave => {
                 replica.leave(now);
                 (Ok(Reply::Done), Effect::Leave)

@@ -390,3 +390,44 @@ fn held_ordering_messages_merge_and_are_sealed_into_one_stream_buffer_per_peer()
     let opened = reader.open(&out[0].1, Channel::Stream).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(opened.frame.body, ack(3));
 }
+
+/// Issue 18: the hold-back queue and the client list are operators' views. Without the admin
+/// token both are refused; with it the queue shows each entry's kind and whom it concerns,
+/// never the amount (a bidder's secret maximum).
+#[test]
+fn queue_and_clients_need_the_admin_token_and_the_queue_hides_amounts() {
+    use auction_proto::AuctionId;
+    use auction_proto::msg::client::{AdminOp, QueuedEntry, QueuedOp};
+    let mut t = T::new();
+    t.session(1, SECRET, "ann");
+    t.confirm = false; // the bid stays uncommitted, so it is in the queue
+    let bid = RequestBody::Bid {
+        auction: AuctionId(1),
+        amount: auction_proto::Amount::from_minor(4242),
+        expected: None,
+    };
+    t.request(1, 4, bid);
+    t.connect(2);
+    let other = ClientId::from_bytes([0x0E; 16]);
+    t.request(2, 1, RequestBody::Hello { client: other, seen: Seq(0) });
+    for (no, body) in [(2, RequestBody::Queue), (3, RequestBody::Clients)] {
+        let out = t.request(2, no, body);
+        let [r] = &responses(&out)[..] else { panic!("{out:?}") };
+        assert_eq!(r.result, Err(ClientError::NotAuthorized));
+    }
+    let admin = |op| RequestBody::Admin { token: "admin".into(), op };
+    let out = t.request(2, 4, admin(AdminOp::Queue));
+    let [r] = &responses(&out)[..] else { panic!("{out:?}") };
+    let Ok(Reply::Queue(queue)) = &r.result else { panic!("{r:?}") };
+    let bids: Vec<&QueuedEntry> =
+        queue.iter().filter(|e| matches!(e.what, QueuedOp::Bid { .. })).collect();
+    let [one] = &bids[..] else { panic!("{queue:?}") };
+    assert_eq!(one.what, QueuedOp::Bid { auction: AuctionId(1), bidder: bidder("ann") });
+    let shown = format!("{queue:?}");
+    assert!(!shown.contains("4242") && !shown.contains("42.42"), "{shown}");
+    let out = t.request(2, 5, admin(AdminOp::Clients));
+    let [r] = &responses(&out)[..] else { panic!("{out:?}") };
+    let Ok(Reply::Clients(list)) = &r.result else { panic!("{r:?}") };
+    assert_eq!(list.len(), 2);
+    t.confirm_held();
+}

@@ -264,10 +264,14 @@ fn reads(h: &History, log: &BTreeMap<Seq, LogEntry>, out: &mut Vec<Violation>) {
             m.apply(e);
             seq = seq.next();
         }
-        let view = m.auction(r.auction).map(|v| {
-            (v.summary.price.minor(), v.summary.leader.map(|l| l.to_string()), v.summary.bids)
-        });
-        if view != r.view {
+        // As the reader's server renders it: for the reader logged in ("you" when it leads),
+        // or for an anonymous session (a read sent before its login went through).
+        let view = |viewer| {
+            m.auction_for(r.auction, viewer).map(|v| {
+                (v.summary.price.minor(), v.summary.leader.map(|l| l.to_string()), v.summary.bids)
+            })
+        };
+        if view(Some(&r.reader)) != r.view && view(None) != r.view {
             out.push(v(
                 "reads",
                 format!("client {} read {:?} at {:?}", r.client, r.view, r.applied),

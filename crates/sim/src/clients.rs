@@ -283,7 +283,8 @@ impl Sim {
                 return;
             }
         };
-        self.history.reads.push(Read { client: c, applied: answer.applied, auction, view });
+        let reader = self.clients[c].name.clone();
+        self.history.reads.push(Read { client: c, applied: answer.applied, auction, reader, view });
         if self.rng.random_bool(0.3) {
             self.clients[c].server = self.rng.random_range(0..self.opts.servers);
         }

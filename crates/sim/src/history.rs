@@ -59,6 +59,9 @@ pub struct Read {
     pub applied: Seq,
     /// The auction read.
     pub auction: AuctionId,
+    /// The reading client's bidder name (the server shows it "you" as the leader when the
+    /// session is logged in, an alias otherwise).
+    pub reader: auction_proto::msg::auction::BidderName,
     /// Its `(price minor units, leader, bids)`, if it existed.
     pub view: Option<(u64, Option<String>, u32)>,
 }

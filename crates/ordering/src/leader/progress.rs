@@ -129,6 +129,7 @@ impl ProgressTracker {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
+    #![allow(clippy::disallowed_methods, reason = "the real clock as the base of virtual time")]
 
     use auction_proto::Incarnation;
 

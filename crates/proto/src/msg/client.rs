@@ -137,9 +137,11 @@ pub enum RequestBody {
     Report,
     /// The membership view.
     Servers,
-    /// The clients connected to this server.
+    /// Refused with `NotAuthorized`: the clients' names and addresses are for operators
+    /// (`Admin` with `AdminOp::Clients`). Kept so that an old client gets a clear answer.
     Clients,
-    /// The hold-back queue contents.
+    /// Refused with `NotAuthorized`: the hold-back queue is for operators (`Admin` with
+    /// `AdminOp::Queue`, which never shows amounts, reserves or token hashes).
     Queue,
     /// An administrative operation, allowed only with the admin token.
     Admin {
@@ -166,6 +168,8 @@ pub enum AdminOp {
     StepDown,
     /// Take a snapshot now.
     Snapshot,
+    /// The clients connected to this server (names and addresses: operators only).
+    Clients,
     /// Make a caught-up learner a voter now, without waiting for the stabilization time;
     /// also releases a learner held by `Demote`.
     Promote(NodeId),
@@ -269,7 +273,7 @@ pub enum Reply {
     /// Connected clients.
     Clients(Vec<ClientInfo>),
     /// Hold-back queue contents.
-    Queue(Vec<LogEntry>),
+    Queue(Vec<QueuedEntry>),
     /// An admin operation was carried out.
     Done,
 }
@@ -440,4 +444,85 @@ pub struct ClientInfo {
         proptest(strategy = "crate::ids::arb_socket_addr()")
     )]
     pub addr: SocketAddr,
+}
+
+/// One entry of the hold-back queue as `admin queue` shows it: what kind of operation it is
+/// and whom it concerns, never an amount, a reserve or a token hash (a bidder's maximum is
+/// secret even from operators, and an uncommitted entry may never be applied).
+#[cfg_attr(any(test, feature = "proptest"), derive(proptest_derive::Arbitrary))]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueuedEntry {
+    /// Its log position.
+    pub seq: Seq,
+    /// Its term.
+    pub term: Term,
+    /// What it is.
+    pub what: QueuedOp,
+}
+
+/// The redacted content of a queued entry.
+#[cfg_attr(any(test, feature = "proptest"), derive(proptest_derive::Arbitrary))]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum QueuedOp {
+    /// A new leader's first entry.
+    Noop,
+    /// A configuration change.
+    Config(crate::msg::log::ConfigChange),
+    /// A bidder registers.
+    Register {
+        /// The name.
+        name: BidderName,
+    },
+    /// An auction opens.
+    Open {
+        /// The seller.
+        seller: BidderName,
+    },
+    /// A bid (its amount is the bidder's secret maximum: not shown).
+    Bid {
+        /// The auction.
+        auction: AuctionId,
+        /// The bidder.
+        bidder: BidderName,
+    },
+    /// A buy-now.
+    BuyNow {
+        /// The auction.
+        auction: AuctionId,
+        /// The buyer.
+        bidder: BidderName,
+    },
+    /// A withdrawal.
+    Cancel {
+        /// The auction.
+        auction: AuctionId,
+    },
+    /// A close at the end time.
+    Close {
+        /// The auction.
+        auction: AuctionId,
+    },
+}
+
+impl From<&LogEntry> for QueuedEntry {
+    fn from(e: &LogEntry) -> Self {
+        use crate::msg::log::{EntryPayload, Operation};
+        let what = match &e.payload {
+            EntryPayload::Noop => QueuedOp::Noop,
+            EntryPayload::Config(c) => QueuedOp::Config(c.clone()),
+            EntryPayload::Command(c) => match &c.op {
+                Operation::RegisterBidder { name, .. } => QueuedOp::Register { name: name.clone() },
+                Operation::OpenAuction { seller, .. } => QueuedOp::Open { seller: seller.clone() },
+                Operation::PlaceBid { auction, bidder, .. } => {
+                    QueuedOp::Bid { auction: *auction, bidder: bidder.clone() }
+                }
+                Operation::BuyNow { auction, bidder, .. } => {
+                    QueuedOp::BuyNow { auction: *auction, bidder: bidder.clone() }
+                }
+                Operation::Cancel { auction, .. } => QueuedOp::Cancel { auction: *auction },
+                Operation::Close { auction } => QueuedOp::Close { auction: *auction },
+            },
+        };
+        Self { seq: e.seq, term: e.term, what }
+    }
 }
