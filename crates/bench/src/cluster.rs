@@ -132,6 +132,9 @@ impl LocalCluster {
             // Start-up only: the joiners become voters 1 s after catching up (10 s by
             // default), and the founder probes its peers for a running cluster for 500 ms.
             .args(["--promote-after", "1s", "--bootstrap-probe", "500ms"])
+            // Every bench client connects from loopback: one address, so the per-address
+            // cap (128 by default) would turn away runs with more clients per server.
+            .args(["--max-clients-per-ip", "100000"])
             .args(&self.config.node_args)
             .env("RUST_LOG", std::env::var("BENCH_NODE_LOG").unwrap_or_else(|_| "warn".into()))
             .stdin(Stdio::null())

@@ -184,6 +184,12 @@ pub struct RunArgs {
     /// Close client connections idle for this long.
     #[arg(long, env = "AUCTION_CLIENT_IDLE", value_parser = parse_duration, default_value = "10m")]
     pub client_idle: Duration,
+    /// Close a client connection that has not said Hello this long after it was accepted.
+    #[arg(long, env = "AUCTION_HELLO_TIMEOUT", value_parser = parse_duration, default_value = "5s")]
+    pub hello_timeout: Duration,
+    /// Most client connections from one IP address at once.
+    #[arg(long, env = "AUCTION_MAX_CLIENTS_PER_IP", default_value_t = 128)]
+    pub max_clients_per_ip: usize,
 }
 
 /// Flags of `auction-node dev`.

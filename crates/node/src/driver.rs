@@ -196,6 +196,8 @@ fn server_config(s: &NodeSettings) -> ServerConfig {
     ServerConfig {
         max_clients: s.max_clients,
         client_idle: s.client_idle,
+        hello_timeout: s.hello_timeout,
+        max_clients_per_source: s.max_clients_per_ip,
         ..ServerConfig::new(s.cluster, s.key.clone(), s.admin_token.clone())
     }
 }
@@ -341,7 +343,8 @@ impl Driver {
     fn publish(&self) {
         let stats = self.net.stats(self.server.peer_stats());
         let s = &self.server;
-        self.metrics.publish(s.replica(), s.clients(), s.pending_writes(), &stats);
+        let admission = s.admission_stats();
+        self.metrics.publish(s.replica(), s.clients(), s.pending_writes(), &stats, &admission);
     }
 
     /// Carries out the core's actions, in order; the reason to stop, if one came.

@@ -105,6 +105,7 @@ impl MetricsHandle {
         clients: usize,
         pending_writes: usize,
         net: &TransportStats,
+        admission: &auction_server::AdmissionStats,
     ) {
         let Some(page) = &self.page else { return };
         let mut out = String::with_capacity(2048);
@@ -143,6 +144,21 @@ impl MetricsHandle {
             self.role_changes as f64,
         );
         gauge("auction_client_sessions", "Connected clients.", clients as f64);
+        gauge(
+            "auction_client_connections_refused",
+            "Client connections closed at once: the server was full (--max-clients).",
+            admission.refused_full as f64,
+        );
+        gauge(
+            "auction_client_connections_refused_per_ip",
+            "Client connections closed at once: their IP address was at --max-clients-per-ip.",
+            admission.refused_per_source as f64,
+        );
+        gauge(
+            "auction_client_hello_timeouts",
+            "Client connections closed for not saying Hello within --hello-timeout.",
+            admission.hello_timeouts as f64,
+        );
         gauge(
             "auction_pending_writes",
             "Client writes waiting for their outcome.",

@@ -121,6 +121,10 @@ pub struct NodeSettings {
     pub max_clients: usize,
     /// Client idle timeout.
     pub client_idle: Duration,
+    /// How long a new client connection may take to say Hello.
+    pub hello_timeout: Duration,
+    /// Most client connections from one IP address.
+    pub max_clients_per_ip: usize,
 }
 
 impl NodeSettings {
@@ -174,6 +178,8 @@ impl NodeSettings {
             metrics_addr: args.metrics_addr,
             max_clients: args.max_clients.max(1),
             client_idle: args.client_idle,
+            hello_timeout: args.hello_timeout,
+            max_clients_per_ip: args.max_clients_per_ip.max(1),
         })
     }
 }

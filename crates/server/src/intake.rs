@@ -19,12 +19,27 @@ pub(crate) fn window(codec: &auction_proto::ClientCodec) -> usize {
 }
 
 impl Sessions {
-    /// A new connection: refused (closed at once) over `max_clients`; else it may send one
-    /// window of bytes.
-    pub(crate) fn connect(&mut self, conn: ConnId, addr: SocketAddr, max: usize, now: Instant) {
+    /// A new connection: refused (closed at once) over `max` connections in all, or over
+    /// `per_source` from its IP address (so that one host cannot take every slot); else it
+    /// may send one window of bytes.
+    pub(crate) fn connect(
+        &mut self,
+        conn: ConnId,
+        addr: SocketAddr,
+        max: usize,
+        per_source: usize,
+        now: Instant,
+    ) {
+        let same = self.conns.values().filter(|c| c.addr().ip() == addr.ip()).count();
         self.open(conn, addr, now);
         if self.len() > max {
+            self.admission.refused_full += 1;
             self.disconnect(conn, "too many clients", false);
+            return;
+        }
+        if same >= per_source {
+            self.admission.refused_per_source += 1;
+            self.disconnect(conn, "too many clients from one address", false);
             return;
         }
         if let Some(c) = self.conns.get_mut(&conn) {
@@ -118,17 +133,31 @@ impl Sessions {
         effect
     }
 
-    /// Closes connections that sent nothing for `idle`.
-    pub(crate) fn close_idle(&mut self, idle: Duration, now: Instant) {
-        let old: Vec<ConnId> = self
+    /// Closes connections that sent nothing for `idle`, and those that have not said `Hello`
+    /// within `hello` of being accepted (they would hold a client slot for the whole idle
+    /// timeout while sending a byte now and then).
+    pub(crate) fn close_idle(&mut self, idle: Duration, hello: Duration, now: Instant) {
+        let idle_conns: Vec<ConnId> = self
             .conns
             .iter()
             .filter(|(_, c)| now.saturating_duration_since(c.last_read) >= idle)
             .map(|(id, _)| *id)
             .collect();
-        for conn in old {
+        let silent: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| !c.greeted() && now.saturating_duration_since(c.opened) >= hello)
+            .map(|(id, _)| *id)
+            .collect();
+        for conn in idle_conns {
             if !self.closed.contains(&conn) {
                 self.disconnect(conn, "idle", true);
+            }
+        }
+        for conn in silent {
+            if !self.closed.contains(&conn) {
+                self.admission.hello_timeouts += 1;
+                self.disconnect(conn, "no Hello in time", true);
             }
         }
     }

@@ -62,7 +62,8 @@ pub use server::{HANDOFF_WAIT, LEAVE_GRACE, PeerStats, Server, ServerConfig, TIC
 #[doc(hidden)]
 pub use sessions::SessionFaults;
 pub use sessions::{
-    MAX_IN_FLIGHT, MAX_PENDING_PER_CONN, PENDING_TIMEOUT, hash, register_token, session_id,
+    AdmissionStats, MAX_IN_FLIGHT, MAX_PENDING_PER_CONN, PENDING_TIMEOUT, hash, register_token,
+    session_id,
 };
 
 /// Bytes a client connection may have unread in the core at once (one largest frame of the

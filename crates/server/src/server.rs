@@ -47,6 +47,11 @@ pub struct ServerConfig {
     pub max_clients: usize,
     /// A client connection that sends nothing this long is closed.
     pub client_idle: Duration,
+    /// A client connection that has not said `Hello` this long after it was accepted is
+    /// closed, so connections that never start a session cannot hold the client slots.
+    pub hello_timeout: Duration,
+    /// Most client connections from one IP address (so one host cannot take every slot).
+    pub max_clients_per_source: usize,
     /// The client frame codec (its payload limit bounds every client frame).
     pub client_codec: ClientCodec,
 }
@@ -60,6 +65,8 @@ impl ServerConfig {
             admin_token,
             max_clients: 1024,
             client_idle: Duration::from_secs(600),
+            hello_timeout: Duration::from_secs(5),
+            max_clients_per_source: 128,
             client_codec: ClientCodec::default(),
         }
     }
@@ -156,6 +163,11 @@ impl<R: RngCore> Server<R> {
     /// Counters of refused peer input.
     pub fn peer_stats(&self) -> PeerStats {
         self.stats
+    }
+
+    /// Client connections turned away at the edge.
+    pub fn admission_stats(&self) -> crate::AdmissionStats {
+        self.sessions.admission
     }
 
     /// Planted bugs in session handling (simulations only).
@@ -307,7 +319,8 @@ impl<R: RngCore> Server<R> {
             self.actions.push_back(Action::CloseClient { conn });
             return;
         }
-        self.sessions.connect(conn, addr, self.config.max_clients, now);
+        let (max, per_source) = (self.config.max_clients, self.config.max_clients_per_source);
+        self.sessions.connect(conn, addr, max, per_source, now);
         self.after(now);
     }
 
@@ -365,7 +378,7 @@ impl<R: RngCore> Server<R> {
     fn tick(&mut self, now: Instant) {
         let applied = self.replica.applied();
         self.sessions.expire(now, applied);
-        self.sessions.close_idle(self.config.client_idle, now);
+        self.sessions.close_idle(self.config.client_idle, self.config.hello_timeout, now);
         self.replica.set_client_count(u32::try_from(self.sessions.len()).unwrap_or(u32::MAX));
         let left = self.leaving.is_some_and(|t| {
             self.replica.has_left() || now.saturating_duration_since(t) >= LEAVE_GRACE

@@ -61,9 +61,22 @@ pub(crate) struct Conn {
     pub(crate) credit: usize,
     /// When bytes last arrived.
     pub(crate) last_read: Instant,
+    /// When the connection was accepted (a connection that has not said `Hello` within the
+    /// hello timeout is closed).
+    pub(crate) opened: Instant,
 }
 
 impl Conn {
+    /// Whether the connection has said `Hello`.
+    pub(crate) fn greeted(&self) -> bool {
+        self.client.is_some()
+    }
+
+    /// Where it comes from.
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
     /// The highest applied seq this connection was given.
     pub(crate) fn seen(&self) -> Seq {
         self.seen
@@ -135,6 +148,18 @@ pub(crate) struct Sessions {
     /// Connections at [`MAX_IN_FLIGHT`] with bytes left to decode.
     pub(crate) blocked: BTreeSet<ConnId>,
     pub(crate) faults: SessionFaults,
+    pub(crate) admission: AdmissionStats,
+}
+
+/// Client connections the edge turned away, for metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AdmissionStats {
+    /// Closed at once: the server held `max_clients` connections.
+    pub refused_full: u64,
+    /// Closed at once: its address held `max_clients_per_source` connections.
+    pub refused_per_source: u64,
+    /// Closed for not saying `Hello` within the hello timeout.
+    pub hello_timeouts: u64,
 }
 
 impl Sessions {
@@ -152,6 +177,7 @@ impl Sessions {
             closed: Vec::new(),
             blocked: BTreeSet::new(),
             faults: SessionFaults::default(),
+            admission: AdmissionStats::default(),
         }
     }
 
@@ -179,6 +205,7 @@ impl Sessions {
             inbuf: Vec::new(),
             credit: 0,
             last_read: now,
+            opened: now,
         };
         self.conns.insert(conn, c);
     }

@@ -431,3 +431,36 @@ fn queue_and_clients_need_the_admin_token_and_the_queue_hides_amounts() {
     assert_eq!(list.len(), 2);
     t.confirm_held();
 }
+
+/// Issue 18 point 4: one host cannot take every client slot, and connections that never say
+/// `Hello` are closed after the hello timeout (idle ones much later); both are counted.
+#[test]
+fn one_address_cannot_fill_the_server_and_silent_connections_are_closed() {
+    let mut t = T::with(|c| {
+        c.max_clients_per_source = 2;
+        c.hello_timeout = Duration::from_secs(5);
+    });
+    t.connect(1);
+    t.connect(2);
+    assert_eq!(t.connect(3), vec![Action::CloseClient { conn: 3 }], "a third from one address");
+    // Another address still gets in.
+    t.s.handle_client_connected(4, SocketAddr::from(([10, 0, 0, 101], 5000)), t.now);
+    assert!(t.drain().iter().all(|a| *a != Action::CloseClient { conn: 4 }));
+    // Conn 1 says Hello; 2 and 4 only trickle bytes of a frame that never completes.
+    t.request(1, 1, RequestBody::Hello { client: SECRET, seen: Seq(0) });
+    t.now += Duration::from_secs(3);
+    t.send(2, &[0]);
+    t.s.handle_client_bytes(4, &[0], t.now);
+    t.drain();
+    t.now += Duration::from_secs(3);
+    t.s.handle_timeout(t.now);
+    let mut closed: Vec<u64> = t
+        .drain()
+        .into_iter()
+        .filter_map(|a| if let Action::CloseClient { conn } = a { Some(conn) } else { None })
+        .collect();
+    closed.sort_unstable();
+    assert_eq!(closed, [2, 4], "the silent ones, not the one in session");
+    let stats = t.s.admission_stats();
+    assert_eq!((stats.refused_per_source, stats.hello_timeouts, stats.refused_full), (1, 2, 0));
+}
