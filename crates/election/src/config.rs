@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 /// and the pre-vote. The defaults and the loss computation behind them are in
 /// `docs/election.md` ("Timeouts").
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Config {
+pub struct ElectionConfig {
     /// How long an election round may run before the node gives up on it and tries again
     /// (with a pre-vote for a higher term): lost token, lost `Elected`, no majority reachable.
     pub election_timeout: Duration,
@@ -32,7 +32,7 @@ pub struct Config {
     pub pre_vote: bool,
 }
 
-impl Default for Config {
+impl Default for ElectionConfig {
     /// 300 ms round timeout plus up to 300 ms back-off; heartbeats every 20 ms, leader
     /// timeout 120-240 ms; pre-vote on, retried after 120 ms doubling up to 2 s.
     fn default() -> Self {

@@ -9,7 +9,7 @@ use rand::{Rng, RngCore};
 
 use crate::liveness::Liveness;
 use crate::ring::Ring;
-use crate::{Action, Config, ElectionError, PersistentState};
+use crate::{Action, ElectionConfig, ElectionError, PersistentState};
 
 /// Bound of the action queue. The driver drains it after every input and a handler queues at
 /// most a handful of actions, so reaching it is a driver bug (checked as an invariant).
@@ -91,7 +91,7 @@ impl Round {
 #[derive(Debug)]
 pub struct Election<R> {
     pub(crate) me: NodeId,
-    pub(crate) config: Config,
+    pub(crate) config: ElectionConfig,
     pub(crate) rng: R,
     pub(crate) ring: Ring,
     /// The ordering layer's last log position (the real one, also while abstaining).
@@ -122,7 +122,7 @@ impl<R: RngCore> Election<R> {
         members: impl IntoIterator<Item = NodeId>,
         persisted: PersistentState,
         rng: R,
-        config: Config,
+        config: ElectionConfig,
     ) -> Self {
         let last_log = LogPosition::default();
         let this = Self {
@@ -149,7 +149,7 @@ impl<R: RngCore> Election<R> {
     // ---- inputs -------------------------------------------------------------------------
 
     /// No leader is known at start: begin an election (with a pre-vote, see
-    /// [`Config::pre_vote`]) unless one or a pre-vote is running or a leader is known.
+    /// [`ElectionConfig::pre_vote`]) unless one or a pre-vote is running or a leader is known.
     /// Idempotent.
     pub fn start(&mut self, now: Instant) {
         self.tick(now);

@@ -35,13 +35,13 @@
 //!
 //! ```
 //! use std::time::Instant;
-//! use auction_election::{Action, Config, Election, PersistentState};
+//! use auction_election::{Action, ElectionConfig, Election, PersistentState};
 //! use auction_proto::{NodeId, Term};
 //! use rand::SeedableRng;
 //!
 //! let me = NodeId::from_bytes([1; 16]);
 //! let rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
-//! let mut node = Election::new(me, [me], PersistentState::default(), rng, Config::default());
+//! let mut node = Election::new(me, [me], PersistentState::default(), rng, ElectionConfig::default());
 //! node.start(Instant::now());
 //! // A ring of one: persist the new term, persist the self-vote, lead.
 //! assert_eq!(node.poll_action(), Some(Action::PersistTerm { term: Term(1), accepted: None }));
@@ -65,7 +65,7 @@ mod ring;
 mod rounds;
 
 pub use action::Action;
-pub use config::{Config, PersistentState};
+pub use config::{ElectionConfig, PersistentState};
 pub use election::{Election, MAX_ABSTAIN_TERMS, MAX_MEMBERS, MAX_PENDING_ACTIONS, Status};
 pub use error::ElectionError;
 

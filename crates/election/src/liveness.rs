@@ -23,7 +23,7 @@ pub(crate) struct Liveness {
     /// its `Elected`); `None` while no leader of the term was heard.
     pub(crate) heard: Option<Instant>,
     /// How long this follower waits for its leader: drawn in `T..=2T` when it starts
-    /// following (T = `Config::leader_timeout`).
+    /// following (T = `ElectionConfig::leader_timeout`).
     pub(crate) patience: Duration,
     /// Leader: when the next `Heartbeat` goes out.
     pub(crate) next_heartbeat: Option<Instant>,

@@ -12,7 +12,7 @@ use auction_proto::{LogPosition, NodeId, Seq, Term};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::{Action, Config, Election, ElectionError, PersistentState, Status};
+use crate::{Action, Election, ElectionConfig, ElectionError, PersistentState, Status};
 
 type Node = Election<ChaCha8Rng>;
 
@@ -30,16 +30,16 @@ fn cand(i: u8) -> Candidate {
 
 /// The bare ring election: no back-off and no pre-vote (the pre-vote tests use
 /// [`pre_voting`]).
-fn no_backoff() -> Config {
-    Config {
+fn no_backoff() -> ElectionConfig {
+    ElectionConfig {
         election_timeout: TIMEOUT,
         max_backoff: Duration::ZERO,
         pre_vote: false,
-        ..Config::default()
+        ..ElectionConfig::default()
     }
 }
 
-fn node_with(me: u8, members: &[u8], persisted: PersistentState, config: Config) -> Node {
+fn node_with(me: u8, members: &[u8], persisted: PersistentState, config: ElectionConfig) -> Node {
     let members = members.iter().map(|&i| id(i));
     Election::new(id(me), members, persisted, ChaCha8Rng::seed_from_u64(u64::from(me)), config)
 }
@@ -523,7 +523,7 @@ fn timeout_retries_with_a_higher_term_and_tolerates_early_and_repeated_calls() {
 #[test]
 fn backoff_is_random_and_bounded() {
     let now = Instant::now();
-    let config = Config { election_timeout: TIMEOUT, max_backoff: TIMEOUT, ..no_backoff() };
+    let config = ElectionConfig { election_timeout: TIMEOUT, max_backoff: TIMEOUT, ..no_backoff() };
     let deadlines: Vec<_> = (1..=20)
         .map(|seed| {
             let rng = ChaCha8Rng::seed_from_u64(seed);
@@ -725,8 +725,12 @@ const MS: Duration = Duration::from_millis(1);
 
 /// The default liveness settings (heartbeat 20 ms, leader timeout 120 ms, pre-vote on) and
 /// the legacy round timeout without back-off.
-fn pre_voting() -> Config {
-    Config { election_timeout: TIMEOUT, max_backoff: Duration::ZERO, ..Config::default() }
+fn pre_voting() -> ElectionConfig {
+    ElectionConfig {
+        election_timeout: TIMEOUT,
+        max_backoff: Duration::ZERO,
+        ..ElectionConfig::default()
+    }
 }
 
 fn pre_vote(term: u64, last_log: LogPosition) -> ElectionMsg {
@@ -901,7 +905,7 @@ fn a_leader_sends_heartbeats_to_every_other_member() {
 /// pre-vote it climbs by one per round: the issue measured 1 -> 12 in 10 s).
 #[test]
 fn a_partitioned_node_never_raises_its_term() {
-    fn drive(config: Config) -> (Node, Vec<Duration>, Vec<Action>) {
+    fn drive(config: ElectionConfig) -> (Node, Vec<Duration>, Vec<Action>) {
         let t0 = Instant::now();
         let persisted = PersistentState { term: Term(1), accepted: None };
         let mut c = node_with(3, &[1, 2, 3], persisted, config);
@@ -934,7 +938,7 @@ fn a_partitioned_node_never_raises_its_term() {
     assert!(gaps.iter().all(|g| *g <= Duration::from_secs(2)), "{gaps:?}");
     assert!(gaps.last() > gaps.first(), "the back-off grows: {gaps:?}");
     // The same node without the pre-vote.
-    let (bare, _, _) = drive(Config { pre_vote: false, ..pre_voting() });
+    let (bare, _, _) = drive(ElectionConfig { pre_vote: false, ..pre_voting() });
     assert!(bare.term() > Term(100), "{:?}", bare.term());
 }
 

@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use auction_election::{Action, Config, Election, PersistentState};
+use auction_election::{Action, Election, ElectionConfig, PersistentState};
 use auction_proto::msg::peer::ElectionMsg;
 use auction_proto::{LogPosition, NodeId, Seq, Term};
 use rand::SeedableRng;
@@ -31,11 +31,11 @@ fn a_relay_does_not_let_a_stale_configuration_elect_a_second_leader() {
     let now = Instant::now();
     // The bare ring election: with the pre-vote, node 1 and relay 3 would not both let node 2
     // stand, and the vote rule under test would not be reached.
-    let cfg = Config {
+    let cfg = ElectionConfig {
         election_timeout: Duration::from_millis(300),
         max_backoff: Duration::ZERO,
         pre_vote: false,
-        ..Config::default()
+        ..ElectionConfig::default()
     };
     let p = PersistentState { term: Term(6), accepted: None };
     let spec: [(u8, &[u8], (u64, u64)); 5] = [

@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use auction_election::Config;
+use auction_election::ElectionConfig;
 use auction_proto::{LogPosition, Seq, Term};
 use auction_testkit::NetConfig;
 use common::Cluster;
@@ -25,7 +25,8 @@ fn count_with(seqs: &[u64], initiators: &[usize], pre_vote: bool) -> (u64, u64, 
     let one_ms = Duration::from_millis(1);
     let net = NetConfig { delay_min: one_ms, delay_max: one_ms, ..NetConfig::default() };
     let logs: Vec<_> = seqs.iter().map(|s| LogPosition { term: Term(1), seq: Seq(*s) }).collect();
-    let mut c = Cluster::new(1, net, &logs, Config { pre_vote, ..Config::default() });
+    let mut c =
+        Cluster::new(1, net, &logs, ElectionConfig { pre_vote, ..ElectionConfig::default() });
     for &i in initiators {
         let id = c.ids[i];
         c.with(id, |e, now| e.start(now));

@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use auction_election::{Config, Status};
+use auction_election::{ElectionConfig, Status};
 use auction_proto::{LogPosition, Term};
 use auction_testkit::NetConfig;
 use common::Cluster;
@@ -16,7 +16,7 @@ use common::Cluster;
 /// with `drop` loss on every link: `(term before, term after, pre-vote messages)`.
 fn lossy_run(seed: u64, n: usize, drop: f64, secs: u64) -> (Cluster, Term, Term, u64) {
     let logs = vec![LogPosition::default(); n];
-    let mut c = Cluster::new(seed, NetConfig::default(), &logs, Config::default());
+    let mut c = Cluster::new(seed, NetConfig::default(), &logs, ElectionConfig::default());
     for id in c.ids.clone() {
         c.with(id, |e, now| e.start(now));
     }
@@ -57,7 +57,7 @@ fn no_election_while_a_majority_hears_the_leader_with_10_percent_loss() {
 fn an_isolated_follower_never_raises_its_term_and_rejoins_without_an_election() {
     for seed in 0..10 {
         let logs = vec![LogPosition::default(); 3];
-        let mut c = Cluster::new(seed, NetConfig::default(), &logs, Config::default());
+        let mut c = Cluster::new(seed, NetConfig::default(), &logs, ElectionConfig::default());
         for id in c.ids.clone() {
             c.with(id, |e, now| e.start(now));
         }
@@ -84,7 +84,7 @@ fn an_isolated_follower_never_raises_its_term_and_rejoins_without_an_election() 
 fn a_dead_leader_is_replaced_without_the_failure_detector() {
     for seed in 0..20 {
         let logs = vec![LogPosition::default(); 3];
-        let mut c = Cluster::new(seed, NetConfig::default(), &logs, Config::default());
+        let mut c = Cluster::new(seed, NetConfig::default(), &logs, ElectionConfig::default());
         for id in c.ids.clone() {
             c.with(id, |e, now| e.start(now));
         }
@@ -119,7 +119,7 @@ fn a_leader_hands_its_leadership_to_the_nominee() {
     for seed in 0..10 {
         for n in [3, 5] {
             let logs = vec![last; n];
-            let mut c = Cluster::new(seed, NetConfig::default(), &logs, Config::default());
+            let mut c = Cluster::new(seed, NetConfig::default(), &logs, ElectionConfig::default());
             for id in c.ids.clone() {
                 c.with(id, |e, now| e.start(now));
             }
@@ -161,7 +161,7 @@ fn a_leader_hands_its_leadership_to_the_nominee() {
 fn a_hand_over_not_from_the_leader_is_refused() {
     use auction_proto::msg::peer::ElectionMsg;
     let logs = vec![LogPosition::default(); 3];
-    let mut c = Cluster::new(3, NetConfig::default(), &logs, Config::default());
+    let mut c = Cluster::new(3, NetConfig::default(), &logs, ElectionConfig::default());
     for id in c.ids.clone() {
         c.with(id, |e, now| e.start(now));
     }

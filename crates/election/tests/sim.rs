@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use auction_election::{Config, Status};
+use auction_election::{ElectionConfig, Status};
 use auction_proto::{LogPosition, Seq, Term};
 use auction_testkit::NetConfig;
 use common::{Cluster, node_id};
@@ -118,7 +118,7 @@ fn run(s: &Scenario) -> Result<(Cluster, Option<Duration>), String> {
         duplicate: s.duplicate,
         ..NetConfig::default()
     };
-    let mut c = Cluster::new(s.seed, net, &s.last_logs, Config::default());
+    let mut c = Cluster::new(s.seed, net, &s.last_logs, ElectionConfig::default());
     for (i, _) in s.initiators.iter().enumerate().filter(|(_, go)| **go) {
         c.with(node_id(i), |e, now| e.start(now));
     }
@@ -167,7 +167,7 @@ fn quiet_ring_elects_the_maximum_candidate() {
         let last_logs: Vec<_> = (0..n as u64)
             .map(|i| LogPosition { term: Term((i * 7 + seed) % 3), seq: Seq((i * 5 + seed) % 4) })
             .collect();
-        let mut c = Cluster::new(seed, NetConfig::default(), &last_logs, Config::default());
+        let mut c = Cluster::new(seed, NetConfig::default(), &last_logs, ElectionConfig::default());
         for id in c.ids.clone() {
             c.with(id, |e, now| e.start(now));
         }
@@ -187,7 +187,7 @@ fn skipped_maximum_candidate_never_yields_two_leaders() {
         let n = 3 + usize::try_from(seed % 5).unwrap();
         let net = NetConfig { delay_max: Duration::from_millis(30), ..NetConfig::default() };
         let logs = vec![LogPosition::default(); n];
-        let mut c = Cluster::new(seed, net, &logs, Config::default());
+        let mut c = Cluster::new(seed, net, &logs, ElectionConfig::default());
         let (pred, max) = (c.ids[n - 2], c.ids[n - 1]);
         c.with(pred, |e, _| e.handle_down(max));
         for id in c.ids.clone() {
@@ -209,7 +209,7 @@ fn only_a_majority_piece_elects() {
     for seed in 0..20u64 {
         for (n, piece) in [(5, 3), (4, 2), (2, 1), (9, 5), (9, 4)] {
             let logs = vec![LogPosition::default(); n];
-            let mut c = Cluster::new(seed, NetConfig::default(), &logs, Config::default());
+            let mut c = Cluster::new(seed, NetConfig::default(), &logs, ElectionConfig::default());
             let (a, b) = c.ids.split_at(piece);
             let (a, b) = (a.to_vec(), b.to_vec());
             c.net.partition(&a, &b);

@@ -8,7 +8,7 @@ mod sim;
 
 use std::time::Duration;
 
-use auction_membership::Config;
+use auction_membership::MembershipConfig;
 use auction_testkit::NetConfig;
 use rand::Rng;
 use sim::{Cluster, id};
@@ -19,7 +19,7 @@ const SEEDS: u64 = 10;
 
 /// Delays of 1-20 ms (a busy LAN), or 0.05-2 ms (one host or a quiet LAN) for the
 /// fail-over setting, whose 12 ms probe timeout is meant for such links.
-fn net(drop: f64, config: &Config) -> NetConfig {
+fn net(drop: f64, config: &MembershipConfig) -> NetConfig {
     let lan = config.probe_interval < Duration::from_millis(100);
     NetConfig {
         drop,
@@ -32,13 +32,13 @@ fn net(drop: f64, config: &Config) -> NetConfig {
 
 /// Probe intervals simulated per seed for the false-positive rate: 2,000 (33 min at 1 s), and
 /// 100,000 (50 min) at the fail-over setting's 30 ms.
-fn intervals(config: &Config) -> u32 {
+fn intervals(config: &MembershipConfig) -> u32 {
     if config.probe_interval < Duration::from_millis(100) { 100_000 } else { INTERVALS }
 }
 
-fn settings() -> Vec<(&'static str, Config)> {
-    let d = Config::default();
-    let s = |susp: u64, conf: u64| Config {
+fn settings() -> Vec<(&'static str, MembershipConfig)> {
+    let d = MembershipConfig::default();
+    let s = |susp: u64, conf: u64| MembershipConfig {
         suspicion_timeout: Duration::from_secs(susp),
         confirmation_timeout: Duration::from_secs(conf),
         ..d.clone()
@@ -46,7 +46,7 @@ fn settings() -> Vec<(&'static str, Config)> {
     // What `auction-node run --probe-interval 30ms --suspect-after 90ms --down-after 90ms`
     // configures (the node caps the probe timeout at 2/5 of the interval): the bench's
     // fail-over setting, the defaults' ratios at 1/33 of the time.
-    let failover = Config {
+    let failover = MembershipConfig {
         probe_interval: Duration::from_millis(30),
         probe_timeout: Duration::from_millis(12),
         suspicion_timeout: Duration::from_millis(90),
@@ -62,7 +62,7 @@ fn settings() -> Vec<(&'static str, Config)> {
 }
 
 /// `(suspect events, down events)` per node-hour among running nodes.
-fn false_positives(config: &Config, drop: f64) -> (f64, f64) {
+fn false_positives(config: &MembershipConfig, drop: f64) -> (f64, f64) {
     let (mut suspects, mut downs) = (0, 0);
     for seed in 0..SEEDS {
         let mut c = Cluster::new(seed, NODES, config.clone(), net(drop, config));
@@ -77,7 +77,7 @@ fn false_positives(config: &Config, drop: f64) -> (f64, f64) {
 }
 
 /// Mean and max time from a crash to `Down` at the other members.
-fn detection(config: &Config, drop: f64) -> (Duration, Duration) {
+fn detection(config: &MembershipConfig, drop: f64) -> (Duration, Duration) {
     let mut times = Vec::new();
     for seed in 0..SEEDS {
         let mut c = Cluster::new(seed, NODES, config.clone(), net(drop, config));

@@ -20,7 +20,7 @@ pub enum Action {
         msg: PeerBody,
     },
     /// Send `msg` to a discovery target: a broadcast address (send with `SO_BROADCAST`) or a
-    /// static `--join` address, from [`crate::Config::discovery_targets`].
+    /// static `--join` address, from [`crate::MembershipConfig::discovery_targets`].
     Broadcast {
         /// The target address.
         to: SocketAddr,

@@ -4,12 +4,12 @@ use std::net::SocketAddr;
 use std::num::{NonZeroU32, NonZeroUsize};
 use std::time::Duration;
 
-use crate::Error;
+use crate::MembershipError;
 
-/// Settings. [`Config::default`] is tuned for a LAN of a handful of servers; see
+/// Settings. [`MembershipConfig::default`] is tuned for a LAN of a handful of servers; see
 /// docs/membership.md for the detection-time versus false-positive trade-off.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Config {
+pub struct MembershipConfig {
     /// Where `Discover` goes: subnet broadcast addresses of the discovery port and static
     /// `--join` addresses. The node fills this (enumerating interfaces is IO); empty means
     /// "only members we already know".
@@ -43,7 +43,7 @@ pub struct Config {
     pub gossip_multiplier: NonZeroU32,
 }
 
-impl Default for Config {
+impl Default for MembershipConfig {
     /// 1 s probes, 400 ms direct-ack wait, 3 indirect probes, `Suspect` after 3 s of silence,
     /// `Down` 3 s later; rediscovery every 1 s doubling to 10 s.
     fn default() -> Self {
@@ -70,13 +70,13 @@ fn nz(n: usize) -> NonZeroUsize {
     NonZeroUsize::new(n).unwrap_or(NonZeroUsize::MIN)
 }
 
-impl Config {
+impl MembershipConfig {
     /// Checks the settings that types alone cannot.
     ///
     /// # Errors
     /// A zero duration, a direct-ack wait not shorter than the probe interval, a suspicion
     /// timeout under two probe intervals, or a backoff that starts above its cap.
-    pub fn validate(&self) -> Result<(), Error> {
+    pub fn validate(&self) -> Result<(), MembershipError> {
         let durations = [
             ("probe_interval", self.probe_interval),
             ("probe_timeout", self.probe_timeout),
@@ -87,22 +87,22 @@ impl Config {
             ("tombstone_retention", self.tombstone_retention),
         ];
         if let Some((setting, _)) = durations.iter().find(|(_, d)| d.is_zero()) {
-            return Err(Error::ZeroDuration { setting });
+            return Err(MembershipError::ZeroDuration { setting });
         }
         if self.probe_timeout >= self.probe_interval {
-            return Err(Error::ProbeTimeoutTooLong {
+            return Err(MembershipError::ProbeTimeoutTooLong {
                 probe_timeout: self.probe_timeout,
                 probe_interval: self.probe_interval,
             });
         }
         if self.suspicion_timeout < self.probe_interval * 2 {
-            return Err(Error::SuspicionTooShort {
+            return Err(MembershipError::SuspicionTooShort {
                 suspicion_timeout: self.suspicion_timeout,
                 probe_interval: self.probe_interval,
             });
         }
         if self.rediscover_min > self.rediscover_max {
-            return Err(Error::RediscoverBackoff {
+            return Err(MembershipError::RediscoverBackoff {
                 min: self.rediscover_min,
                 max: self.rediscover_max,
             });

@@ -13,7 +13,7 @@ use rand::RngCore;
 
 use crate::gossip::{Rumours, sends_for};
 use crate::table::{MemberView, Phase, Table};
-use crate::{Action, Config, Error, MembershipEvent};
+use crate::{Action, MembershipConfig, MembershipError, MembershipEvent};
 
 /// Who sent a message, as the authenticated envelope says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -43,7 +43,7 @@ pub struct AnnounceStatus {
 
 /// Counters of input that was ignored or output that was dropped because of a bound.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Stats {
+pub struct MembershipStats {
     /// Actions dropped because the queue was full (the driver did not drain it).
     pub dropped_actions: u64,
     /// New members refused because the table was full of live members.
@@ -72,7 +72,7 @@ pub(crate) struct Relay {
 #[derive(Debug)]
 pub struct Membership<R> {
     pub(crate) me: NodeInfo,
-    pub(crate) config: Config,
+    pub(crate) config: MembershipConfig,
     pub(crate) rng: R,
     pub(crate) table: Table,
     pub(crate) rumours: Rumours,
@@ -86,7 +86,7 @@ pub struct Membership<R> {
     pub(crate) status: AnnounceStatus,
     pub(crate) left: bool,
     pub(crate) actions: VecDeque<Action>,
-    pub(crate) stats: Stats,
+    pub(crate) stats: MembershipStats,
     /// The last wall-clock reading and when it was taken.
     pub(crate) clock: Option<(Timestamp, Instant)>,
 }
@@ -96,8 +96,13 @@ impl<R: RngCore> Membership<R> {
     /// `Discover` to every discovery target.
     ///
     /// # Errors
-    /// [`Config::validate`] refused the settings.
-    pub fn new(me: NodeInfo, config: Config, rng: R, now: Instant) -> Result<Self, Error> {
+    /// [`MembershipConfig::validate`] refused the settings.
+    pub fn new(
+        me: NodeInfo,
+        config: MembershipConfig,
+        rng: R,
+        now: Instant,
+    ) -> Result<Self, MembershipError> {
         config.validate()?;
         Ok(Self {
             table: Table::new(config.max_members.get()),
@@ -110,7 +115,7 @@ impl<R: RngCore> Membership<R> {
             status: AnnounceStatus::default(),
             left: false,
             actions: VecDeque::new(),
-            stats: Stats::default(),
+            stats: MembershipStats::default(),
             clock: None,
             me,
             config,
@@ -168,12 +173,12 @@ impl<R: RngCore> Membership<R> {
     }
 
     /// The settings.
-    pub fn config(&self) -> &Config {
+    pub fn config(&self) -> &MembershipConfig {
         &self.config
     }
 
     /// Counters of ignored input and dropped output.
-    pub fn stats(&self) -> Stats {
+    pub fn stats(&self) -> MembershipStats {
         self.stats
     }
 

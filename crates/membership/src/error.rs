@@ -3,13 +3,13 @@
 use std::time::Duration;
 
 /// Why a [`crate::Membership`] could not be built. Handlers never fail: input they cannot use
-/// (stale, unknown sender, over a bound) is ignored and counted in [`crate::Stats`].
+/// (stale, unknown sender, over a bound) is ignored and counted in [`crate::MembershipStats`].
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum Error {
+pub enum MembershipError {
     /// A duration setting is zero. Nothing was built.
     #[error("setting `{setting}` must not be zero")]
     ZeroDuration {
-        /// The setting's field name in [`crate::Config`].
+        /// The setting's field name in [`crate::MembershipConfig`].
         setting: &'static str,
     },
     /// The direct-ack wait does not fit in one probe period. Nothing was built.

@@ -41,7 +41,7 @@
 //!
 //! ```
 //! use std::time::Instant;
-//! use auction_membership::{Action, Config, Membership};
+//! use auction_membership::{Action, MembershipConfig, Membership};
 //! use auction_proto::{Incarnation, NodeId, msg::discovery::NodeInfo};
 //! use rand::SeedableRng;
 //!
@@ -51,7 +51,7 @@
 //!     peer_addr: "10.0.0.1:7000".parse()?,
 //!     client_addr: "10.0.0.1:7001".parse()?,
 //! };
-//! let config = Config { discovery_targets: vec!["10.0.0.255:7002".parse()?], ..Config::default() };
+//! let config = MembershipConfig { discovery_targets: vec!["10.0.0.255:7002".parse()?], ..MembershipConfig::default() };
 //! let now = Instant::now();
 //! let rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
 //! let mut m = Membership::new(me, config, rng, now)?;
@@ -75,9 +75,9 @@ mod table;
 mod timers;
 
 pub use action::{Action, MembershipEvent};
-pub use config::Config;
-pub use core::{AnnounceStatus, Membership, Origin, Stats};
-pub use error::Error;
+pub use config::MembershipConfig;
+pub use core::{AnnounceStatus, Membership, MembershipStats, Origin};
+pub use error::MembershipError;
 pub use table::MemberView;
 
 #[cfg(test)]

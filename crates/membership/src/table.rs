@@ -7,7 +7,7 @@ use auction_proto::NodeId;
 use auction_proto::msg::discovery::NodeInfo;
 use auction_proto::msg::peer::MemberState;
 
-use crate::Config;
+use crate::MembershipConfig;
 
 /// An outstanding probe of one member.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -91,7 +91,7 @@ impl Member {
     }
 
     /// The member's next deadline.
-    pub(crate) fn deadline(&self, config: &Config) -> Instant {
+    pub(crate) fn deadline(&self, config: &MembershipConfig) -> Instant {
         let state_deadline = match self.phase {
             Phase::Alive(_) => self.last_heard + config.suspicion_timeout,
             Phase::Suspect { since, .. } => since + config.confirmation_timeout,

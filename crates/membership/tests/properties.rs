@@ -11,7 +11,7 @@ mod sim;
 
 use std::time::Duration;
 
-use auction_membership::{Config, MembershipEvent};
+use auction_membership::{MembershipConfig, MembershipEvent};
 use auction_proto::msg::peer::MemberState;
 use auction_testkit::NetConfig;
 use proptest::prelude::*;
@@ -29,7 +29,7 @@ fn ms(n: u64) -> Duration {
 /// The stated convergence bound after the last change: a crash is declared after at most
 /// `detection_bound` (+ one delay); joins, restarts and leaves spread within a few probe
 /// intervals; two more intervals of slack for loss.
-fn convergence_bound(c: &Config) -> Duration {
+fn convergence_bound(c: &MembershipConfig) -> Duration {
     c.detection_bound() + c.probe_interval * 4
 }
 
@@ -68,7 +68,7 @@ proptest! {
         drop in 0.0f64..=0.05,
         after in 3000u64..8000,
     ) {
-        let config = Config::default();
+        let config = MembershipConfig::default();
         let mut c = Cluster::new(seed, n, config.clone(), lossy(drop));
         c.net.run_for(ms(after));
         let victim = c.net.rng().random_range(1..=n);
@@ -106,7 +106,7 @@ fn live_sets_converge(
     drop: f64,
     changes: &[(Change, u8, u64)],
 ) -> Result<(), TestCaseError> {
-    let config = Config::default();
+    let config = MembershipConfig::default();
     let mut c = Cluster::new(seed, n, config.clone(), lossy(drop));
     c.net.run_for(Duration::from_secs(5));
     for &(what, who, gap) in changes {
@@ -157,7 +157,7 @@ fn restarted_node_is_seen_exactly_once(
     n: u8,
     down_for: u64,
 ) -> Result<(), TestCaseError> {
-    let config = Config::default();
+    let config = MembershipConfig::default();
     let mut c = Cluster::new(seed, n, config.clone(), lossy(0.01));
     c.net.run_for(Duration::from_secs(5));
     c.crash(1);
@@ -217,7 +217,7 @@ fn regression_restart_seed_871691417778323219() {
 /// across 10,000 heartbeat intervals (a few seeds: each run is about half a million messages).
 #[test]
 fn no_false_down_under_five_percent_loss_for_ten_thousand_intervals() {
-    let config = Config::default();
+    let config = MembershipConfig::default();
     for seed in [1, 2] {
         let mut c = Cluster::new(seed, 5, config.clone(), lossy(0.05));
         c.net.run_for(config.probe_interval * 10_000);

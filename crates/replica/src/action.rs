@@ -165,7 +165,7 @@ pub enum SubmitError {
 pub enum ReplicaError {
     /// The membership settings are invalid.
     #[error("membership settings: {0}")]
-    Membership(#[from] auction_membership::Error),
+    Membership(#[from] auction_membership::MembershipError),
     /// The durable snapshot does not decode.
     #[error("durable snapshot: {0}")]
     Snapshot(#[from] auction_core::SnapshotError),

@@ -8,9 +8,9 @@ use auction_proto::{InstanceId, NodeId, Term};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReplicaConfig {
     /// Discovery and failure detection.
-    pub membership: auction_membership::Config,
+    pub membership: auction_membership::MembershipConfig,
     /// Ring election timing.
-    pub election: auction_election::Config,
+    pub election: auction_election::ElectionConfig,
     /// Replication timers and bounds.
     pub ordering: auction_ordering::OrderingConfig,
     /// Applied entries between two snapshots of the auction state (at least 1).
@@ -36,8 +36,8 @@ impl Default for ReplicaConfig {
     /// below 3 voters), promotion after 10 s caught up, a 3 s bootstrap probe.
     fn default() -> Self {
         Self {
-            membership: auction_membership::Config::default(),
-            election: auction_election::Config::default(),
+            membership: auction_membership::MembershipConfig::default(),
+            election: auction_election::ElectionConfig::default(),
             ordering: auction_ordering::OrderingConfig::default(),
             snapshot_every: 10_000,
             removal_grace: Duration::from_secs(60),

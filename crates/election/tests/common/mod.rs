@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use auction_election::{Action, Config, Election, PersistentState, Status};
+use auction_election::{Action, Election, ElectionConfig, PersistentState, Status};
 use auction_proto::msg::peer::{Candidate, ElectionMsg};
 use auction_proto::{LogPosition, NodeId, Term};
 use auction_testkit::{Dest, NetConfig, Network, Outgoing, SimNode};
@@ -116,7 +116,7 @@ pub struct Cluster {
     /// Disks of crashed nodes.
     crashed: BTreeMap<NodeId, PersistentState>,
     restarts: u64,
-    pub config: Config,
+    pub config: ElectionConfig,
 }
 
 pub fn node_id(i: usize) -> NodeId {
@@ -127,7 +127,12 @@ pub fn node_id(i: usize) -> NodeId {
 
 impl Cluster {
     /// `last_logs[i]` is the log position of the `i`-th node in ring order.
-    pub fn new(seed: u64, net: NetConfig, last_logs: &[LogPosition], config: Config) -> Self {
+    pub fn new(
+        seed: u64,
+        net: NetConfig,
+        last_logs: &[LogPosition],
+        config: ElectionConfig,
+    ) -> Self {
         let ids: Vec<_> = (0..last_logs.len()).map(node_id).collect();
         let mut this = Self {
             net: Network::new(seed, net),

@@ -5,14 +5,15 @@
 )]
 
 use super::*;
-use crate::{AnnounceStatus, Error};
+use crate::{AnnounceStatus, MembershipError};
 use auction_proto::Term;
 
 #[test]
 fn start_up_broadcasts_discover_to_every_target() {
     let t0 = Instant::now();
     let join = addr(9, 7000);
-    let config = Config { discovery_targets: vec![bcast(), join], ..Config::default() };
+    let config =
+        MembershipConfig { discovery_targets: vec![bcast(), join], ..MembershipConfig::default() };
     let mut m = Membership::new(info(1), config, ChaCha8Rng::seed_from_u64(0), t0).unwrap();
     assert_eq!(m.poll_timeout(), Some(t0));
     m.handle_timeout(t0);
@@ -157,23 +158,24 @@ fn left_rumours_spread_and_new_incarnations_come_back() {
 #[test]
 fn bad_settings_are_refused() {
     let t0 = Instant::now();
-    let build = |c: Config| Membership::new(info(1), c, ChaCha8Rng::seed_from_u64(0), t0).err();
-    let d = Config::default();
+    let build =
+        |c: MembershipConfig| Membership::new(info(1), c, ChaCha8Rng::seed_from_u64(0), t0).err();
+    let d = MembershipConfig::default();
     assert_eq!(
-        build(Config { probe_interval: Duration::ZERO, ..d.clone() }),
-        Some(Error::ZeroDuration { setting: "probe_interval" })
+        build(MembershipConfig { probe_interval: Duration::ZERO, ..d.clone() }),
+        Some(MembershipError::ZeroDuration { setting: "probe_interval" })
     );
     assert!(matches!(
-        build(Config { probe_timeout: d.probe_interval, ..d.clone() }),
-        Some(Error::ProbeTimeoutTooLong { .. })
+        build(MembershipConfig { probe_timeout: d.probe_interval, ..d.clone() }),
+        Some(MembershipError::ProbeTimeoutTooLong { .. })
     ));
     assert!(matches!(
-        build(Config { suspicion_timeout: d.probe_interval, ..d.clone() }),
-        Some(Error::SuspicionTooShort { .. })
+        build(MembershipConfig { suspicion_timeout: d.probe_interval, ..d.clone() }),
+        Some(MembershipError::SuspicionTooShort { .. })
     ));
     assert!(matches!(
-        build(Config { rediscover_min: d.rediscover_max * 2, ..d.clone() }),
-        Some(Error::RediscoverBackoff { .. })
+        build(MembershipConfig { rediscover_min: d.rediscover_max * 2, ..d.clone() }),
+        Some(MembershipError::RediscoverBackoff { .. })
     ));
     assert_eq!(build(d), None);
 }

@@ -10,7 +10,7 @@ fn nz(n: usize) -> NonZeroUsize {
 
 #[test]
 fn a_full_table_refuses_new_live_members_but_evicts_tombstones() {
-    let (mut m, t0) = core_with(Config { max_members: nz(2), ..config() });
+    let (mut m, t0) = core_with(MembershipConfig { max_members: nz(2), ..config() });
     for n in [2, 3, 4] {
         m.handle_discovery(origin(n), announce(n), t0);
     }
@@ -28,7 +28,7 @@ fn a_full_table_refuses_new_live_members_but_evicts_tombstones() {
 
 #[test]
 fn the_action_queue_drops_beyond_its_bound() {
-    let (mut m, t0) = core_with(Config { max_actions: nz(3), ..config() });
+    let (mut m, t0) = core_with(MembershipConfig { max_actions: nz(3), ..config() });
     for n in 2..=9 {
         m.handle_discovery(origin(n), DiscoveryMsg::Discover { from: info(n) }, t0);
     }
@@ -38,7 +38,7 @@ fn the_action_queue_drops_beyond_its_bound() {
 
 #[test]
 fn relays_are_bounded() {
-    let (mut m, t0) = core_with(Config { max_relays: nz(1), ..config() });
+    let (mut m, t0) = core_with(MembershipConfig { max_relays: nz(1), ..config() });
     for n in [2, 3] {
         m.handle_discovery(origin(n), announce(n), t0);
     }
@@ -61,7 +61,7 @@ fn relays_are_bounded() {
 
 #[test]
 fn piggy_backed_updates_are_bounded_and_every_member_is_eventually_told() {
-    let (mut m, t0) = core_with(Config { max_updates: nz(3), ..config() });
+    let (mut m, t0) = core_with(MembershipConfig { max_updates: nz(3), ..config() });
     for n in 2..=9 {
         m.handle_discovery(origin(n), announce(n), t0);
     }
@@ -89,7 +89,7 @@ fn piggy_backed_updates_are_bounded_and_every_member_is_eventually_told() {
 
 #[test]
 fn incoming_updates_beyond_the_bound_are_not_read() {
-    let (mut m, t0) = core_with(Config { max_updates: nz(2), ..config() });
+    let (mut m, t0) = core_with(MembershipConfig { max_updates: nz(2), ..config() });
     let updates = (2..=6).map(alive).collect();
     m.handle_membership(
         origin(2),

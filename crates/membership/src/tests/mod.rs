@@ -17,7 +17,7 @@ use auction_proto::{Incarnation, NodeId};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::{Action, Config, Membership, MembershipEvent, Origin};
+use crate::{Action, Membership, MembershipConfig, MembershipEvent, Origin};
 
 type Core = Membership<ChaCha8Rng>;
 
@@ -50,8 +50,8 @@ fn bcast() -> SocketAddr {
     SocketAddr::from(([10, 0, 0, 255], 7002))
 }
 
-fn config() -> Config {
-    Config { discovery_targets: vec![bcast()], ..Config::default() }
+fn config() -> MembershipConfig {
+    MembershipConfig { discovery_targets: vec![bcast()], ..MembershipConfig::default() }
 }
 
 fn ms(n: u64) -> Duration {
@@ -59,7 +59,7 @@ fn ms(n: u64) -> Duration {
 }
 
 /// Node 1 at `t0`, with the start-up `Discover` already drained.
-fn core_with(config: Config) -> (Core, Instant) {
+fn core_with(config: MembershipConfig) -> (Core, Instant) {
     let t0 = Instant::now();
     let mut m = Membership::new(info(1), config, ChaCha8Rng::seed_from_u64(0), t0).unwrap();
     m.handle_timeout(t0);

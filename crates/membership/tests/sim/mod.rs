@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use auction_membership::{Action, Config, Membership, MembershipEvent, Origin};
+use auction_membership::{Action, Membership, MembershipConfig, MembershipEvent, Origin};
 use auction_proto::msg::discovery::NodeInfo;
 use auction_proto::msg::peer::PeerBody;
 use auction_proto::{Incarnation, NodeId};
@@ -98,14 +98,14 @@ pub fn addr(n: u8) -> SocketAddr {
 #[derive(Debug)]
 pub struct Cluster {
     pub net: Network<SimMember>,
-    pub config: Config,
+    pub config: MembershipConfig,
     /// Current incarnation of every node ever started.
     pub incarnations: BTreeMap<u8, u64>,
 }
 
 impl Cluster {
-    pub fn new(seed: u64, n: u8, config: Config, net: NetConfig) -> Self {
-        let config = Config { discovery_targets: vec![BROADCAST], ..config };
+    pub fn new(seed: u64, n: u8, config: MembershipConfig, net: NetConfig) -> Self {
+        let config = MembershipConfig { discovery_targets: vec![BROADCAST], ..config };
         let mut c = Self { net: Network::new(seed, net), config, incarnations: BTreeMap::new() };
         for i in 1..=n {
             c.start(i);
