@@ -88,7 +88,7 @@ pub struct Membership<R> {
     pub(crate) actions: VecDeque<Action>,
     pub(crate) stats: MembershipStats,
     /// The last wall-clock reading and when it was taken.
-    pub(crate) clock: Option<(Timestamp, Instant)>,
+    pub(crate) clock: Option<auction_proto::WallAnchor>,
 }
 
 impl<R: RngCore> Membership<R> {
@@ -289,16 +289,12 @@ impl<R: RngCore> Membership<R> {
 
     /// The wall clock at `now`, from the last reading (`handle_wall_clock`).
     pub(crate) fn wall_now(&self, now: Instant) -> Option<Timestamp> {
-        self.clock.map(|(wall, at)| {
-            let ms =
-                u64::try_from(now.saturating_duration_since(at).as_millis()).unwrap_or(u64::MAX);
-            Timestamp(wall.0.saturating_add(ms))
-        })
+        self.clock.map(|c| c.wall_at(now))
     }
 
     /// The wall clock reads `wall` at `now` (pings carry it; clock skew is measured from it).
     pub fn handle_wall_clock(&mut self, wall: Timestamp, now: Instant) {
-        self.clock = Some((wall, now));
+        self.clock = Some(auction_proto::WallAnchor { wall, at: now });
     }
 
     /// Each live member's wall clock minus this node's, in milliseconds, as measured from

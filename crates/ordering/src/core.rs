@@ -49,7 +49,7 @@ pub(crate) struct Core {
     pub(crate) write: Option<(Seq, Vec<LogEntry>)>,
     pub(crate) forwarded: BTreeMap<RequestId, Forwarded>,
     pub(crate) snapshot: Option<Snapshot>,
-    pub(crate) clock: Option<(Instant, Timestamp)>,
+    pub(crate) clock: Option<auction_proto::WallAnchor>,
     /// The outbox, drained by `Ordering::poll_action`.
     pub(crate) actions: VecDeque<Action>,
     pub(crate) tick_at: Instant,
@@ -91,9 +91,7 @@ impl Core {
 
     /// The sequencer's clock at `now`, never below the log's last timestamp.
     pub(crate) fn wall_now(&self, now: Instant) -> Timestamp {
-        let clock = self.clock.map_or(Timestamp::default(), |(at, wall)| {
-            wall.saturating_add(now.saturating_duration_since(at))
-        });
+        let clock = self.clock.map_or(Timestamp::default(), |c| c.wall_at(now));
         clock.max(self.log.last_timestamp())
     }
 

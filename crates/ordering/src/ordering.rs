@@ -197,7 +197,7 @@ impl Ordering {
 
     /// The wall clock reads `wall` at `now`; sequencer timestamps derive from this anchor.
     pub fn handle_wall_clock(&mut self, wall: Timestamp, now: Instant) {
-        self.core.clock = Some((now, wall));
+        self.core.clock = Some(auction_proto::WallAnchor { wall, at: now });
     }
 
     /// Founds a cluster: writes the `Bootstrap` entry (term 0, seq 1) into an empty log. Give

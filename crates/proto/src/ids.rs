@@ -216,6 +216,31 @@ impl Timestamp {
     }
 }
 
+/// A wall-clock reading and the monotonic instant it was taken at (the one shape every core
+/// keeps its last `handle_wall_clock` in): the wall clock at a later instant is the reading
+/// plus the monotonic time since, so a wall clock that jumps between readings moves nothing
+/// until the next reading.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WallAnchor {
+    /// The wall clock read.
+    pub wall: Timestamp,
+    /// When it was read.
+    pub at: std::time::Instant,
+}
+
+impl WallAnchor {
+    /// The wall clock at `now` by this reading (the reading itself if `now` is earlier).
+    pub fn wall_at(&self, now: std::time::Instant) -> Timestamp {
+        self.wall.saturating_add(now.saturating_duration_since(self.at))
+    }
+
+    /// The monotonic instant at which the wall clock reaches `wall` by this reading (`at` if
+    /// it already has).
+    pub fn instant_of(&self, wall: Timestamp) -> std::time::Instant {
+        self.at + wall.saturating_since(self.wall)
+    }
+}
+
 impl fmt::Debug for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "t:{}ms", self.0)

@@ -43,6 +43,6 @@ pub use codec::{
 };
 pub use ids::{
     AuctionId, ClientId, ClusterId, Incarnation, InstanceId, LogPosition, NodeId, RequestNo, Seq,
-    Term, Timestamp,
+    Term, Timestamp, WallAnchor,
 };
 pub use seal::{Channel, Opened, PeerSeal, Refusal, SealStats};

@@ -31,7 +31,7 @@ impl<R: RngCore> Replica<R> {
 
     /// Wall-clock time at `now` from the last reading.
     fn wall_now(&self, now: Instant) -> Option<Timestamp> {
-        self.clock.map(|(wall, at)| wall.saturating_add(now.saturating_duration_since(at)))
+        self.clock.map(|c| c.wall_at(now))
     }
 
     fn propose_closes(&mut self, now: Instant) {

@@ -93,7 +93,7 @@ impl<R: RngCore> Replica<R> {
     /// The wall clock reads `wall` at `now`. Sequencer timestamps and auction closing derive
     /// from the latest reading; call it on every loop turn.
     pub fn handle_wall_clock(&mut self, wall: Timestamp, now: Instant) {
-        self.clock = Some((wall, now));
+        self.clock = Some(auction_proto::WallAnchor { wall, at: now });
         self.ordering.handle_wall_clock(wall, now);
         self.membership.handle_wall_clock(wall, now);
         self.after_input(now);

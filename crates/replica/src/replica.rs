@@ -11,7 +11,7 @@ use auction_proto::msg::client::{NodeReport, Role, ServerInfo};
 use auction_proto::msg::discovery::NodeInfo;
 use auction_proto::msg::log::LogEntry;
 use auction_proto::msg::peer::MemberState;
-use auction_proto::{AuctionId, InstanceId, LogPosition, NodeId, Seq, Term, Timestamp};
+use auction_proto::{AuctionId, InstanceId, LogPosition, NodeId, Seq, Term};
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -73,7 +73,7 @@ pub struct Replica<R: RngCore> {
     pub(crate) machine: AuctionMachine,
     pub(crate) actions: VecDeque<Action>,
     /// The last `(wall, now)` pair from `handle_wall_clock`.
-    pub(crate) clock: Option<(Timestamp, Instant)>,
+    pub(crate) clock: Option<auction_proto::WallAnchor>,
     pub(crate) clients: u32,
     pub(crate) peer_clients: BTreeMap<NodeId, u32>,
     /// Members the detector declared down (or that left), and since when.
@@ -386,9 +386,9 @@ impl<R: RngCore> Replica<R> {
         if !self.ordering.is_leading() {
             return None;
         }
-        let (wall, at) = self.clock?;
+        let clock = self.clock?;
         let end = self.machine.next_deadline()?;
-        (end > wall).then(|| at + end.saturating_since(wall))
+        (end > clock.wall).then(|| clock.instant_of(end))
     }
 
     /// Turns recording of applied entries ([`Action::Applied`]) on or off (off by default).
