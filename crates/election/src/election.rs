@@ -492,8 +492,15 @@ impl<R: RngCore> Election<R> {
     /// without checking that its log is at least as up to date as this node's. Never set
     /// outside tests.
     #[doc(hidden)]
+    #[cfg(feature = "faults")]
     pub fn set_skip_vote_check(&mut self, on: bool) {
         self.skip_vote_check = on;
+    }
+
+    /// Whether the planted bug is on: never without the `faults` feature, so release builds
+    /// compile the check away.
+    pub(crate) fn skips_vote_check(&self) -> bool {
+        cfg!(feature = "faults") && self.skip_vote_check
     }
 
     /// This node.

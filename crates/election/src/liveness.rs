@@ -134,7 +134,7 @@ impl<R: RngCore> Election<R> {
         }
         let granted = term > self.term
             && !self.hears_leader_other_than(from, now)
-            && (last_log >= self.last_log || self.skip_vote_check);
+            && (last_log >= self.last_log || self.skips_vote_check());
         let msg = ElectionMsg::PreVoteReply { term, granted, current: self.term };
         self.push(Action::Send { to: from, msg });
     }

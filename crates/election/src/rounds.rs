@@ -154,7 +154,7 @@ impl<R: RngCore> Election<R> {
             .find(|c| c.node == leader);
         match (self.accepted, candidate) {
             (Some(accepted), _) => accepted == leader,
-            (None, Some(c)) if c.last_log >= self.last_log || self.skip_vote_check => {
+            (None, Some(c)) if c.last_log >= self.last_log || self.skips_vote_check() => {
                 self.accepted = Some(leader);
                 self.push(Action::PersistTerm { term: self.term, accepted: Some(leader) });
                 true

@@ -295,7 +295,7 @@ impl<'a> FollowerHandler<'a> {
         debug_assert!(
             prev.seq > self.core.commit
                 || held == Some(prev.term)
-                || self.core.faults.skip_view_change,
+                || self.core.faults.skips_view_change(),
             "the leader's log differs at committed {:?}",
             prev.seq
         );

@@ -41,6 +41,13 @@ pub struct Faults {
     pub skip_view_change: bool,
 }
 
+impl Faults {
+    /// Whether the planted view-change bug is on: never without the `faults` feature.
+    pub(crate) fn skips_view_change(&self) -> bool {
+        cfg!(feature = "faults") && self.skip_view_change
+    }
+}
+
 /// One member's total-order multicast core. See the crate documentation for the contract.
 ///
 /// Invariants (checked by [`Ordering::check_invariants`] after every input): those of the
@@ -97,6 +104,7 @@ impl Ordering {
     }
 
     #[doc(hidden)]
+    #[cfg(feature = "faults")]
     pub fn set_faults(&mut self, faults: Faults) {
         self.core.faults = faults;
     }

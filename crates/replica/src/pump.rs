@@ -128,7 +128,7 @@ impl<R: RngCore> Replica<R> {
             O::PersistTerm(_) => self.persist_term(),
             O::Send { to, msg } => self.route(to, PeerBody::Ordering(msg)),
             O::Store { id, from, entries } => {
-                if self.faults.ack_on_sequence && self.ordering.leader() == Some(self.me.node) {
+                if self.acks_on_sequence() && self.ordering.leader() == Some(self.me.node) {
                     self.ack_early(&entries);
                 }
                 self.actions.push_back(Action::Store { id, from, entries });
@@ -170,7 +170,7 @@ impl<R: RngCore> Replica<R> {
         for entry in entries {
             let applied = self.machine.apply(&entry);
             if let EntryPayload::Command(Command { origin: Some(request), .. }) = &entry.payload {
-                if !self.faults.ack_on_sequence {
+                if !self.acks_on_sequence() {
                     let (request, seq) = (*request, entry.seq);
                     let outcome = applied.outcome;
                     self.actions.push_back(Action::Complete { request, seq, outcome });

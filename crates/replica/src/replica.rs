@@ -397,11 +397,18 @@ impl<R: RngCore> Replica<R> {
     }
 
     #[doc(hidden)]
+    #[cfg(feature = "faults")]
     pub fn set_faults(&mut self, faults: Faults) {
         self.faults = faults;
         let skip_view_change = faults.skip_view_change;
         self.ordering.set_faults(auction_ordering::Faults { skip_view_change });
         self.election.set_skip_vote_check(faults.skip_vote_check);
+    }
+
+    /// Whether the planted early-acknowledgement bug is on: never without the `faults`
+    /// feature, so release builds compile it away.
+    pub(crate) fn acks_on_sequence(&self) -> bool {
+        cfg!(feature = "faults") && self.faults.ack_on_sequence
     }
 
     /// Checks every documented invariant; panics on a violation (a bug).

@@ -18,7 +18,7 @@ use tracing::{debug, info, warn};
 use crate::action::{Action, ConnId, Stop};
 use crate::batch::{Batch, MAX_HELD, Sealed};
 use crate::limit::RateLimit;
-use crate::sessions::{Effect, SessionFaults, Sessions};
+use crate::sessions::{Effect, Sessions};
 
 /// How often the core does its periodic work (expiring writes, idle connections, the client
 /// count it announces, the end of a leave).
@@ -172,7 +172,8 @@ impl<R: RngCore> Server<R> {
 
     /// Planted bugs in session handling (simulations only).
     #[doc(hidden)]
-    pub fn set_session_faults(&mut self, faults: SessionFaults) {
+    #[cfg(feature = "faults")]
+    pub fn set_session_faults(&mut self, faults: crate::SessionFaults) {
         self.sessions.faults = faults;
     }
 

@@ -116,9 +116,14 @@ pub struct SessionFaults {
 }
 
 impl SessionFaults {
+    /// Whether the planted stale-read bug is on: never without the `faults` feature.
+    fn stale(&self) -> bool {
+        cfg!(feature = "faults") && self.stale_reads
+    }
+
     /// The session id of a client that sent `secret` in `Hello` on `conn`.
     fn session_of(&self, secret: ClientId, conn: ConnId) -> ClientId {
-        if !self.per_connection_ids {
+        if !(cfg!(feature = "faults") && self.per_connection_ids) {
             return session_id(secret);
         }
         let mut bytes = *secret.as_bytes();
@@ -230,7 +235,7 @@ impl Sessions {
         let applied = replica.applied();
         let result = match (&req.body, c.client) {
             (RequestBody::Hello { client, seen }, _) => {
-                let stale = self.faults.stale_reads;
+                let stale = self.faults.stale();
                 if *seen > applied && !stale {
                     Err(ClientError::Behind { applied, seen: *seen })
                 } else {
@@ -266,7 +271,7 @@ impl Sessions {
         now: Instant,
     ) -> Effect {
         let applied = replica.applied();
-        let stale_read = self.faults.stale_reads
+        let stale_read = self.faults.stale()
             && !is_write(&body)
             && !matches!(body, RequestBody::Register { .. });
         if needs_ready(&body) && !replica.is_ready() && !stale_read {

@@ -99,7 +99,7 @@ impl LeaderHandler<'_> {
     fn try_finish_gather(&mut self, now: Instant) -> Flow {
         let core = &mut *self.core;
         let Phase::Gathering { states } = &self.ls.phase else { return Flow::Continue(()) };
-        let skip = core.faults.skip_view_change;
+        let skip = core.faults.skips_view_change();
         if !skip && !is_majority(core.log.members(), |n| states.contains_key(&n)) {
             return Flow::Continue(());
         }
