@@ -14,8 +14,6 @@ use auction_proto::msg::log::ConfigChange;
 use auction_proto::{Channel, InstanceId, Keyring, PeerCodec, PeerSeal, Timestamp};
 use auction_replica::{Durable, Replica, ReplicaConfig, Start};
 use auction_server::{Action, ConnId, Server, ServerConfig, Stop};
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
@@ -125,8 +123,8 @@ pub async fn run(
         },
     };
     let now = Instant::now();
-    let rng = ChaCha8Rng::from_rng(&mut rand::rng());
-    let replica = Replica::new(info, start, durable, replica_config(&settings), rng, now)?;
+    let seed: u64 = rand::random();
+    let replica = Replica::new(info, start, durable, replica_config(&settings), seed, now)?;
 
     let codec = PeerCodec::new(settings.cluster, Keyring::new(settings.key.clone()));
     let seal = PeerSeal::new(codec, meta.node, meta.incarnation, instance);
@@ -209,7 +207,7 @@ pub fn wall_clock() -> Timestamp {
 }
 
 struct Driver {
-    server: Server<ChaCha8Rng>,
+    server: Server,
     net: PeerNet,
     writer: WriterHandle,
     /// Writes of this turn, not yet handed to the writer.

@@ -12,7 +12,6 @@ use auction_proto::Term;
 use auction_proto::msg::client::Role;
 use auction_proto::msg::peer::MemberState;
 use auction_replica::Replica;
-use rand::RngCore;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -99,9 +98,9 @@ impl MetricsHandle {
     }
 
     /// Renders the page for the HTTP task.
-    pub fn publish<R: RngCore>(
+    pub fn publish(
         &self,
-        replica: &Replica<R>,
+        replica: &Replica,
         clients: usize,
         pending_writes: usize,
         net: &TransportStats,

@@ -9,7 +9,6 @@ use auction_ordering::OrderingError;
 use auction_proto::NodeId;
 use auction_proto::msg::client::AdminRefusal;
 use auction_proto::msg::log::ConfigChange;
-use rand::RngCore;
 
 use crate::Replica;
 
@@ -30,7 +29,7 @@ pub enum AdminError {
     Refused(AdminRefusal),
 }
 
-impl<R: RngCore> Replica<R> {
+impl Replica {
     fn admin_leading(&self) -> Result<(), AdminError> {
         if self.ordering.is_leading() && self.election.is_leader() {
             Ok(())

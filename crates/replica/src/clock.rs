@@ -10,11 +10,10 @@
 use std::time::{Duration, Instant};
 
 use auction_proto::NodeId;
-use rand::RngCore;
 
 use crate::Replica;
 
-impl<R: RngCore> Replica<R> {
+impl Replica {
     /// Each measured member's wall clock minus this node's, in milliseconds.
     pub fn clock_offsets(&self) -> Vec<(NodeId, i64)> {
         self.membership.clock_offsets()

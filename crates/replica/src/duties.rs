@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 
 use auction_proto::msg::log::{Command, ConfigChange, Operation};
 use auction_proto::{AuctionId, NodeId, Timestamp};
-use rand::RngCore;
 
 use crate::replica::MAX_PENDING_CLOSES;
 use crate::{Action, Replica};
@@ -14,7 +13,7 @@ use crate::{Action, Replica};
 /// How long a leaving leader waits for its own removal to commit before leaving anyway.
 const LEAVE_WAIT: Duration = Duration::from_secs(5);
 
-impl<R: RngCore> Replica<R> {
+impl Replica {
     pub(crate) fn duties(&mut self, now: Instant) {
         if let Some(since) = self.leaderless_since {
             if now >= since + self.config.election.election_timeout {

@@ -8,12 +8,11 @@ use auction_proto::msg::discovery::DiscoveryMsg;
 use auction_proto::msg::log::Command;
 use auction_proto::msg::peer::{OrderingMsg, PeerBody};
 use auction_proto::{Incarnation, NodeId, Term, Timestamp};
-use rand::RngCore;
 
 use crate::replica::MAX_TRACKED_PEERS;
 use crate::{Replica, SubmitError};
 
-impl<R: RngCore> Replica<R> {
+impl Replica {
     /// A peer frame from `from` (already authenticated and replay-checked by the node).
     /// Every frame counts as a heartbeat; ordering traffic from a leader also tells the
     /// election who leads.

@@ -40,7 +40,7 @@
 //! # Call order
 //!
 //! ```text
-//! let mut r = Replica::new(me, start, durable, config, rng, now)?;
+//! let mut r = Replica::new(me, start, durable, config, seed, now)?;
 //! loop {
 //!     r.handle_wall_clock(wall, now);
 //!     feed one input (peer frame, timeout once now >= poll_timeout(), stored, submit, leave);
@@ -53,7 +53,6 @@
 //! use auction_replica::{Action, Durable, Replica, ReplicaConfig, Start};
 //! use auction_proto::{Incarnation, InstanceId, NodeId, Timestamp};
 //! use auction_proto::msg::discovery::NodeInfo;
-//! use rand::SeedableRng;
 //!
 //! let me = NodeInfo {
 //!     node: NodeId::from_bytes([1; 16]),
@@ -62,11 +61,11 @@
 //!     client_addr: "127.0.0.1:7001".parse()?,
 //! };
 //! let now = Instant::now();
-//! let rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+//! let seed = 1; // every random choice derives from it
 //! // Found a cluster at once (a real founder on an empty disk first probes for a running one).
 //! let config = ReplicaConfig { bootstrap_probe: std::time::Duration::ZERO, ..ReplicaConfig::default() };
 //! let start = Start::Bootstrap { instance: InstanceId::from_bytes([7; 16]) };
-//! let mut r = Replica::new(me, start, Durable::default(), config, rng, now)?;
+//! let mut r = Replica::new(me, start, Durable::default(), config, seed, now)?;
 //! r.handle_wall_clock(Timestamp(1_000), now);
 //! // A cluster of one: confirm every write at once; it elects itself and leads.
 //! while let Some(action) = r.poll_action() {

@@ -1,11 +1,9 @@
 //! Leader liveness composition: what the election core needs from the other cores beyond
 //! the configuration (see `docs/election.md`, "Heartbeats and pre-vote").
 
-use rand::RngCore;
-
 use crate::Replica;
 
-impl<R: RngCore> Replica<R> {
+impl Replica {
     /// A member just added holds no configuration until the leader's log or snapshot reaches
     /// it, so its election core knows no ring. It relays election messages to every peer it
     /// knows instead; the failure detector's live members are those peers (they count for no

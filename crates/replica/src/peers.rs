@@ -21,7 +21,6 @@ use std::time::{Duration, Instant};
 use auction_proto::msg::discovery::DiscoveryMsg;
 use auction_proto::msg::peer::PeerBody;
 use auction_proto::{Addressee, Incarnation, InstanceId, NodeId};
-use rand::RngCore;
 
 use crate::replica::MAX_TRACKED_PEERS;
 use crate::{Action, Replica};
@@ -90,7 +89,7 @@ fn bounded_max(map: &mut BTreeMap<NodeId, Incarnation>, node: NodeId, inc: Incar
     }
 }
 
-impl<R: RngCore> Replica<R> {
+impl Replica {
     /// The cluster instance this node founded or joined.
     pub fn instance(&self) -> Option<InstanceId> {
         self.instance

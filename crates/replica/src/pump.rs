@@ -7,7 +7,6 @@ use auction_membership::{AnnounceStatus, MembershipEvent};
 use auction_proto::Seq;
 use auction_proto::msg::log::{Command, EntryPayload, LogEntry};
 use auction_proto::msg::peer::PeerBody;
-use rand::RngCore;
 
 use crate::replica::MAX_TRACKED_PEERS;
 use crate::{Action, Replica};
@@ -15,7 +14,7 @@ use crate::{Action, Replica};
 /// Most rounds of core-to-core propagation per input (each round drains every core).
 const MAX_ROUNDS: usize = 64;
 
-impl<R: RngCore> Replica<R> {
+impl Replica {
     /// Drains every core until all are quiet, feeding outputs across; then runs the duties
     /// and drains what they caused.
     pub(crate) fn pump(&mut self, now: Instant) {

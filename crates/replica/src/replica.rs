@@ -64,10 +64,10 @@ pub struct Faults {
 /// - the election's members are the ordering configuration's members;
 /// - each core's own invariants hold; every map and queue of the replica is within its bound.
 #[derive(Debug)]
-pub struct Replica<R: RngCore> {
+pub struct Replica {
     pub(crate) me: NodeInfo,
     pub(crate) config: ReplicaConfig,
-    pub(crate) membership: Membership<R>,
+    pub(crate) membership: Membership<ChaCha8Rng>,
     pub(crate) election: Election<ChaCha8Rng>,
     pub(crate) ordering: Ordering,
     pub(crate) machine: AuctionMachine,
@@ -107,10 +107,10 @@ pub struct Replica<R: RngCore> {
     pub(crate) probing: Option<(Instant, InstanceId)>,
 }
 
-impl<R: RngCore> Replica<R> {
+impl Replica {
     /// A replica for node `me` from what it made durable (`Durable::default()` for a new
     /// node). `Start::Bootstrap` with an empty log founds a cluster of one; `Start::Join`
-    /// waits to be added by a cluster's leader. `rng` seeds every random choice.
+    /// waits to be added by a cluster's leader. `seed` seeds every random choice.
     ///
     /// # Errors
     /// Invalid membership settings, `snapshot_every == 0`, or a durable snapshot that does
@@ -120,7 +120,7 @@ impl<R: RngCore> Replica<R> {
         start: Start,
         durable: Durable,
         config: ReplicaConfig,
-        mut rng: R,
+        seed: u64,
         now: Instant,
     ) -> Result<Self, ReplicaError> {
         if config.snapshot_every == 0 {
@@ -132,6 +132,9 @@ impl<R: RngCore> Replica<R> {
         let (machine, held) = restore_machine(&persisted)?;
         let persisted = Persisted { term, ..persisted };
         let id = me.node;
+        // Every random choice (probe order, back-offs, timeouts) derives from `seed`: a
+        // simulation replays a node exactly, and the driver never names an RNG type.
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let election_rng = ChaCha8Rng::seed_from_u64(rng.next_u64());
         let membership = Membership::new(me.clone(), config.membership.clone(), rng, now)?;
         let ordering = Ordering::new(id, config.ordering.clone(), persisted, now);

@@ -11,8 +11,6 @@ use auction_proto::msg::discovery::NodeInfo;
 use auction_proto::msg::log::{ConfigChange, EntryPayload};
 use auction_proto::msg::peer::{MembershipMsg, PeerBody};
 use auction_proto::{Addressee, Incarnation, InstanceId, NodeId, Seq, Timestamp};
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 
 use crate::{Action, Durable, Replica, ReplicaConfig, Start};
 
@@ -25,7 +23,7 @@ fn info(n: u8) -> NodeInfo {
     }
 }
 
-fn drain(r: &mut Replica<ChaCha8Rng>, now: Instant) -> Vec<Action> {
+fn drain(r: &mut Replica, now: Instant) -> Vec<Action> {
     let mut out = Vec::new();
     while let Some(a) = r.poll_action() {
         if let Action::Store { id, .. } | Action::InstallSnapshot { id, .. } = &a {
@@ -45,8 +43,8 @@ fn bootstrap() -> Start {
 }
 
 /// A founder on an empty disk, past its probe.
-fn founder(now: Instant) -> (Replica<ChaCha8Rng>, Vec<Action>) {
-    let rng = ChaCha8Rng::seed_from_u64(1);
+fn founder(now: Instant) -> (Replica, Vec<Action>) {
+    let rng = 1;
     let cfg = ReplicaConfig::default();
     let probe = cfg.bootstrap_probe;
     let mut r = Replica::new(info(1), bootstrap(), Durable::default(), cfg, rng, now).unwrap();
@@ -79,7 +77,7 @@ fn bootstrap_probes_then_founds_and_leads_alone() {
 #[test]
 fn join_waits_to_be_added() {
     let now = Instant::now();
-    let rng = ChaCha8Rng::seed_from_u64(1);
+    let rng = 1;
     let cfg = ReplicaConfig::default();
     let mut r = Replica::new(info(2), Start::Join, Durable::default(), cfg, rng, now).unwrap();
     drain(&mut r, now);
@@ -94,7 +92,7 @@ fn a_snapshot_that_does_not_decode_halts_the_replica() {
     use auction_proto::msg::peer::{OrderingMsg, PeerBody};
     use auction_proto::{LogPosition, Term};
     let now = Instant::now();
-    let rng = ChaCha8Rng::seed_from_u64(1);
+    let rng = 1;
     let cfg = ReplicaConfig::default();
     let mut r = Replica::new(info(2), Start::Join, Durable::default(), cfg, rng, now).unwrap();
     drain(&mut r, now);
@@ -118,7 +116,7 @@ fn a_snapshot_that_does_not_decode_halts_the_replica() {
 #[test]
 fn bootstrap_on_an_empty_disk_refuses_to_fork_a_running_cluster() {
     let now = Instant::now();
-    let rng = ChaCha8Rng::seed_from_u64(1);
+    let rng = 1;
     let cfg = ReplicaConfig::default();
     let mut r = Replica::new(info(1), bootstrap(), Durable::default(), cfg, rng, now).unwrap();
     drain(&mut r, now);
@@ -137,7 +135,7 @@ fn bootstrap_on_an_empty_disk_refuses_to_fork_a_running_cluster() {
 #[test]
 fn bootstrap_with_its_instance_on_disk_founds_at_once() {
     let now = Instant::now();
-    let rng = ChaCha8Rng::seed_from_u64(1);
+    let rng = 1;
     let durable = Durable { instance: Some(instance(4)), ..Durable::default() };
     let cfg = ReplicaConfig::default();
     let mut r = Replica::new(info(1), bootstrap(), durable, cfg, rng, now).unwrap();
@@ -209,7 +207,7 @@ fn unaddressed_discovery_makes_a_server_known_but_never_a_member() {
 
 /// Node `n` acknowledges the leader's whole log, as a learner that caught up does; then a
 /// tick. Returns the actions.
-fn caught_up(r: &mut Replica<ChaCha8Rng>, n: u8, now: Instant) -> Vec<Action> {
+fn caught_up(r: &mut Replica, n: u8, now: Instant) -> Vec<Action> {
     use auction_proto::msg::peer::OrderingMsg;
     let stored = r.ordering.last_log().seq;
     let ack = OrderingMsg::Ack { term: r.term(), stored };

@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 use auction_proto::msg::client::{ClientError, ClientToServer};
 use auction_proto::{RequestNo, Seq};
 use auction_replica::Replica;
-use rand::RngCore;
 
 use crate::action::ConnId;
 use crate::sessions::{Effect, MAX_IN_FLIGHT, Sessions};
@@ -51,9 +50,9 @@ impl Sessions {
     /// Bytes arrived on `conn`: frames are decoded and handled in order while the connection
     /// has fewer than [`MAX_IN_FLIGHT`] unanswered requests; a bad frame is answered
     /// `BadRequest` and closes the connection.
-    pub(crate) fn intake<R: RngCore>(
+    pub(crate) fn intake(
         &mut self,
-        replica: &mut Replica<R>,
+        replica: &mut Replica,
         conn: ConnId,
         bytes: &[u8],
         now: Instant,
@@ -73,12 +72,7 @@ impl Sessions {
         self.decode(replica, conn, now)
     }
 
-    fn decode<R: RngCore>(
-        &mut self,
-        replica: &mut Replica<R>,
-        conn: ConnId,
-        now: Instant,
-    ) -> Effect {
+    fn decode(&mut self, replica: &mut Replica, conn: ConnId, now: Instant) -> Effect {
         let mut effect = Effect::None;
         loop {
             if self.closed.contains(&conn) {
@@ -116,7 +110,7 @@ impl Sessions {
     }
 
     /// Connections that were at [`MAX_IN_FLIGHT`] and no longer are: decode what they hold.
-    pub(crate) fn resume<R: RngCore>(&mut self, replica: &mut Replica<R>, now: Instant) -> Effect {
+    pub(crate) fn resume(&mut self, replica: &mut Replica, now: Instant) -> Effect {
         let mut effect = Effect::None;
         let ready: Vec<ConnId> = self
             .blocked

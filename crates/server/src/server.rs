@@ -12,7 +12,6 @@ use auction_proto::{
     Timestamp,
 };
 use auction_replica::Replica;
-use rand::RngCore;
 use tracing::{debug, info, warn};
 
 use crate::action::{Action, ConnId, Stop};
@@ -93,8 +92,8 @@ pub struct PeerStats {
 /// [`Stop`] is queued, no input changes anything. Checked after every input in debug builds
 /// with the sessions' bounds (`Sessions::check_invariants`).
 #[derive(Debug)]
-pub struct Server<R: RngCore> {
-    replica: Replica<R>,
+pub struct Server {
+    replica: Replica,
     seal: PeerSeal,
     sessions: Sessions,
     batch: Batch,
@@ -110,10 +109,10 @@ pub struct Server<R: RngCore> {
     other_instance_warned: Option<Instant>,
 }
 
-impl<R: RngCore> Server<R> {
+impl Server {
     /// A server around `replica` (built from what the disk holds), sealing peer frames with
     /// `seal`.
-    pub fn new(replica: Replica<R>, seal: PeerSeal, config: ServerConfig) -> Self {
+    pub fn new(replica: Replica, seal: PeerSeal, config: ServerConfig) -> Self {
         let sessions =
             Sessions::new(&config.admin_token, config.token_key.clone(), config.client_codec);
         Self {
@@ -134,14 +133,14 @@ impl<R: RngCore> Server<R> {
     }
 
     /// The replica (reads: state machine, role, report...).
-    pub fn replica(&self) -> &Replica<R> {
+    pub fn replica(&self) -> &Replica {
         &self.replica
     }
 
     /// The replica, to change it directly: for simulations and tests (an operator's
     /// step-down, planted faults). Call [`Server::handle_timeout`] or another input after,
     /// so its actions are drained.
-    pub fn replica_mut(&mut self) -> &mut Replica<R> {
+    pub fn replica_mut(&mut self) -> &mut Replica {
         &mut self.replica
     }
 

@@ -21,7 +21,6 @@ use auction_proto::msg::client::{
 use auction_proto::msg::log::{Command, Operation, RequestId, TokenHash};
 use auction_proto::{AuctionId, ClientCodec, ClientId, ClusterKey, RequestNo, Seq, Timestamp};
 use auction_replica::{AdminError, Replica, SubmitError};
-use rand::RngCore;
 use sha2::{Digest, Sha256};
 use tracing::debug;
 
@@ -224,9 +223,9 @@ impl Sessions {
     }
 
     /// Handles one request.
-    pub(crate) fn handle<R: RngCore>(
+    pub(crate) fn handle(
         &mut self,
-        replica: &mut Replica<R>,
+        replica: &mut Replica,
         conn: ConnId,
         req: Request,
         now: Instant,
@@ -262,9 +261,9 @@ impl Sessions {
         Effect::None
     }
 
-    fn handle_in_session<R: RngCore>(
+    fn handle_in_session(
         &mut self,
-        replica: &mut Replica<R>,
+        replica: &mut Replica,
         conn: ConnId,
         id: RequestId,
         body: RequestBody,
@@ -314,9 +313,9 @@ impl Sessions {
         Effect::None
     }
 
-    fn read<R: RngCore>(
+    fn read(
         &mut self,
-        replica: &Replica<R>,
+        replica: &Replica,
         conn: ConnId,
         body: RequestBody,
     ) -> Result<Reply, ClientError> {
@@ -360,9 +359,9 @@ impl Sessions {
         }
     }
 
-    fn admin<R: RngCore>(
+    fn admin(
         &mut self,
-        replica: &mut Replica<R>,
+        replica: &mut Replica,
         conn: ConnId,
         no: RequestNo,
         token: &str,
@@ -407,9 +406,9 @@ impl Sessions {
         effect
     }
 
-    fn submit<R: RngCore>(
+    fn submit(
         &mut self,
-        replica: &mut Replica<R>,
+        replica: &mut Replica,
         conn: ConnId,
         id: RequestId,
         op: Operation,

@@ -16,8 +16,6 @@ use auction_proto::{
     InstanceId, Keyring, NodeId, PeerCodec, PeerSeal, RequestNo, Seq, Term, Timestamp,
 };
 use auction_replica::{Durable, Replica, ReplicaConfig, Start};
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 
 use crate::batch::{Batch, Sealed};
 use crate::{
@@ -43,7 +41,7 @@ fn client_addr() -> SocketAddr {
 
 /// A test server: the core and whether durable writes are confirmed at once.
 struct T {
-    s: Server<ChaCha8Rng>,
+    s: Server,
     now: Instant,
     confirm: bool,
     held: Vec<auction_ordering::StoreId>,
@@ -65,7 +63,7 @@ impl T {
         };
         let config = ReplicaConfig { bootstrap_probe: Duration::ZERO, ..ReplicaConfig::default() };
         let start = Start::Bootstrap { instance: InstanceId::from_bytes([3; 16]) };
-        let rng = ChaCha8Rng::seed_from_u64(1);
+        let rng = 1;
         let replica = Replica::new(me, start, Durable::default(), config, rng, now)
             .unwrap_or_else(|e| panic!("{e}"));
         let seal = PeerSeal::new(peer_codec(), ME, Incarnation(1), None);

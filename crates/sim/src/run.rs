@@ -151,7 +151,7 @@ impl Sim {
             peer_addr: addr(i),
             client_addr: SocketAddr::from(([10, 0, 0, 1 + i as u8], 7001)),
         };
-        let rng = ChaCha8Rng::seed_from_u64(self.rng.random());
+        let rng: u64 = self.rng.random();
         let now = self.net.now();
         let Ok(mut replica) = Replica::new(me, start, disk.durable(), sim_config(), rng, now)
         else {

@@ -15,7 +15,6 @@ use auction_proto::{
 use auction_replica::Replica;
 use auction_server::{Action, ConnId, Server, ServerConfig, Stop};
 use auction_testkit::{Dest, Outgoing, SimNode};
-use rand_chacha::ChaCha8Rng;
 
 use crate::adversary::{AttackStats, Injected};
 use crate::disk::{Disk, Write};
@@ -72,7 +71,7 @@ const OPERATOR: ClientId = ClientId::from_bytes([0x0A; 16]);
 /// outside.
 #[derive(Debug)]
 pub struct SimServer {
-    pub(crate) server: Server<ChaCha8Rng>,
+    pub(crate) server: Server,
     /// Reads frame headers of what the server sends (the simulation's bookkeeping).
     codec: PeerCodec,
     /// Where `Discover` goes: the simulated network turns it into a broadcast.
@@ -123,7 +122,7 @@ const EPOCH_MS: u64 = 1_700_000_000_000;
 
 impl SimServer {
     pub(crate) fn new(
-        server: Server<ChaCha8Rng>,
+        server: Server,
         broadcast: SocketAddr,
         disk: Disk,
         boot: u64,
@@ -163,7 +162,7 @@ impl SimServer {
     }
 
     /// The replica inside the server core.
-    pub(crate) fn replica(&self) -> &Replica<ChaCha8Rng> {
+    pub(crate) fn replica(&self) -> &Replica {
         self.server.replica()
     }
 
